@@ -95,7 +95,7 @@ def env_var_table() -> list[tuple[str, str, str]]:
     rows = []
     for name, field in Settings.model_fields.items():
         default = field.default
-        if isinstance(default, Path):
-            default = default.relative_to(REPO_ROOT) if default.is_relative_to(REPO_ROOT) else default
+        if isinstance(default, Path) and default.is_relative_to(REPO_ROOT):
+            default = default.relative_to(REPO_ROOT)
         rows.append((f"METERWATCH_{name.upper()}", str(default), field.description or ""))
     return rows

@@ -1,0 +1,369 @@
+"""The streaming worker's core, independent of Faust: per-partition engines, sinks,
+checkpoints, recovery and offset commits.
+
+Design (README "Streaming: state and recovery"):
+
+- Each input partition has its own :class:`stream.engine.Engine`. Kafka partitions are the
+  unit of state: the engine of partition ``p`` only ever sees readings of partition ``p``.
+- A micro-batch of messages is decoded, run through the partition's engine, and its outputs
+  are handed to the sinks: Kafka (``theft.events`` + DLQ), Redis, Alertmanager. Sinks retry
+  until they succeed, so a batch is finished only when every output was accepted.
+- Every ``snapshot_interval_seconds`` (wall clock) and when a partition is revoked or the
+  worker stops, the partition's engine snapshot is written to a compacted changelog topic
+  together with ``next_offset``: the first input offset the snapshot does *not* cover.
+  Only then is ``next_offset`` committed to the consumer group. Committed offset and
+  snapshot therefore always agree (or the snapshot is ahead, see below).
+- On (re)assignment the first batch of a partition restores its snapshot. The consumer
+  resumes at the committed offset; messages below the snapshot's ``next_offset`` (possible
+  when a crash fell between the snapshot write and the commit) are skipped.
+- Outputs produced again after a crash (the readings between the last snapshot and the
+  crash are processed a second time by the same deterministic engine) carry the same
+  (event_id, version), and the Redis sink writes each (event_id, version) once: no alert
+  is lost and none is duplicated in ``mw:alerts``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+from stream.metrics import StreamMetrics
+from stream.sinks.alertmanager import AlertmanagerSink
+from stream.sinks.events import event_to_dict
+from stream.sinks.kafka_sink import KafkaOutputSink
+from stream.sinks.redis_sink import RedisSink, WindowRow
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_MAGIC = b"MWS1"
+
+
+@dataclass(frozen=True, slots=True)
+class InputMessage:
+    """One consumed Kafka record, as the worker needs it."""
+
+    partition: int
+    offset: int
+    value: bytes
+    timestamp_s: float | None = None  # Kafka record time (publisher's wall clock), seconds
+
+
+class SnapshotStore(Protocol):
+    async def load(self, partition: int) -> bytes | None: ...
+
+    async def save(self, partition: int, blob: bytes) -> None: ...
+
+
+Commit = Callable[[int, int], Awaitable[None]]  # (partition, next_offset)
+
+
+@dataclass
+class Sinks:
+    kafka: KafkaOutputSink
+    redis: RedisSink
+    alertmanager: AlertmanagerSink
+
+
+@dataclass
+class PartitionState:
+    engine: Any
+    next_offset: int | None
+    last_snapshot_at: float
+    newest_ts_ms: int = 0
+    processed_since_snapshot: int = 0
+    open_event_ids: set[str] = field(default_factory=set)
+
+
+def encode_snapshot(header: dict[str, Any], engine_blob: bytes) -> bytes:
+    head = orjson.dumps(header)
+    return SNAPSHOT_MAGIC + struct.pack(">I", len(head)) + head + engine_blob
+
+
+def decode_snapshot(blob: bytes) -> tuple[dict[str, Any], bytes]:
+    if blob[:4] != SNAPSHOT_MAGIC:
+        raise ValueError("not a meterwatch partition snapshot")
+    (length,) = struct.unpack(">I", blob[4:8])
+    header: dict[str, Any] = orjson.loads(blob[8 : 8 + length])
+    return header, blob[8 + length :]
+
+
+def message_form(value: bytes) -> str:
+    return "batch" if b'"readings"' in value else "single"
+
+
+def window_rows(out: Any) -> list[WindowRow]:
+    """Per-window drill-down rows, when the engine exposes per-window meter ids."""
+    meters = getattr(out, "window_meter_id", None)
+    if meters is None or len(meters) == 0:
+        return []
+    ends = np.asarray(out.window_end_ms)
+    gateways = getattr(out, "window_gateway_id", None)
+    means: dict[str, Any] = getattr(out, "window_means", None) or {}
+    scores: dict[str, Any] = out.scores or {}
+    rows = []
+    for k, meter in enumerate(meters):
+        rows.append(
+            WindowRow(
+                meter_id=str(meter),
+                gateway_id=str(gateways[k]) if gateways is not None and gateways[k] else "",
+                end_ms=int(ends[k]),
+                scores={name: float(values[k]) for name, values in scores.items()},
+                means={name: float(values[k]) for name, values in means.items()},
+            )
+        )
+    return rows
+
+
+class StreamWorker:
+    """Processes micro-batches of consumed messages for the partitions this worker owns."""
+
+    def __init__(
+        self,
+        settings: Any,
+        *,
+        new_engine: Callable[[], Any],
+        restore_engine: Callable[[bytes], Any],
+        decode: Callable[[bytes, int | None], tuple[Any, list[Any]]],
+        concat: Callable[[list[Any]], Any],
+        sinks: Sinks,
+        snapshots: SnapshotStore,
+        commit: Commit,
+        metrics: StreamMetrics,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        write_windows: bool = True,
+    ) -> None:
+        self.settings = settings
+        self._new_engine = new_engine
+        self._restore_engine = restore_engine
+        self._decode = decode
+        self._concat = concat
+        self.sinks = sinks
+        self._snapshots = snapshots
+        self._commit = commit
+        self.metrics = metrics
+        self._monotonic = monotonic
+        self._wall = wall
+        self._write_windows = write_windows
+        self.partitions: dict[int, PartitionState] = {}
+        self._lock = asyncio.Lock()
+        self._revoked: set[int] = set()
+
+    # --- the micro-batch path ----------------------------------------------------
+    async def process(self, messages: Sequence[InputMessage]) -> None:
+        """Decode, score and deliver one micro-batch; checkpoint partitions that are due."""
+        if not messages:
+            return
+        started = self._monotonic()
+        by_partition: dict[int, list[InputMessage]] = {}
+        for message in messages:
+            by_partition.setdefault(message.partition, []).append(message)
+        async with self._lock:
+            for partition, batch in sorted(by_partition.items()):
+                self._revoked.discard(partition)
+                await self._process_partition(partition, batch)
+            self._update_gauges()
+            for partition in list(self.partitions):
+                if self._snapshot_due(partition):
+                    await self._checkpoint(partition)
+        self.metrics.batch_seconds.observe(self._monotonic() - started)
+
+    async def _process_partition(self, partition: int, messages: list[InputMessage]) -> None:
+        state = self.partitions.get(partition)
+        if state is None:
+            state = await self._restore(partition)
+            self.partitions[partition] = state
+        if state.next_offset is not None:
+            messages = [m for m in messages if m.offset >= state.next_offset]
+            if not messages:
+                return
+        batches = []
+        rejections: list[Any] = []
+        clock_ms = int(self._wall() * 1000)
+        newest = max(clock_ms, state.newest_ts_ms)
+        for message in messages:
+            self.metrics.count_message(message_form(message.value))
+            batch, rejected = self._decode(message.value, newest)
+            rejections.extend(rejected)
+            if len(batch):
+                batches.append(batch)
+        out = None
+        if batches:
+            readings = self._concat(batches)
+            state.newest_ts_ms = max(state.newest_ts_ms, int(np.max(readings.ts_ms)))
+            out = state.engine.process(readings)
+            rejections.extend(out.rejected)
+        stamps = [m.timestamp_s for m in messages if m.timestamp_s is not None]
+        oldest_publish_s = min(stamps) if stamps else None
+        await self._deliver(partition, state, out, rejections, oldest_publish_s)
+        state.next_offset = messages[-1].offset + 1
+        state.processed_since_snapshot += len(messages)
+
+    async def _deliver(
+        self,
+        partition: int,
+        state: PartitionState,
+        out: Any,
+        rejections: list[Any],
+        oldest_publish_s: float | None,
+    ) -> None:
+        updates = [event_to_dict(e) for e in out.event_updates] if out is not None else []
+        alerts = [event_to_dict(e) for e in out.alerts] if out is not None else []
+        alert_keys = {(str(a["event_id"]), int(a["version"])) for a in alerts}
+        # An alert the engine did not also list as an update still has to reach Redis.
+        known = {(str(u["event_id"]), int(u["version"])) for u in updates}
+        updates += [a for a in alerts if (str(a["event_id"]), int(a["version"])) not in known]
+
+        await self.sinks.kafka.publish(updates, rejections)
+        self.metrics.count_rejections(rejections)
+        if out is not None:
+            self.metrics.observe_engine_output(out)
+            if oldest_publish_s is not None and out.windows_scored:
+                lag = self._wall() - oldest_publish_s
+                self.metrics.observe_scoring_latency(lag, int(out.windows_scored))
+        written = await self.sinks.redis.write_events(updates, alert_keys)
+        if written and oldest_publish_s is not None:
+            lag = self._wall() - oldest_publish_s
+            for _ in written:
+                self.metrics.observe_alert_latency(lag)
+        self.metrics.count_alerts(written)
+        if alerts:
+            await self.sinks.alertmanager.send(alerts, partition)
+        for update in updates:
+            if update.get("status") == "closed":
+                state.open_event_ids.discard(str(update["event_id"]))
+            else:
+                state.open_event_ids.add(str(update["event_id"]))
+        if self._write_windows and out is not None:
+            await self.sinks.redis.write_windows(window_rows(out))
+
+    def _update_gauges(self) -> None:
+        engines = [s.engine for s in self.partitions.values()]
+        self.metrics.state_bytes.set(sum(int(e.state_bytes()) for e in engines))
+        self.metrics.meters_tracked.set(sum(int(e.meters_tracked) for e in engines))
+        self.metrics.open_events.set(sum(len(s.open_event_ids) for s in self.partitions.values()))
+        for name in ("meters_reporting", "gateways_seen", "gateways_silent"):
+            values = [getattr(e, name, None) for e in engines]
+            known = [int(v() if callable(v) else v) for v in values if v is not None]
+            if known:
+                getattr(self.metrics, name).set(sum(known))
+
+    # --- checkpoints -------------------------------------------------------------
+    def _snapshot_due(self, partition: int) -> bool:
+        state = self.partitions[partition]
+        if state.processed_since_snapshot == 0:
+            return False
+        elapsed = self._monotonic() - state.last_snapshot_at
+        return bool(elapsed >= float(self.settings.snapshot_interval_seconds))
+
+    async def _checkpoint(self, partition: int) -> None:
+        state = self.partitions[partition]
+        if state.next_offset is None or partition in self._revoked:
+            return
+        header = {
+            "partition": partition,
+            "next_offset": state.next_offset,
+            "newest_ts_ms": state.newest_ts_ms,
+            "open_event_ids": sorted(state.open_event_ids),
+            "open_alerts": self.sinks.alertmanager.export_partition(partition),
+            "saved_at": datetime.fromtimestamp(self._wall(), tz=UTC).isoformat(),
+        }
+        blob = encode_snapshot(header, state.engine.snapshot())
+        await self._snapshots.save(partition, blob)
+        # The commit follows the snapshot, never precedes it: see the module docstring.
+        await self._commit(partition, state.next_offset)
+        state.last_snapshot_at = self._monotonic()
+        state.processed_since_snapshot = 0
+        log.info(
+            "partition %d checkpointed at offset %d (%d bytes)",
+            partition,
+            state.next_offset,
+            len(blob),
+        )
+
+    async def checkpoint_due(self) -> None:
+        """Checkpoint partitions whose interval has passed (called by a timer when idle)."""
+        async with self._lock:
+            for partition in list(self.partitions):
+                if self._snapshot_due(partition):
+                    await self._checkpoint(partition)
+
+    async def checkpoint_all(self) -> None:
+        async with self._lock:
+            for partition in list(self.partitions):
+                if self.partitions[partition].processed_since_snapshot:
+                    await self._checkpoint(partition)
+
+    async def _restore(self, partition: int) -> PartitionState:
+        blob = await self._snapshots.load(partition)
+        now = self._monotonic()
+        if blob is None:
+            log.info("partition %d: no snapshot, starting with a fresh engine", partition)
+            return PartitionState(self._new_engine(), None, now)
+        header, engine_blob = decode_snapshot(blob)
+        engine = self._restore_engine(engine_blob)
+        self.sinks.alertmanager.import_partition(partition, header.get("open_alerts", []))
+        log.info(
+            "partition %d: restored snapshot at offset %d (%d meters)",
+            partition,
+            header["next_offset"],
+            int(engine.meters_tracked),
+        )
+        return PartitionState(
+            engine,
+            int(header["next_offset"]),
+            now,
+            newest_ts_ms=int(header.get("newest_ts_ms", 0)),
+            open_event_ids=set(header.get("open_event_ids", [])),
+        )
+
+    # --- rebalance ---------------------------------------------------------------
+    async def revoke(self, partitions: set[int], *, timeout_s: float = 10.0) -> None:
+        """Drop revoked partitions' state, checkpointing first when no batch is in flight.
+
+        Dropping without a checkpoint is also correct (the next owner replays from the last
+        snapshot and sinks deduplicate); the checkpoint only shortens that replay.
+        """
+        mine = partitions & set(self.partitions)
+        if not mine:
+            return
+        try:
+            await asyncio.wait_for(self._lock.acquire(), timeout=timeout_s)
+        except TimeoutError:
+            log.warning("revoke: a batch is still in flight; dropping without checkpoint")
+            self._drop(mine)
+            return
+        try:
+            for partition in mine:
+                if self.partitions[partition].processed_since_snapshot:
+                    try:
+                        await asyncio.wait_for(self._checkpoint(partition), timeout=timeout_s)
+                    except (TimeoutError, Exception) as exc:  # noqa: BLE001 - best effort
+                        log.warning("revoke: checkpoint of %d failed: %r", partition, exc)
+            self._drop(mine)
+        finally:
+            self._lock.release()
+
+    def _drop(self, partitions: set[int]) -> None:
+        self._revoked |= partitions
+        for partition in partitions:
+            self.partitions.pop(partition, None)
+            self.sinks.alertmanager.drop_partition(partition)
+            try:
+                self.metrics.consumer_lag.remove(str(partition))
+            except KeyError:
+                pass  # no lag reported yet for this partition
+
+    def set_lag(self, lags: dict[int, int]) -> None:
+        for partition, lag in lags.items():
+            if partition in self.partitions:
+                self.metrics.consumer_lag.labels(partition=str(partition)).set(max(lag, 0))

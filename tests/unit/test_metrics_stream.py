@@ -1,0 +1,85 @@
+"""Streaming metrics on their own registry: names of contract section 6, bounded labels."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
+
+from stream.codecs import Rejection
+from stream.metrics import StreamMetrics, top_cue_id
+
+CONTRACT_METRICS = {
+    "meterwatch_readings", "meterwatch_messages", "meterwatch_rejected",
+    "meterwatch_duplicates", "meterwatch_windows_scored", "meterwatch_comms_gap_windows",
+    "meterwatch_window_score", "meterwatch_open_events", "meterwatch_alerts",
+    "meterwatch_est_unbilled_kwh", "meterwatch_scoring_latency_seconds",
+    "meterwatch_alert_latency_seconds", "meterwatch_consumer_lag_messages",
+    "meterwatch_state_bytes", "meterwatch_meters_tracked", "meterwatch_meters_reporting",
+    "meterwatch_gateways_seen", "meterwatch_gateways_silent", "meterwatch_sink_retries",
+    "meterwatch_batch_seconds", "meterwatch_model", "meterwatch_model_artifact_loaded",
+}  # fmt: skip
+BOUNDED_LABELS = {"form", "reason", "detector", "severity", "cue", "partition", "sink",
+                  "model_version", "le"}  # fmt: skip
+
+
+def test_every_contract_metric_is_registered_on_the_given_registry() -> None:
+    registry = CollectorRegistry()
+    StreamMetrics(registry)
+    names = {family.name for family in registry.collect()}
+    assert names == CONTRACT_METRICS
+    assert {f.name for f in CollectorRegistry().collect()} == set()
+
+
+def test_engine_output_counts_and_scores() -> None:
+    registry = CollectorRegistry()
+    metrics = StreamMetrics(registry)
+    out = SimpleNamespace(
+        readings_accepted=10, duplicates=2, windows_scored=3, comms_gap_windows=1,
+        scores={"hybrid": np.array([10.0, 55.0, np.nan]), "other": np.array([1.0])},
+    )  # fmt: skip
+    metrics.observe_engine_output(out)
+    metrics.count_rejections([Rejection("bad_type", "x", None)] * 2)
+    get = registry.get_sample_value
+    assert get("meterwatch_readings_total") == 10
+    assert get("meterwatch_duplicates_total") == 2
+    assert get("meterwatch_windows_scored_total") == 3
+    assert get("meterwatch_comms_gap_windows_total") == 1
+    assert get("meterwatch_window_score_count", {"detector": "hybrid"}) == 2  # NaN skipped
+    assert get("meterwatch_window_score_bucket", {"detector": "hybrid", "le": "10.0"}) == 1
+    assert get("meterwatch_rejected_total", {"reason": "bad_type"}) == 2
+
+
+def test_alerts_by_severity_and_top_cue_skip_resolves() -> None:
+    registry = CollectorRegistry()
+    metrics = StreamMetrics(registry)
+    cue = [{"id": "bypass_zero", "evidence": {}}, {"id": "pf_abnormal", "evidence": {}}]
+    metrics.count_alerts([
+        {"status": "open", "severity": "critical", "cues": cue, "est_unbilled_kwh": 4.0},
+        {"status": "closed", "severity": "critical", "cues": cue, "est_unbilled_kwh": 4.0},
+        {"status": "open", "severity": "low", "cues": [], "est_unbilled_kwh": 0.0},
+    ])  # fmt: skip
+    get = registry.get_sample_value
+    assert get("meterwatch_alerts_total", {"severity": "critical", "cue": "bypass_zero"}) == 1
+    assert get("meterwatch_alerts_total", {"severity": "low", "cue": "none"}) == 1
+    assert get("meterwatch_est_unbilled_kwh_total", {"severity": "critical"}) == 4.0
+    assert top_cue_id(SimpleNamespace(cues=[SimpleNamespace(id="reverse_flow")])) == "reverse_flow"
+
+
+def test_model_info_and_label_names_stay_bounded() -> None:
+    registry = CollectorRegistry()
+    metrics = StreamMetrics(registry)
+    metrics.set_model_versions({"ae": "ae-v1", "hst": "river-0.26"}, artifact_loaded=True)
+    metrics.consumer_lag.labels(partition="3").set(12)
+    metrics.observe_scoring_latency(0.3, windows=5)
+    metrics.observe_alert_latency(-1.0)  # clock skew never gives a negative latency
+    get = registry.get_sample_value
+    assert get("meterwatch_model_info", {"detector": "ae", "model_version": "ae-v1"}) == 1
+    assert get("meterwatch_model_artifact_loaded") == 1
+    assert get("meterwatch_scoring_latency_seconds_count") == 5
+    assert get("meterwatch_alert_latency_seconds_bucket", {"le": "0.05"}) == 1
+    for family in registry.collect():
+        for sample in family.samples:
+            assert set(sample.labels) <= BOUNDED_LABELS, sample
+    assert b"meter_id" not in generate_latest(registry)

@@ -1,0 +1,396 @@
+"""The frozen autoencoder: model, deterministic training, artifact, batched inference.
+
+A small MLP (F -> 16 -> 6 -> 16 -> F, tanh) learns to reconstruct standardised window
+features of NORMAL traffic. A window it reconstructs badly is unlike normal traffic; the
+per-feature squared error says which features are unusual (``top_features``).
+
+The artifact is one file written with ``torch.save`` holding only tensors and plain
+Python types (str, int, float, list, dict), loaded with ``torch.load(weights_only=True)``
+so loading never runs pickled code. Why not safetensors or npz: the project already
+ships torch, this needs no extra dependency, and ``weights_only`` gives the same "data
+only" guarantee for a file that also carries nested metadata (feature list, calibration,
+training recipe). Its ``content_hash`` is a SHA-256 over a canonical form of the content
+(tensor dtype, shape and bytes; everything else as sorted JSON), so it does not depend on
+the zip container's layout; loading recomputes and checks it.
+
+Training is reproducible: fixed seed, one CPU thread, deterministic algorithms, a seeded
+shuffling generator, a hold-out split derived from hashes of meter ids. Two runs on the
+same data and arguments give the same content hash on the same platform (BLAS kernels of
+another CPU family may differ in the last bits).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors.base import FloatMatrix, FloatVector
+from detectors.calibration import FrozenTailCalibrator
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_FORMAT = "meterwatch.autoencoder.v1"
+HIDDEN_SIZES = (16, 6)
+STD_FLOOR = 0.01
+"""Smallest scale of a standardised feature, in the feature's own (baseline-normalised)
+units: a feature constant on all normal windows (e.g. negative-power share) would
+otherwise turn any tiny deviation into an infinite error."""
+Z_CLIP = 50.0
+"""Standardised inputs are clipped to +-Z_CLIP so one absurd value cannot overflow."""
+LOG_ERROR_FLOOR = 1e-9
+
+
+class ArtifactError(Exception):
+    """The artifact is missing, unreadable, corrupt or of an unknown format."""
+
+
+class ArtifactFeatureMismatch(ValueError):
+    """The artifact was trained on a different feature list than the engine computes."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    seed: int = 0
+    epochs: int = 60
+    batch_size: int = 256
+    learning_rate: float = 3e-3
+    holdout_share: float = 0.2
+    hidden: tuple[int, ...] = HIDDEN_SIZES
+
+
+# --- canonical content hash --------------------------------------------------------------
+
+
+def _canonical(value: Any) -> Any:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        data = value.detach().cpu().contiguous().numpy().tobytes()
+        return {
+            "__tensor__": str(value.dtype),
+            "shape": list(value.shape),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
+def content_hash(payload: Mapping[str, Any]) -> str:
+    """SHA-256 of the artifact content, excluding the ``content_hash`` field itself."""
+    body = {k: v for k, v in payload.items() if k != "content_hash"}
+    text = json.dumps(_canonical(body), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --- model -------------------------------------------------------------------------------
+
+
+def build_model(n_features: int, hidden: Sequence[int] = HIDDEN_SIZES) -> torch.nn.Sequential:
+    """Symmetric tanh MLP: F -> h1 -> ... -> bottleneck -> ... -> h1 -> F."""
+    import torch
+
+    sizes = [n_features, *hidden, *reversed(list(hidden)[:-1]), n_features]
+    layers: list[torch.nn.Module] = []
+    for index, (size_in, size_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(torch.nn.Linear(size_in, size_out))
+        if index < len(sizes) - 2:
+            layers.append(torch.nn.Tanh())
+    return torch.nn.Sequential(*layers)
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+@contextmanager
+def _deterministic_torch(seed: int) -> Iterator[None]:
+    """One thread, deterministic kernels, seeded; restores the global settings after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+        torch.set_num_threads(threads)
+
+
+def _standardise(X: FloatMatrix, mean: FloatVector, scale: FloatVector) -> FloatMatrix:
+    z = (np.asarray(X, dtype=np.float64) - mean) / scale
+    z = np.where(np.isfinite(z), z, np.where(np.isnan(z), 0.0, np.sign(z) * Z_CLIP))
+    return np.clip(z, -Z_CLIP, Z_CLIP)
+
+
+def holdout_mask(
+    n_rows: int, groups: Sequence[str] | None, share: float, seed: int
+) -> npt.NDArray[np.bool_]:
+    """Rows held out for calibration: whole meters when ``groups`` (meter ids) is given,
+    so calibration sees meters the model never trained on; a seeded draw otherwise."""
+    if not 0.0 < share < 1.0:
+        raise ValueError("holdout_share must be in (0, 1)")
+    if groups is None:
+        draw = np.random.default_rng(seed).random(n_rows)
+        return np.asarray(draw < share)
+    if len(groups) != n_rows:
+        raise ValueError("groups must have one entry per row")
+    unique = sorted(set(groups))
+    held = {
+        g
+        for g in unique
+        if int(hashlib.sha256(f"{seed}:{g}".encode()).hexdigest()[:8], 16) / 2**32 < share
+    }
+    if not held or len(held) == len(unique):
+        # too few meters to split by meter: fall back to a seeded row draw
+        return holdout_mask(n_rows, None, share, seed)
+    return np.array([g in held for g in groups], dtype=np.bool_)
+
+
+def train_autoencoder(
+    X: FloatMatrix,
+    feature_names: Sequence[str],
+    config: TrainingConfig,
+    *,
+    groups: Sequence[str] | None = None,
+    recipe: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train on normal windows and return the artifact payload (with its content hash)."""
+    import torch
+
+    names = list(feature_names)
+    matrix = np.asarray(X, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[1] != len(names):
+        raise ValueError(f"expected a (N, {len(names)}) matrix, got shape {matrix.shape}")
+    held = holdout_mask(matrix.shape[0], groups, config.holdout_share, config.seed)
+    train, holdout = matrix[~held], matrix[held]
+    if train.shape[0] < 50 or holdout.shape[0] < 20:
+        raise ValueError(
+            f"too few normal windows: {train.shape[0]} to train (>= 50), "
+            f"{holdout.shape[0]} to calibrate (>= 20)"
+        )
+    mean = np.nanmean(train, axis=0)
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    scale = np.maximum(np.nan_to_num(np.nanstd(train, axis=0), nan=0.0), STD_FLOOR)
+    with _deterministic_torch(config.seed):
+        model = build_model(len(names), config.hidden)
+        inputs = torch.from_numpy(_standardise(train, mean, scale).astype(np.float32))
+        optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        shuffle = torch.Generator().manual_seed(config.seed)
+        loss_value = math.nan
+        model.train()
+        for _ in range(config.epochs):
+            order = torch.randperm(inputs.shape[0], generator=shuffle)
+            total, count = 0.0, 0
+            for start in range(0, inputs.shape[0], config.batch_size):
+                batch = inputs[order[start : start + config.batch_size]]
+                optimiser.zero_grad()
+                loss = torch.mean((model(batch) - batch) ** 2)
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimiser.step()
+                total += float(loss.detach()) * batch.shape[0]
+                count += batch.shape[0]
+            loss_value = total / count
+        model.eval()
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    detector = AutoencoderDetector._from_parts(names, config.hidden, state, mean, scale, None)
+    holdout_raw = detector.score_many(holdout)
+    calibration = FrozenTailCalibrator.fit(np.log10(holdout_raw + LOG_ERROR_FLOOR))
+    payload: dict[str, Any] = {
+        "format": ARTIFACT_FORMAT,
+        "feature_names": names,
+        "hidden": list(config.hidden),
+        "state_dict": state,
+        "scaler_mean": torch.from_numpy(mean.astype(np.float64)),
+        "scaler_scale": torch.from_numpy(scale.astype(np.float64)),
+        "calibration": {"space": "log10_mse", **calibration.to_dict()},
+        "training": {
+            "seed": config.seed,
+            "epochs": config.epochs,
+            "batch_size": config.batch_size,
+            "learning_rate": config.learning_rate,
+            "holdout_share": config.holdout_share,
+            "n_train_windows": int(train.shape[0]),
+            "n_holdout_windows": int(holdout.shape[0]),
+            "final_train_mse": float(loss_value),
+            "holdout_median_mse": float(np.median(holdout_raw)),
+            "parameters": parameter_count(model),
+            "torch_version": str(torch.__version__).split("+")[0],
+        },
+        "recipe": dict(recipe or {}),
+    }
+    payload["content_hash"] = content_hash(payload)
+    return payload
+
+
+# --- artifact I/O -----------------------------------------------------------------------
+
+
+def save_artifact(payload: Mapping[str, Any], path: Path) -> None:
+    """Write atomically (temp file then rename) so a crash never leaves half a file.
+    The bytes depend only on the content, not on the file name."""
+    import torch
+
+    if payload.get("content_hash") != content_hash(payload):
+        raise ValueError("payload content_hash does not match its content")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # through a buffer: torch names the zip's inner folder after the file otherwise, and
+    # the same content would give different bytes under different file names
+    buffer = io.BytesIO()
+    torch.save(dict(payload), buffer)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(buffer.getvalue())
+    partial.replace(path)
+
+
+def load_artifact(path: Path) -> dict[str, Any]:
+    """Read and verify an artifact; raises :class:`ArtifactError` with the reason."""
+    import torch
+
+    if not path.is_file():
+        raise ArtifactError(f"no autoencoder artifact at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable file is one failure mode for the caller
+        raise ArtifactError(f"unreadable autoencoder artifact {path}: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != ARTIFACT_FORMAT:
+        raise ArtifactError(f"{path} is not a {ARTIFACT_FORMAT} artifact")
+    expected = payload.get("content_hash")
+    actual = content_hash(payload)
+    if expected != actual:
+        raise ArtifactError(f"{path} content hash {actual[:12]} != recorded {str(expected)[:12]}")
+    return payload
+
+
+# --- inference ------------------------------------------------------------------------------
+
+
+class AutoencoderDetector:
+    """Frozen autoencoder as a :class:`WindowDetector`.
+
+    ``score_many`` is the raw score: mean squared reconstruction error of the
+    standardised features (high = unlike normal traffic). ``calibrated`` maps it to 0-100
+    with the calibration stored in the artifact. ``learn_one``/``learn_many`` do nothing:
+    the model is frozen (it changes only by training a new artifact).
+    """
+
+    def __init__(self, payload: Mapping[str, Any]) -> None:
+        try:
+            names = [str(n) for n in payload["feature_names"]]
+            hidden = tuple(int(h) for h in payload["hidden"])
+            state = dict(payload["state_dict"])
+            mean = payload["scaler_mean"].numpy().astype(np.float64)
+            scale = payload["scaler_scale"].numpy().astype(np.float64)
+            calibration = FrozenTailCalibrator.from_dict(dict(payload["calibration"]))
+            digest = str(payload["content_hash"])
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ArtifactError(f"artifact content malformed: {exc}") from exc
+        self._init(names, hidden, state, mean, scale, calibration, digest)
+
+    @classmethod
+    def _from_parts(
+        cls,
+        names: Sequence[str],
+        hidden: Sequence[int],
+        state: Mapping[str, Any],
+        mean: FloatVector,
+        scale: FloatVector,
+        calibration: FrozenTailCalibrator | None,
+    ) -> AutoencoderDetector:
+        detector = cls.__new__(cls)
+        detector._init(list(names), tuple(hidden), dict(state), mean, scale, calibration, "")
+        return detector
+
+    def _init(
+        self,
+        names: list[str],
+        hidden: tuple[int, ...],
+        state: dict[str, Any],
+        mean: FloatVector,
+        scale: FloatVector,
+        calibration: FrozenTailCalibrator | None,
+        digest: str,
+    ) -> None:
+        self.feature_names = tuple(names)
+        if mean.shape != (len(names),) or scale.shape != (len(names),) or np.any(scale <= 0):
+            raise ArtifactError("artifact scaler does not match its feature list")
+        self._mean, self._scale = mean, scale
+        self.calibration = calibration
+        self.content_hash = digest
+        self.model = build_model(len(names), hidden)
+        try:
+            self.model.load_state_dict(state)
+        except (RuntimeError, KeyError) as exc:
+            raise ArtifactError(f"artifact weights do not fit the model: {exc}") from exc
+        self.model.eval()
+
+    @classmethod
+    def load(cls, path: Path) -> AutoencoderDetector:
+        return cls(load_artifact(path))
+
+    def check_features(self, feature_names: Sequence[str]) -> None:
+        if tuple(feature_names) != self.feature_names:
+            missing = sorted(set(feature_names) - set(self.feature_names))
+            extra = sorted(set(self.feature_names) - set(feature_names))
+            raise ArtifactFeatureMismatch(
+                "autoencoder artifact was trained on a different feature list "
+                f"(engine-only: {missing}, artifact-only: {extra}, order differs: "
+                f"{not missing and not extra}); retrain with `meterwatch train-ae`"
+            )
+
+    def reconstruction_errors(self, X: FloatMatrix) -> FloatMatrix:
+        """Per-feature squared error in standardised units, shape (K, F); one batch."""
+        import torch
+
+        matrix = np.asarray(X, dtype=np.float64)
+        if matrix.ndim != 2 or matrix.shape[1] != len(self.feature_names):
+            raise ValueError(
+                f"expected a (K, {len(self.feature_names)}) matrix, got shape {matrix.shape}"
+            )
+        z = _standardise(matrix, self._mean, self._scale)
+        if z.shape[0] == 0:
+            return np.zeros_like(z)
+        with torch.inference_mode():
+            recon = self.model(torch.from_numpy(z.astype(np.float32))).numpy()
+        return np.asarray((z - recon.astype(np.float64)) ** 2, dtype=np.float64)
+
+    def score_many(self, X: FloatMatrix) -> FloatVector:
+        return np.asarray(self.reconstruction_errors(X).mean(axis=1), dtype=np.float64)
+
+    def calibrated(self, raw: FloatVector) -> FloatVector:
+        if self.calibration is None:
+            raise ArtifactError("this autoencoder has no calibration")
+        return self.calibration.score(np.log10(np.asarray(raw) + LOG_ERROR_FLOOR))
+
+    def learn_many(self, X: FloatMatrix) -> None:
+        """Frozen: learning happens offline in ``train_autoencoder``."""
+
+    def _row(self, x: Mapping[str, float]) -> FloatMatrix:
+        return np.array([[float(x.get(name, math.nan)) for name in self.feature_names]])
+
+    def score_one(self, x: Mapping[str, float]) -> float:
+        return float(self.score_many(self._row(x))[0])
+
+    def learn_one(self, x: Mapping[str, float]) -> None:
+        """Frozen: see :meth:`learn_many`."""

@@ -1,0 +1,205 @@
+"""The engine's one entry point to the models: HST + frozen autoencoder + calibration.
+
+    scorer = HybridScorer.create(feature_names=FEATURE_NAMES,
+                                 artifact_path=settings.model_artifact, seed=0)
+    res = scorer.score_windows(X, learn_mask)
+    res.hst, res.ae, res.hybrid   # (K,) calibrated 0-100; ae is NaN without an artifact
+    res.top_features              # K lists of (feature name, share), largest first
+
+Per batch: every window is scored first; then Half-Space Trees, the HST calibration and
+the fallback attribution statistics learn from the windows in ``learn_mask`` only (the
+windows the engine does not suspect), so theft cannot teach the model that theft is
+normal, and no window is judged by a model that has already seen it.
+
+The hybrid score is the weighted mean of the two calibrated scores (autoencoder 0.6, HST
+0.4). Both are on the same -log10 tail-probability scale, so the mean is a weighted
+geometric mean of the two tail probabilities: a window must look unusual to both models
+to score near 100, and one model alone can lift it to at most its weight times 100. When
+the autoencoder is missing, or HST is still in its first mass window, the hybrid is the
+score that exists.
+
+A missing or corrupt artifact is a degraded mode (HST only, logged once at WARNING),
+never a crash; an artifact trained on another feature list is an error, because scoring
+would silently mix up columns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors.attribution import RunningMoments, TopFeatures, top_contributions
+from detectors.autoencoder import ArtifactError, AutoencoderDetector
+from detectors.base import FloatMatrix, FloatVector
+from detectors.calibration import StreamingTailCalibrator
+from detectors.hst import HalfSpaceTreesDetector
+
+log = logging.getLogger(__name__)
+
+HST_VERSION = "hst-1"
+AE_WEIGHT = 0.6
+TOP_K = 3
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Scores of one batch of K windows; row order is the input's."""
+
+    hst: FloatVector
+    ae: FloatVector
+    hybrid: FloatVector
+    hst_raw: FloatVector
+    ae_raw: FloatVector
+    top_features: TopFeatures
+
+
+class HybridScorer:
+    """HST (online, shared) + frozen autoencoder, calibrated and combined. Picklable."""
+
+    def __init__(
+        self,
+        hst: HalfSpaceTreesDetector,
+        autoencoder: AutoencoderDetector | None,
+        *,
+        hst_calibration: StreamingTailCalibrator | None = None,
+        ae_weight: float = AE_WEIGHT,
+    ) -> None:
+        if not 0.0 <= ae_weight <= 1.0:
+            raise ValueError("ae_weight must be in [0, 1]")
+        if autoencoder is not None:
+            autoencoder.check_features(hst.feature_names)
+        self.feature_names = hst.feature_names
+        self.hst = hst
+        self.autoencoder = autoencoder
+        self.hst_calibration = hst_calibration or StreamingTailCalibrator()
+        self.normal_moments = RunningMoments(len(self.feature_names))
+        self.ae_weight = ae_weight
+
+    @classmethod
+    def create(
+        cls,
+        feature_names: Sequence[str],
+        artifact_path: Path | None,
+        seed: int = 0,
+        *,
+        n_trees: int = 25,
+        height: int = 8,
+        window_size: int = 1000,
+        feature_ranges: Mapping[str, tuple[float, float]] | None = None,
+        calibration_min_count: float = 500.0,
+    ) -> HybridScorer:
+        """Build the scorer; ``artifact_path=None`` means HST only, on purpose."""
+        hst = HalfSpaceTreesDetector(
+            feature_names,
+            n_trees=n_trees,
+            height=height,
+            window_size=window_size,
+            seed=seed,
+            ranges=feature_ranges,
+        )
+        autoencoder: AutoencoderDetector | None = None
+        if artifact_path is not None:
+            try:
+                autoencoder = AutoencoderDetector.load(Path(artifact_path))
+            except ArtifactError as exc:
+                log.warning("autoencoder disabled, scoring with Half-Space Trees only: %s", exc)
+        return cls(
+            hst,
+            autoencoder,
+            hst_calibration=StreamingTailCalibrator(min_count=calibration_min_count),
+        )
+
+    @property
+    def artifact_loaded(self) -> bool:
+        return self.autoencoder is not None
+
+    @property
+    def model_version(self) -> str:
+        if self.autoencoder is None:
+            return HST_VERSION
+        return f"{HST_VERSION}+ae-{self.autoencoder.content_hash[:8]}"
+
+    def score_windows(
+        self, X: FloatMatrix, learn_mask: npt.NDArray[np.bool_] | None = None
+    ) -> ScoreResult:
+        """Score K windows, then learn from the ones in ``learn_mask`` (default: none)."""
+        matrix = np.asarray(X, dtype=np.float64)
+        if matrix.ndim != 2 or matrix.shape[1] != len(self.feature_names):
+            raise ValueError(
+                f"expected a (K, {len(self.feature_names)}) matrix, got shape {matrix.shape}"
+            )
+        n_windows = matrix.shape[0]
+        learn = (
+            np.zeros(n_windows, dtype=np.bool_)
+            if learn_mask is None
+            else np.asarray(learn_mask, dtype=np.bool_)
+        )
+        if learn.shape != (n_windows,):
+            raise ValueError(f"learn_mask must have shape ({n_windows},), got {learn.shape}")
+
+        hst_was_ready = self.hst.ready
+        hst_raw = self.hst.score_many(matrix)
+        hst_score = self.hst_calibration.score(hst_raw) if hst_was_ready else np.zeros(n_windows)
+        hst_usable = hst_was_ready and self.hst_calibration.ready
+
+        if self.autoencoder is not None:
+            errors = self.autoencoder.reconstruction_errors(matrix)
+            ae_raw = np.asarray(errors.mean(axis=1), dtype=np.float64)
+            ae_score = self.autoencoder.calibrated(ae_raw)
+            attribution = errors
+        else:
+            ae_raw = np.full(n_windows, np.nan)
+            ae_score = np.full(n_windows, np.nan)
+            attribution = self.normal_moments.squared_deviation(self.hst.unit_map(matrix))
+
+        if self.autoencoder is not None and hst_usable:
+            hybrid = self.ae_weight * ae_score + (1.0 - self.ae_weight) * hst_score
+        elif self.autoencoder is not None:
+            hybrid = ae_score.copy()
+        else:
+            hybrid = hst_score.copy()
+
+        if self.autoencoder is None and self.normal_moments.weight == 0.0:
+            top: TopFeatures = [[] for _ in range(n_windows)]
+        else:
+            top = top_contributions(attribution, self.feature_names, TOP_K)
+
+        if learn.any():
+            normal = matrix[learn]
+            self.hst.learn_many(normal)
+            if hst_was_ready:
+                # out-of-sample raw scores: computed before the model saw these windows
+                self.hst_calibration.update(hst_raw[learn])
+            self.normal_moments.update(self.hst.unit_map(normal))
+
+        return ScoreResult(
+            hst=np.asarray(hst_score, dtype=np.float64),
+            ae=np.asarray(ae_score, dtype=np.float64),
+            hybrid=np.asarray(hybrid, dtype=np.float64),
+            hst_raw=hst_raw,
+            ae_raw=ae_raw,
+            top_features=top,
+        )
+
+    # -- WindowDetector form (calibrated hybrid score), for the contract suite -------------
+
+    def score_many(self, X: FloatMatrix) -> FloatVector:
+        return self.score_windows(X).hybrid
+
+    def learn_many(self, X: FloatMatrix) -> None:
+        matrix = np.asarray(X, dtype=np.float64)
+        self.score_windows(matrix, np.ones(matrix.shape[0], dtype=np.bool_))
+
+    def _row(self, x: Mapping[str, float]) -> FloatMatrix:
+        return np.array([[float(x.get(name, np.nan)) for name in self.feature_names]])
+
+    def score_one(self, x: Mapping[str, float]) -> float:
+        return float(self.score_many(self._row(x))[0])
+
+    def learn_one(self, x: Mapping[str, float]) -> None:
+        self.learn_many(self._row(x))

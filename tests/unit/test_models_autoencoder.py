@@ -1,0 +1,199 @@
+"""Frozen autoencoder: reproducible training, verified artifact, degraded mode."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from detectors.autoencoder import (
+    ArtifactError,
+    ArtifactFeatureMismatch,
+    AutoencoderDetector,
+    TrainingConfig,
+    build_model,
+    content_hash,
+    holdout_mask,
+    load_artifact,
+    parameter_count,
+    save_artifact,
+    train_autoencoder,
+)
+from detectors.hybrid import HybridScorer
+
+NAMES = ("a", "b", "c", "d", "e")
+
+
+def normal(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n, 2))
+    mixing = np.array([[1.0, 0.5, -0.3, 0.0, 0.2], [0.0, 0.4, 0.8, -0.6, 0.1]])
+    return latent @ mixing + 1.0 + rng.normal(0, 0.05, (n, len(NAMES)))
+
+
+GROUPS = [f"MTR-{i % 40:03d}" for i in range(1200)]
+SMALL = TrainingConfig(seed=5, epochs=4, batch_size=128)
+
+
+@pytest.fixture(scope="module")
+def payload() -> dict[str, Any]:
+    return train_autoencoder(normal(1200, 0), NAMES, SMALL, groups=GROUPS, recipe={"cmd": "t"})
+
+
+def test_same_seed_same_data_gives_the_same_hash(payload: dict[str, Any]) -> None:
+    again = train_autoencoder(normal(1200, 0), NAMES, SMALL, groups=GROUPS, recipe={"cmd": "t"})
+    assert again["content_hash"] == payload["content_hash"]
+
+
+def test_another_seed_gives_another_hash(payload: dict[str, Any]) -> None:
+    other = train_autoencoder(
+        normal(1200, 0), NAMES, TrainingConfig(seed=6, epochs=4, batch_size=128), groups=GROUPS
+    )
+    assert other["content_hash"] != payload["content_hash"]
+
+
+def test_training_leaves_global_torch_settings_alone() -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    train_autoencoder(normal(400, 1), NAMES, TrainingConfig(seed=1, epochs=1))
+    assert torch.get_num_threads() == threads
+    assert torch.are_deterministic_algorithms_enabled() == deterministic
+
+
+def test_artifact_round_trips(payload: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "ae.pt"
+    save_artifact(payload, path)
+    loaded = load_artifact(path)
+    assert loaded["content_hash"] == payload["content_hash"] == content_hash(loaded)
+    assert loaded["feature_names"] == list(NAMES)
+    probe = normal(50, 9)
+    fresh = AutoencoderDetector(payload)
+    again = AutoencoderDetector.load(path)
+    np.testing.assert_array_equal(fresh.score_many(probe), again.score_many(probe))
+    assert path.stat().st_size < 100_000
+
+
+def test_tampered_artifact_fails_the_hash_check(payload: dict[str, Any], tmp_path: Path) -> None:
+    import torch
+
+    tampered = dict(payload)
+    state = dict(payload["state_dict"])
+    first = next(iter(state))
+    state[first] = state[first] + 1e-3
+    tampered["state_dict"] = state
+    path = tmp_path / "ae.pt"
+    torch.save(tampered, path)
+    with pytest.raises(ArtifactError, match="content hash"):
+        load_artifact(path)
+
+
+def test_unreadable_or_foreign_files_are_artifact_errors(tmp_path: Path) -> None:
+    import torch
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00not a torch file")
+    with pytest.raises(ArtifactError, match="unreadable"):
+        load_artifact(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"format": "something.else"}, foreign)
+    with pytest.raises(ArtifactError, match="not a"):
+        load_artifact(foreign)
+    with pytest.raises(ArtifactError, match="no autoencoder artifact"):
+        load_artifact(tmp_path / "missing.pt")
+
+
+def test_save_refuses_a_payload_whose_hash_is_stale(
+    payload: dict[str, Any], tmp_path: Path
+) -> None:
+    stale = dict(payload)
+    stale["recipe"] = {"cmd": "edited afterwards"}
+    with pytest.raises(ValueError, match="content_hash"):
+        save_artifact(stale, tmp_path / "x.pt")
+
+
+def test_reconstruction_error_points_at_the_broken_feature(payload: dict[str, Any]) -> None:
+    detector = AutoencoderDetector(payload)
+    windows = normal(200, 3)
+    broken = windows.copy()
+    broken[:, 3] += 5.0
+    errors = detector.reconstruction_errors(broken)
+    assert np.mean(np.argmax(errors, axis=1) == 3) > 0.9
+    assert np.median(detector.score_many(broken)) > 10 * np.median(detector.score_many(windows))
+    calibrated = detector.calibrated(detector.score_many(windows))
+    assert 0 <= np.median(calibrated) < 20  # normal traffic scores low
+    assert np.all(detector.calibrated(detector.score_many(broken)) > 90)
+
+
+def test_nan_and_inf_inputs_give_finite_scores(payload: dict[str, Any]) -> None:
+    detector = AutoencoderDetector(payload)
+    rows = normal(3, 4)
+    rows[0, 0], rows[1, 1], rows[2, 2] = np.nan, np.inf, -np.inf
+    assert np.all(np.isfinite(detector.score_many(rows)))
+
+
+def test_hybrid_with_artifact(payload: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "ae.pt"
+    save_artifact(payload, path)
+    scorer = HybridScorer.create(NAMES, path, seed=0, window_size=100, calibration_min_count=50)
+    assert scorer.artifact_loaded
+    assert scorer.model_version == f"hst-1+ae-{payload['content_hash'][:8]}"
+    windows = normal(20, 6)
+    windows[0, 4] = 9.0
+    result = scorer.score_windows(windows, np.ones(20, dtype=bool))
+    assert result.top_features[0][0][0] == "e"
+    assert len(result.top_features) == 20 and all(len(t) <= 3 for t in result.top_features)
+    assert np.all(np.isfinite(result.ae)) and np.all(result.hybrid == result.ae)  # HST warming
+    clone = pickle.loads(pickle.dumps(scorer))  # noqa: S301 - our own bytes
+    assert clone.artifact_loaded and clone.model_version == scorer.model_version
+
+
+def test_missing_or_corrupt_artifact_degrades_with_a_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04 truncated")
+    for path in (tmp_path / "missing.pt", corrupt):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="detectors.hybrid"):
+            scorer = HybridScorer.create(NAMES, path, seed=0)
+        assert not scorer.artifact_loaded
+        assert scorer.model_version == "hst-1"
+        assert any("Half-Space Trees only" in r.getMessage() for r in caplog.records)
+        result = scorer.score_windows(normal(4, 7), np.ones(4, dtype=bool))
+        assert np.all(np.isnan(result.ae)) and np.all(np.isfinite(result.hybrid))
+
+
+def test_feature_list_mismatch_is_an_error(payload: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "ae.pt"
+    save_artifact(payload, path)
+    with pytest.raises(ArtifactFeatureMismatch, match="engine-only: \\['f'\\]"):
+        HybridScorer.create((*NAMES, "f"), path, seed=0)
+    with pytest.raises(ArtifactFeatureMismatch, match="order differs: True"):
+        HybridScorer.create(tuple(reversed(NAMES)), path, seed=0)
+
+
+def test_too_little_training_data_is_refused() -> None:
+    with pytest.raises(ValueError, match="too few normal windows"):
+        train_autoencoder(normal(40, 0), NAMES, SMALL)
+
+
+def test_holdout_is_by_meter_when_meters_are_known() -> None:
+    mask = holdout_mask(len(GROUPS), GROUPS, 0.25, seed=1)
+    held = {g for g, m in zip(GROUPS, mask, strict=True) if m}
+    trained = {g for g, m in zip(GROUPS, mask, strict=True) if not m}
+    assert held and trained and not held & trained
+    with pytest.raises(ValueError, match="holdout_share"):
+        holdout_mask(10, None, 1.0, seed=1)
+
+
+def test_model_shape() -> None:
+    model = build_model(20)
+    sizes = [m.out_features for m in model if hasattr(m, "out_features")]
+    assert sizes == [16, 6, 16, 20]
+    assert parameter_count(model) == 20 * 16 + 16 + 16 * 6 + 6 + 6 * 16 + 16 + 16 * 20 + 20

@@ -1,0 +1,110 @@
+"""Half-Space Trees wrapper: river's algorithm, vectorised, and the fixed [0, 1] map."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from river import anomaly
+
+from detectors.hst import HalfSpaceTreesDetector, UnitIntervalMap
+
+# deliberately not in sorted order: river grows trees over sorted feature names
+NAMES = ("zeta", "alpha", "mid", "b2", "c")
+
+
+@pytest.mark.parametrize("batch", [1, 7, 35, 120])
+def test_scores_equal_rivers_half_space_trees(batch: int) -> None:
+    rng = np.random.default_rng(batch)
+    stream = rng.random((600, len(NAMES)))
+    stream[450:, 1] *= 0.2  # a shift, so masses and early stops vary along the stream
+    reference = anomaly.HalfSpaceTrees(n_trees=6, height=5, window_size=50, seed=7)
+    ours = HalfSpaceTreesDetector(
+        NAMES,
+        n_trees=6,
+        height=5,
+        window_size=50,
+        seed=7,
+        ranges={name: (0.0, 1.0) for name in NAMES},
+    )
+    river_scores, our_scores = [], []
+    for start in range(0, len(stream), batch):
+        rows = stream[start : start + batch]
+        our_scores.append(ours.score_many(rows))
+        ours.learn_many(rows)
+        dicts = [dict(zip(NAMES, row, strict=True)) for row in rows]
+        river_scores.extend(reference.score_one(x) for x in dicts)
+        for x in dicts:
+            reference.learn_one(x)
+    np.testing.assert_allclose(np.concatenate(our_scores), river_scores, rtol=0, atol=1e-12)
+
+
+def test_scores_zero_during_first_mass_window_like_river() -> None:
+    detector = HalfSpaceTreesDetector(NAMES, window_size=20, n_trees=3, height=3)
+    rows = np.random.default_rng(0).random((19, len(NAMES)))
+    detector.learn_many(rows)
+    assert not detector.ready
+    assert np.all(detector.score_many(rows) == 0.0)
+    detector.learn_one(dict(zip(NAMES, rows[0], strict=True)))
+    assert detector.ready
+    assert np.any(detector.score_many(rows) > 0.0)
+
+
+def test_different_seeds_grow_different_trees() -> None:
+    rows = np.random.default_rng(1).random((300, len(NAMES)))
+    scores = []
+    for seed in (0, 1):
+        detector = HalfSpaceTreesDetector(NAMES, window_size=100, n_trees=5, height=4, seed=seed)
+        detector.learn_many(rows)
+        scores.append(detector.score_many(rows))
+    assert not np.array_equal(scores[0], scores[1])
+
+
+def test_model_size_does_not_grow_with_windows() -> None:
+    detector = HalfSpaceTreesDetector(NAMES, window_size=100)
+    before = detector.state_bytes()
+    detector.learn_many(np.random.default_rng(2).random((1000, len(NAMES))))
+    assert detector.state_bytes() == before
+
+
+def test_unit_map_uses_ranges_and_squash() -> None:
+    unit = UnitIntervalMap.build(("share", "free"), {"share": (0.0, 2.0)})
+    mapped = unit(
+        np.array([[1.0, 0.0], [-5.0, 1.0], [9.0, -1.0], [np.nan, np.nan], [np.inf, -np.inf]])
+    )
+    np.testing.assert_allclose(
+        mapped, [[0.5, 0.5], [0.0, 0.75], [1.0, 0.25], [0.5, 0.5], [1.0, 0.0]], rtol=0, atol=1e-12
+    )
+
+
+def test_unit_map_rejects_bad_ranges() -> None:
+    with pytest.raises(ValueError, match="unknown features"):
+        UnitIntervalMap.build(("a",), {"b": (0.0, 1.0)})
+    with pytest.raises(ValueError, match="high > low"):
+        UnitIntervalMap.build(("a",), {"a": (1.0, 1.0)})
+
+
+@given(
+    arrays(np.float64, (6, 3), elements=st.floats(allow_nan=True, allow_infinity=True, width=64))
+)
+def test_unit_map_is_always_inside_the_unit_interval(values: np.ndarray) -> None:
+    unit = UnitIntervalMap.build(("a", "b", "c"), {"a": (-1.0, 1.0)})
+    mapped = unit(values)
+    assert np.all((mapped >= 0.0) & (mapped <= 1.0))
+
+
+@given(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6))
+def test_unit_map_preserves_order(a: float, b: float) -> None:
+    unit = UnitIntervalMap.build(("x",))
+    low, high = sorted((a, b))
+    mapped = unit(np.array([[low], [high]]))
+    assert mapped[0, 0] <= mapped[1, 0]
+
+
+def test_constructor_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="unique"):
+        HalfSpaceTreesDetector(("a", "a"))
+    with pytest.raises(ValueError, match="positive"):
+        HalfSpaceTreesDetector(("a",), window_size=0)

@@ -73,6 +73,10 @@ def iso_to_ms(value: Any) -> int:
     return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() * 1000)
 
 
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
 def stream_fields(event: dict[str, Any]) -> list[str]:
     """Flat field/value list of an event for the hash and the streams (strings only)."""
     cue_ids = ",".join(str(cue.get("id", "")) for cue in event.get("cues") or [])
@@ -83,6 +87,7 @@ def stream_fields(event: dict[str, Any]) -> list[str]:
         "gateway_id", str(event.get("gateway_id") or ""),
         "severity", str(event.get("severity", "")),
         "status", str(event.get("status", "")),
+        "detected_at", _text(event.get("detected_at")),
         "theft_likely", "1" if event.get("theft_likely") else "0",
         "peak_score", f"{float(event.get('peak_score') or 0.0):.3f}",
         "est_unbilled_kwh", f"{float(event.get('est_unbilled_kwh') or 0.0):.3f}",

@@ -166,6 +166,7 @@ def test_stream_fields_are_strings_with_cue_ids_and_full_event() -> None:
     as_dict = dict(zip(fields[::2], fields[1::2], strict=True))
     assert all(isinstance(v, str) for v in fields)
     assert as_dict["gateway_id"] == "" and as_dict["cues"] == "reverse_flow"
+    assert as_dict["detected_at"] == "0" and as_dict["status"] == "open"
     assert orjson.loads(as_dict["event"])["event_id"] == "E-1"
 
 

@@ -82,6 +82,7 @@ _TOKEN = re.compile(
     (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
   | (?P<braces>\{[^}]*\})
   | (?P<range>\[[^\]]*\])
+  | (?P<duration>(?:\d+(?:ms|[smhdwy]))+)
   | (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
   | (?P<name>[A-Za-z_:][A-Za-z0-9_:]*)
   | (?P<other>.)

@@ -1,0 +1,292 @@
+"""Theft cues: small pure functions, one per cue, each with a stable id.
+
+Every cue takes the facts of K windows (a mapping of name -> (K,) float64 array, built by
+the engine from the window, the meter's own baseline and its run counters) and one
+section of the thresholds, and returns a :class:`CueResult`: which windows it fires on
+and the evidence numbers behind it. Cues are vectorised over windows and never look at
+other meters, at labels or at the online Half-Space Trees (partition invariance: an alert
+must be explainable by the meter's own readings and the rules).
+
+``physical`` cues are evidence of theft and may make an event ``theft_likely``; the
+others (a sharp spike) only describe an anomaly.
+
+Facts used (units in the name where there is one):
+
+- ``warm``: 1 when the meter is past its warm-up and its baseline is trusted
+- ``n``: readings in the window; ``mean_p_w``, ``max_p_w``, ``mean_v_v``, ``mean_i_a``
+- ``expected_p_w``: baseline power for that hour; ``expected_daily_p_w``: daily mean
+- ``flat_run_n``/``flat_run_s``/``last_abs_p_w``/``last_i_a``: the run of readings with
+  every channel identical to the previous one
+- ``zero_run_s``/``zero_expected_w``: the run of zero power with voltage present and the
+  baseline expected over it
+- ``resid_run_n``/``resid_run_s``/``resid_rel``/``vipf_mean_w``: the run of readings
+  (with real current) failing P = V*I*PF
+- ``neg_run_s``/``export_share``: the run of negative power; the meter's export history
+- ``pf_low_run_s``/``pf_mean``/``pf_baseline``: the run of abnormally low PF
+- ``slow_ratio``/``drop_run_s``/``slow_expected_w``: slow level over slow baseline
+- ``trend_slope_per_day``/``trend_ratio``/``trend_days_n``
+- ``sag_v``/``sag_run_s``/``sag_steps_n``: unexplained voltage sag and its run
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+Facts = Mapping[str, FloatArray]
+Section = Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class CueResult:
+    fired: BoolArray
+    evidence: dict[str, FloatArray]
+
+
+@dataclass(frozen=True)
+class Cue:
+    id: str
+    name: str
+    physical: bool
+    fn: Callable[[Facts, Section], CueResult]
+
+
+def _warm(f: Facts) -> BoolArray:
+    return np.asarray(f["warm"], dtype=np.float64) > 0.5
+
+
+def meter_freeze(f: Facts, t: Section) -> CueResult:
+    """R01: every channel repeats the previous reading while readings keep arriving.
+
+    A comms gap sends nothing, so it can never look like this (a reading after a gap
+    resets the run). A meter idling at 0 W / 0 A is left to ``bypass_zero``.
+
+    >>> r = meter_freeze({"warm": np.array([1.0]), "flat_run_n": np.array([4.0]),
+    ...     "flat_run_s": np.array([1200.0]), "last_abs_p_w": np.array([350.0]),
+    ...     "last_i_a": np.array([1.6])},
+    ...     {"min_readings_n": 3, "min_duration_s": 900, "min_abs_p_w": 5})
+    >>> bool(r.fired[0]), float(r.evidence["frozen_p_w"][0])
+    (True, 350.0)
+    """
+    fired = (
+        _warm(f)
+        & (f["flat_run_n"] >= t["min_readings_n"])
+        & (f["flat_run_s"] >= t["min_duration_s"])
+        & ((f["last_abs_p_w"] > t["min_abs_p_w"]) | (f["last_i_a"] > 0.0))
+    )
+    return CueResult(
+        fired,
+        {
+            "repeated_readings": f["flat_run_n"],
+            "frozen_for_s": f["flat_run_s"],
+            "frozen_p_w": f["last_abs_p_w"],
+        },
+    )
+
+
+def bypass_zero(f: Facts, t: Section) -> CueResult:
+    """R02: power at zero with voltage present, where the meter's own baseline expects load.
+
+    >>> r = bypass_zero({"warm": np.array([1.0, 1.0]), "zero_run_s": np.array([1800.0, 1800.0]),
+    ...     "zero_expected_w": np.array([450.0, 20.0])},
+    ...     {"min_duration_s": 1200, "min_expected_w": 120})
+    >>> r.fired.tolist()
+    [True, False]
+    """
+    fired = (
+        _warm(f)
+        & (f["zero_run_s"] >= t["min_duration_s"])
+        & (f["zero_expected_w"] >= t["min_expected_w"])
+    )
+    return CueResult(fired, {"zero_for_s": f["zero_run_s"], "expected_w": f["zero_expected_w"]})
+
+
+def partial_bypass(f: Facts, t: Section) -> CueResult:
+    """R03: a sustained drop of the slow power level against the meter's own baseline,
+    while a real part of the usual load remains (a vacant home drops to standby instead).
+
+    >>> r = partial_bypass({"warm": np.array([1.0]), "slow_ratio": np.array([0.4]),
+    ...     "drop_run_s": np.array([20000.0]), "slow_expected_w": np.array([600.0])},
+    ...     {"max_ratio": 0.55, "min_duration_s": 14400, "min_expected_w": 150,
+    ...      "min_remaining_ratio": 0.15})
+    >>> bool(r.fired[0])
+    True
+    """
+    fired = (
+        _warm(f)
+        & (f["slow_ratio"] <= t["max_ratio"])
+        & (f["slow_ratio"] >= t["min_remaining_ratio"])
+        & (f["drop_run_s"] >= t["min_duration_s"])
+        & (f["slow_expected_w"] >= t["min_expected_w"])
+    )
+    return CueResult(
+        fired,
+        {
+            "level_ratio": f["slow_ratio"],
+            "low_for_s": f["drop_run_s"],
+            "expected_w": f["slow_expected_w"],
+        },
+    )
+
+
+def register_tamper(f: Facts, t: Section) -> CueResult:
+    """R04: reported P disagrees with V*I*PF beyond measurement resolution, sustained.
+
+    >>> r = register_tamper({"warm": np.array([1.0]), "resid_run_n": np.array([5.0]),
+    ...     "resid_run_s": np.array([1500.0]), "resid_rel": np.array([0.5]),
+    ...     "vipf_mean_w": np.array([800.0]), "mean_p_w": np.array([400.0])},
+    ...     {"min_readings_n": 3, "min_duration_s": 600})
+    >>> bool(r.fired[0]), float(r.evidence["vipf_w"][0])
+    (True, 800.0)
+    """
+    fired = (
+        _warm(f)
+        & (f["resid_run_n"] >= t["min_readings_n"])
+        & (f["resid_run_s"] >= t["min_duration_s"])
+    )
+    return CueResult(
+        fired,
+        {
+            "mismatch_readings": f["resid_run_n"],
+            "mismatch_for_s": f["resid_run_s"],
+            "residual_ratio": f["resid_rel"],
+            "vipf_w": f["vipf_mean_w"],
+            "reported_w": f["mean_p_w"],
+        },
+    )
+
+
+def reverse_flow(f: Facts, t: Section) -> CueResult:
+    """R05: sustained export on a meter that has never exported (a reversed meter).
+
+    >>> r = reverse_flow({"warm": np.array([1.0]), "neg_run_s": np.array([1800.0]),
+    ...     "export_share": np.array([0.0]), "mean_p_w": np.array([-420.0])},
+    ...     {"min_duration_s": 900, "max_export_history_share": 0.02, "min_abs_p_w": 30})
+    >>> bool(r.fired[0])
+    True
+    """
+    fired = (
+        _warm(f)
+        & (f["neg_run_s"] >= t["min_duration_s"])
+        & (f["export_share"] <= t["max_export_history_share"])
+        & (f["mean_p_w"] <= -t["min_abs_p_w"])
+    )
+    return CueResult(
+        fired,
+        {
+            "negative_for_s": f["neg_run_s"],
+            "mean_p_w": f["mean_p_w"],
+            "export_history_share": f["export_share"],
+        },
+    )
+
+
+def pf_abnormal(f: Facts, t: Section) -> CueResult:
+    """R06: power factor (at real current) far below the meter's own level, sustained.
+
+    >>> r = pf_abnormal({"warm": np.array([1.0]), "pf_low_run_s": np.array([3600.0]),
+    ...     "pf_mean": np.array([0.4]), "pf_baseline": np.array([0.95])},
+    ...     {"max_pf": 0.6, "min_drop_pf": 0.25, "min_duration_s": 1800})
+    >>> bool(r.fired[0])
+    True
+    """
+    fired = (
+        _warm(f)
+        & (f["pf_low_run_s"] >= t["min_duration_s"])
+        & (f["pf_mean"] <= t["max_pf"])
+        & (f["pf_baseline"] - f["pf_mean"] >= t["min_drop_pf"])
+    )
+    return CueResult(
+        fired,
+        {"pf": f["pf_mean"], "pf_usual": f["pf_baseline"], "low_for_s": f["pf_low_run_s"]},
+    )
+
+
+def sharp_spike(f: Facts, t: Section) -> CueResult:
+    """R07: a power peak far above that hour's usual. An anomaly, not theft on its own.
+
+    >>> r = sharp_spike({"warm": np.array([1.0]), "max_p_w": np.array([9000.0]),
+    ...     "expected_p_w": np.array([500.0])}, {"min_ratio": 6, "min_p_w": 3000})
+    >>> bool(r.fired[0])
+    True
+    """
+    expected = np.maximum(f["expected_p_w"], 60.0)
+    ratio = f["max_p_w"] / expected
+    fired = _warm(f) & (ratio >= t["min_ratio"]) & (f["max_p_w"] >= t["min_p_w"])
+    return CueResult(fired, {"peak_w": f["max_p_w"], "peak_ratio": ratio})
+
+
+def gradual_decline(f: Facts, t: Section) -> CueResult:
+    """R08: the daily energy ratio (reported / baseline) has declined over several days.
+
+    >>> r = gradual_decline({"warm": np.array([1.0]), "trend_slope_per_day": np.array([-0.08]),
+    ...     "trend_ratio": np.array([0.5]), "trend_days_n": np.array([7.0]),
+    ...     "expected_daily_p_w": np.array([500.0])},
+    ...     {"max_slope_per_day": -0.04, "max_ratio": 0.7, "min_days_n": 5,
+    ...      "min_expected_w": 150})
+    >>> bool(r.fired[0])
+    True
+    """
+    fired = (
+        _warm(f)
+        & (f["trend_slope_per_day"] <= t["max_slope_per_day"])
+        & (f["trend_ratio"] <= t["max_ratio"])
+        & (f["trend_days_n"] >= t["min_days_n"])
+        & (f["expected_daily_p_w"] >= t["min_expected_w"])
+    )
+    return CueResult(
+        fired,
+        {
+            "slope_per_day": f["trend_slope_per_day"],
+            "ratio_now": f["trend_ratio"],
+            "days": f["trend_days_n"],
+        },
+    )
+
+
+def unmetered_load(f: Facts, t: Section) -> CueResult:
+    """R09: the voltage sags below the meter's own level without the meter's current
+    explaining it (service impedance x current), sustained: a load hooked before the meter.
+
+    >>> r = unmetered_load({"warm": np.array([1.0]), "sag_v": np.array([6.0]),
+    ...     "sag_run_s": np.array([5400.0]), "sag_steps_n": np.array([1.0])},
+    ...     {"min_sag_v": 3, "min_duration_s": 3600, "min_sag_steps_n": 1})
+    >>> bool(r.fired[0])
+    True
+    """
+    fired = (
+        _warm(f)
+        & (f["sag_v"] >= t["min_sag_v"])
+        & (f["sag_run_s"] >= t["min_duration_s"])
+        & (f["sag_steps_n"] >= t["min_sag_steps_n"])
+    )
+    return CueResult(
+        fired,
+        {"sag_v": f["sag_v"], "sag_for_s": f["sag_run_s"], "sag_steps": f["sag_steps_n"]},
+    )
+
+
+CUES: tuple[Cue, ...] = (
+    Cue("R01", "meter_freeze", True, meter_freeze),
+    Cue("R02", "bypass_zero", True, bypass_zero),
+    Cue("R03", "partial_bypass", True, partial_bypass),
+    Cue("R04", "register_tamper", True, register_tamper),
+    Cue("R05", "reverse_flow", True, reverse_flow),
+    Cue("R06", "pf_abnormal", True, pf_abnormal),
+    Cue("R07", "sharp_spike", False, sharp_spike),
+    Cue("R08", "gradual_decline", True, gradual_decline),
+    Cue("R09", "unmetered_load", True, unmetered_load),
+)
+
+CUE_BY_NAME: Mapping[str, Cue] = {c.name: c for c in CUES}
+CUE_IDS: tuple[str, ...] = tuple(c.id for c in CUES)
+
+
+def evaluate_cues(facts: Facts, thresholds: Mapping[str, Section]) -> dict[str, CueResult]:
+    """Run every cue over the windows: cue name -> result."""
+    return {c.name: c.fn(facts, thresholds[c.name]) for c in CUES}

@@ -1,0 +1,1096 @@
+"""The in-process detection engine: readings in, window scores and events out.
+
+One code path for the Faust worker and the offline replay (contract section 3). No
+Kafka, no Faust here. See the README's architecture section for the design; in short:
+
+* **Columnar.** A :class:`~stream.codecs.ReadingBatch` is numpy arrays; every step is
+  vectorised over readings, or over meters (one pass per pane rank), never a Python loop
+  per reading.
+* **Event time.** Each meter has its own watermark (its newest reading minus the allowed
+  lateness). Readings wait in a small pending buffer until the pane (one hop) they fall in
+  is older than the watermark; then they are released in time order, so results do not
+  depend on arrival order within the lateness. Readings older than an already closed pane
+  are dropped and counted (``late_dropped``); duplicates (same meter and ts) are dropped
+  and counted.
+* **Panes.** Per meter, a ring of ``window/hop`` panes of sufficient statistics (counts,
+  sums, min/max, ...). A window is the last ``window/hop`` panes, so memory does not grow
+  with the cadence (1 s ... 15 min). A window is scored at the end of each hop in which
+  the meter reported; hops without a reading are not scored (a comms gap lowers coverage
+  and is counted, never a freeze, never theft).
+* **Cadence coarser than the window** (e.g. 15 min readings, 10 min window): a window
+  holds at most one reading and is scored once per reading. Sums, means and shares are
+  those of that reading; reading-to-reading facts (steps, flatness, runs) are computed
+  against the meter's previous reading whatever window it fell in, and every rule that
+  needs persistence counts seconds of event time, so rules behave the same at any cadence.
+* **Per-meter state** lives in preallocated numpy arrays indexed by a dense meter index
+  that grows by doubling: no Python object per meter (see :meth:`Engine.state_bytes`).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle  # noqa: S403 - snapshots are our own state, written and read by the engine
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors.features import (
+    FEATURE_NAMES,
+    coefficient_of_variation,
+    coverage,
+    feature_matrix,
+    odd_hour_load,
+    pf_drop,
+    pf_jitter,
+    pf_level,
+    ratio_to_baseline,
+    share,
+    step_ratio,
+    trend_slope,
+    unexplained_sag,
+    voltage_deviation,
+    zscore_to_baseline,
+)
+from rules.cues import CUES, evaluate_cues
+from rules.events import Event, EventTracker, FlaggedWindow
+from rules.severity import unbilled_kwh
+from rules.thresholds import Thresholds, load_thresholds
+from stream.codecs import ReadingBatch, Rejection, concat_batches, split_valid
+from stream.windows import Segments, runs_in_segments, shift_in_segments
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+SNAPSHOT_FORMAT = "meterwatch.engine.snapshot.v1"
+
+# pane statistics (columns of the pane ring)
+(
+    N,
+    SP,
+    SP2,
+    MINP,
+    MAXP,
+    SV,
+    MINV,
+    SI,
+    SPF,
+    SPF2,
+    NPF,
+    NZERO,
+    NNEG,
+    NFLAT,
+    NRES,
+    SRES,
+    MAXSTEP,
+    NSAG,
+    SVIPF,
+    SDVDI,
+    SDI2,
+) = range(21)
+N_STATS = 21
+SUM_STATS = [N, SP, SP2, SV, SI, SPF, SPF2, NPF, NZERO, NNEG, NFLAT, NRES, SRES, NSAG, SVIPF]
+SUM_STATS += [SDVDI, SDI2]
+
+# run kinds (columns of the run counters)
+RUN_FLAT, RUN_ZERO, RUN_RESID, RUN_NEG, RUN_PFLOW = range(5)
+N_RUNS = 5
+
+RECENT_TS = 4  # ring of recent timestamps per meter, for duplicates of released readings
+N_SLOTS = 48  # hour of day x (weekday, weekend)
+
+
+@dataclass
+class EngineOutput:
+    """What one call to :meth:`Engine.process` / :meth:`Engine.flush` produced."""
+
+    rejected: list[Rejection] = field(default_factory=list)
+    duplicates: int = 0
+    late_dropped: int = 0
+    readings_accepted: int = 0
+    windows_scored: int = 0
+    comms_gap_windows: int = 0
+    window_end_ms: IntArray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    window_meter_ids: npt.NDArray[np.object_] = field(
+        default_factory=lambda: np.empty(0, dtype=object)
+    )
+    features: FloatArray = field(default_factory=lambda: np.empty((0, len(FEATURE_NAMES))))
+    scores: dict[str, FloatArray] = field(default_factory=dict)
+    #: (K, n_cues) bool: which cue fired on which window (column order rules.cues.CUES)
+    cue_matrix: BoolArray = field(default_factory=lambda: np.empty((0, len(CUES)), dtype=bool))
+    theft_windows: BoolArray = field(default_factory=lambda: np.empty(0, dtype=bool))
+    event_updates: list[Event] = field(default_factory=list)
+    alerts: list[Event] = field(default_factory=list)
+    #: wall-clock seconds from window end (event time) to scoring, per scored window
+    scoring_latency_s: FloatArray = field(default_factory=lambda: np.empty(0))
+
+
+@dataclass
+class EngineConfig:
+    window_s: int = 600
+    hop_s: int = 60
+    lateness_s: int = 120
+    warmup_s: int = 86_400
+
+    @property
+    def panes(self) -> int:
+        return self.window_s // self.hop_s
+
+
+def _load_scorer(settings: Any) -> Any:
+    """The shared HybridScorer (models area), or None when it is not available yet."""
+    try:
+        from detectors.hybrid import HybridScorer
+    except ImportError:
+        return None
+    return HybridScorer.create(
+        feature_names=FEATURE_NAMES, artifact_path=settings.model_artifact, seed=0
+    )
+
+
+class MeterState:
+    """Per-meter state: numpy arrays indexed by the dense meter index."""
+
+    def __init__(self, panes: int, trend_days: int, capacity: int = 64):
+        self.panes = panes
+        self.trend_days = trend_days
+        self.capacity = 0
+        self.arrays: dict[str, np.ndarray] = {}
+        self._spec: dict[str, tuple[tuple[int, ...], Any, Any]] = {
+            # name: (shape per meter, dtype, fill)
+            "first_ts": ((), np.int64, -1),
+            "max_ts": ((), np.int64, -1),
+            "last_ts": ((), np.int64, -1),
+            "last_p": ((), np.float64, np.nan),
+            "last_v": ((), np.float64, np.nan),
+            "last_i": ((), np.float64, np.nan),
+            "last_pf": ((), np.float64, np.nan),
+            "recent_ts": ((RECENT_TS,), np.int64, -1),
+            "cadence_s": ((), np.float32, np.nan),
+            "i_step": ((), np.float32, np.inf),
+            "v_step": ((), np.float32, np.inf),
+            "run_n": ((N_RUNS,), np.float32, 0.0),
+            "run_start": ((N_RUNS,), np.int64, -1),
+            "ring_id": ((panes,), np.int64, -1),
+            "ring": ((panes, N_STATS), np.float32, 0.0),
+            "last_pane": ((), np.int64, -1),
+            "base_p": ((N_SLOTS,), np.float32, 0.0),
+            "base_p2": ((N_SLOTS,), np.float32, 0.0),
+            "base_w": ((N_SLOTS,), np.float32, 0.0),
+            "base_v": ((24,), np.float32, 0.0),
+            "base_i": ((24,), np.float32, 0.0),
+            "base_vw": ((24,), np.float32, 0.0),
+            "pf_base": ((), np.float32, np.nan),
+            "export_share": ((), np.float32, 0.0),
+            "imp_dvdi": ((), np.float32, 0.0),
+            "imp_di2": ((), np.float32, 0.0),
+            "slow_p": ((), np.float32, np.nan),
+            "slow_exp": ((), np.float32, np.nan),
+            "drop_start": ((), np.int64, -1),
+            "sag_slow": ((), np.float32, 0.0),
+            "sag_start": ((), np.int64, -1),
+            "sag_steps": ((), np.float32, 0.0),
+            "day_ratio": ((trend_days,), np.float32, np.nan),
+            "day_cur": ((), np.int64, -1),
+            "day_sum_p": ((), np.float64, 0.0),
+            "day_sum_exp": ((), np.float64, 0.0),
+            "day_cov_s": ((), np.float32, 0.0),
+            "hold_until": ((), np.int64, -1),
+        }
+        self.grow(capacity)
+
+    def grow(self, capacity: int) -> None:
+        if capacity <= self.capacity:
+            return
+        new_cap = max(capacity, 2 * self.capacity, 64)
+        for name, (shape, dtype, fill) in self._spec.items():
+            arr = np.full((new_cap, *shape), fill, dtype=dtype)
+            if name in self.arrays:
+                arr[: self.capacity] = self.arrays[name]
+            self.arrays[name] = arr
+        self.capacity = new_cap
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        arrays = self.__dict__.get("arrays")
+        if arrays is not None and name in arrays:
+            return arrays[name]
+        raise AttributeError(name)
+
+    def bytes_per_meter(self) -> int:
+        total = 0
+        for shape, dtype, _ in self._spec.values():
+            total += int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        return total
+
+
+class Engine:
+    """Readings in, window scores and events out. See the module docstring."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        thresholds: Thresholds,
+        scorer: Any = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        if config.window_s % config.hop_s != 0:
+            raise ValueError("hop must divide window")
+        self.config = config
+        self.thresholds = thresholds
+        self.scorer = scorer
+        self.clock = clock
+        self.model_version = str(getattr(scorer, "model_version", "rules-only"))
+        th = thresholds.sections
+        self.events = EventTracker(th, self.model_version)
+        self.state = MeterState(config.panes, int(thresholds.value("baseline", "trend_days_n")))
+        self.meter_ids: list[str] = []
+        self.gateways: list[str | None] = []
+        self.index: dict[str, int] = {}
+        self.newest_ms: int | None = None
+        self.pending = _Pending.empty()
+        self.counters: dict[str, int] = {
+            "readings_accepted": 0,
+            "rejected": 0,
+            "duplicates": 0,
+            "late_dropped": 0,
+            "windows_scored": 0,
+            "comms_gap_windows": 0,
+        }
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_settings(
+        cls, settings: Any, scorer: Any = "auto", clock: Callable[[], float] = time.time
+    ) -> Engine:
+        config = EngineConfig(
+            window_s=settings.window_seconds,
+            hop_s=settings.hop_seconds,
+            lateness_s=settings.allowed_lateness_seconds,
+            warmup_s=settings.warmup_seconds,
+        )
+        thresholds = load_thresholds(settings.thresholds_file)
+        if isinstance(scorer, str) and scorer == "auto":
+            scorer = _load_scorer(settings)
+        return cls(config, thresholds, scorer, clock)
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def meters_tracked(self) -> int:
+        return len(self.meter_ids)
+
+    def state_bytes(self) -> int:
+        """Bytes of per-meter state for the meters tracked (arrays sized to capacity are
+        reported per tracked meter: the budget that matters at fleet scale)."""
+        return self.state.bytes_per_meter() * self.meters_tracked
+
+    def bytes_per_meter(self) -> int:
+        return self.state.bytes_per_meter()
+
+    def process(self, batch: ReadingBatch) -> EngineOutput:
+        """Validate, order, window and score a batch of readings."""
+        out = EngineOutput()
+        newest = self.newest_ms
+        now_ms = int(self.clock() * 1000)
+        upper_ref = now_ms if newest is None else max(newest, now_ms)
+        valid, rejections = split_valid(batch, upper_ref)
+        out.rejected = rejections
+        self.counters["rejected"] += len(rejections)
+        if len(valid):
+            self._admit(valid, out)
+        release = self._take_release(flush=False)
+        self._run(release, out)
+        return out
+
+    def flush(self) -> EngineOutput:
+        """End of input: release everything pending, score it, close every event."""
+        out = EngineOutput()
+        release = self._take_release(flush=True)
+        self._run(release, out, close_all=True)
+        return out
+
+    def snapshot(self) -> bytes:
+        """The whole engine state as bytes (numpy arrays, events, scorer)."""
+        payload = {
+            "format": SNAPSHOT_FORMAT,
+            "config": self.config,
+            "thresholds": self.thresholds,
+            "capacity": self.state.capacity,
+            "arrays": self.state.arrays,
+            "meter_ids": self.meter_ids,
+            "gateways": self.gateways,
+            "newest_ms": self.newest_ms,
+            "pending": self.pending,
+            "counters": self.counters,
+            "events": self.events,
+            "scorer": self.scorer,
+        }
+        buf = io.BytesIO()
+        pickle.dump(payload, buf, protocol=pickle.HIGHEST_PROTOCOL)
+        return buf.getvalue()
+
+    @classmethod
+    def restore(cls, settings: Any, blob: bytes, clock: Callable[[], float] = time.time) -> Engine:
+        """An engine from :meth:`snapshot` bytes (``settings`` is accepted for symmetry;
+        the snapshot's own configuration wins so that windows stay consistent)."""
+        payload = pickle.loads(blob)  # noqa: S301 - our own checkpoint, never untrusted input
+        if not isinstance(payload, dict) or payload.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError("not a meterwatch engine snapshot")
+        engine = cls(payload["config"], payload["thresholds"], payload["scorer"], clock)
+        engine.state.grow(payload["capacity"])
+        engine.state.arrays = payload["arrays"]
+        engine.state.capacity = payload["capacity"]
+        engine.meter_ids = payload["meter_ids"]
+        engine.gateways = payload["gateways"]
+        engine.index = {m: k for k, m in enumerate(engine.meter_ids)}
+        engine.newest_ms = payload["newest_ms"]
+        engine.pending = payload["pending"]
+        engine.counters = payload["counters"]
+        engine.events = payload["events"]
+        return engine
+
+    # ------------------------------------------------------------------ admission
+    def _meter_index(self, batch: ReadingBatch) -> IntArray:
+        codes, vocab = batch.meter_categories()
+        lookup = np.empty(len(vocab), dtype=np.int64)
+        for k, name in enumerate(vocab):
+            idx = self.index.get(name)
+            if idx is None:
+                idx = len(self.meter_ids)
+                self.index[name] = idx
+                self.meter_ids.append(name)
+                self.gateways.append(None)
+            lookup[k] = idx
+        self.state.grow(len(self.meter_ids))
+        return lookup[codes] if len(codes) else np.empty(0, dtype=np.int64)
+
+    def _admit(self, batch: ReadingBatch, out: EngineOutput) -> None:
+        midx = self._meter_index(batch)
+        st = self.state
+        ts = batch.ts_ms
+        if batch.gateway_id is not None:
+            has_gw = np.flatnonzero(batch.gateway_id != None)  # noqa: E711 - elementwise
+            if has_gw.size:
+                # last gateway seen per meter (only the few distinct pairs loop in Python)
+                pairs = dict(zip(midx[has_gw].tolist(), batch.gateway_id[has_gw], strict=True))
+                for m, gw in pairs.items():
+                    self.gateways[m] = gw
+        # readings at or before the last released reading of their meter: too late, or a
+        # duplicate of something already processed
+        old = ts <= st.last_ts[midx]
+        if old.any():
+            recent = st.recent_ts[midx[old]]
+            dup_old = (recent == ts[old][:, None]).any(axis=1)
+            n_dup = int(dup_old.sum())
+            n_late = int(old.sum()) - n_dup
+            out.duplicates += n_dup
+            out.late_dropped += n_late
+            self.counters["duplicates"] += n_dup
+            self.counters["late_dropped"] += n_late
+            keep = ~old
+            midx = midx[keep]
+            batch = batch.take(keep)
+            ts = batch.ts_ms
+        if not len(batch):
+            return
+        np.maximum.at(st.max_ts, midx, ts)
+        first = st.first_ts[midx]
+        unset = first < 0
+        if unset.any():
+            # first reading per meter: the minimum ts of this batch
+            fmin = np.full(st.capacity, np.iinfo(np.int64).max, dtype=np.int64)
+            np.minimum.at(fmin, midx[unset], ts[unset])
+            ms = np.unique(midx[unset])
+            st.first_ts[ms] = fmin[ms]
+        bmax = int(ts.max())
+        self.newest_ms = bmax if self.newest_ms is None else max(self.newest_ms, bmax)
+        self.pending = self.pending.append(midx, batch)
+
+    def _take_release(self, flush: bool) -> _Pending:
+        pend = self.pending
+        if len(pend.m) == 0:
+            return pend
+        if flush:
+            self.pending = _Pending.empty()
+            return pend
+        hop_ms = self.config.hop_s * 1000
+        wm = self.state.max_ts[pend.m] - self.config.lateness_s * 1000
+        cutoff = (wm // hop_ms) * hop_ms  # start of the pane holding the watermark
+        ready = pend.ts < cutoff
+        if not ready.any():
+            return _Pending.empty()
+        self.pending = pend.take(~ready)
+        return pend.take(ready)
+
+    # ------------------------------------------------------------------ the pipeline
+    def _run(self, rel: _Pending, out: EngineOutput, close_all: bool = False) -> None:
+        if len(rel.m):
+            self._process_release(rel, out)
+        if close_all:
+            self.events.close_all()
+        updates, alerts = self.events.drain()
+        out.event_updates = updates
+        out.alerts = alerts
+
+    def _process_release(self, rel: _Pending, out: EngineOutput) -> None:
+        cfg = self.config
+        th = self.thresholds
+        st = self.state
+        meas = th.section("measurement")
+        hop_ms = cfg.hop_s * 1000
+
+        order = np.lexsort((rel.ts, rel.m))
+        rel = rel.take(order)
+        # duplicates inside the release (adjacent after the stable sort): keep the first
+        dup = np.zeros(len(rel.m), dtype=bool)
+        if len(rel.m) > 1:
+            dup[1:] = (rel.m[1:] == rel.m[:-1]) & (rel.ts[1:] == rel.ts[:-1])
+        if dup.any():
+            n_dup = int(dup.sum())
+            out.duplicates += n_dup
+            self.counters["duplicates"] += n_dup
+            rel = rel.take(~dup)
+        m, ts = rel.m, rel.ts
+        p, v, i, pf = rel.p, rel.v, rel.i, rel.pf
+        n = len(m)
+        out.readings_accepted += n
+        self.counters["readings_accepted"] += n
+        segs = Segments.from_keys(m)
+        seg_m = m[segs.starts]
+        last_idx = segs.ends
+
+        # ---- reading-to-reading facts (vs the meter's previous reading, any window)
+        prev_ts = shift_in_segments(ts, segs, st.last_ts[seg_m])
+        prev_p = shift_in_segments(p, segs, st.last_p[seg_m])
+        prev_v = shift_in_segments(v, segs, st.last_v[seg_m])
+        prev_i = shift_in_segments(i, segs, st.last_i[seg_m])
+        prev_pf = shift_in_segments(pf, segs, st.last_pf[seg_m])
+        dt_s = np.where(prev_ts >= 0, (ts - prev_ts) / 1000.0, np.nan)
+        consecutive = (prev_ts >= 0) & (dt_s <= meas["max_consecutive_gap_s"])
+        flat = consecutive & (p == prev_p) & (v == prev_v) & (i == prev_i) & (pf == prev_pf)
+        step = np.where(consecutive, np.abs(p - prev_p), 0.0)
+        dv = np.where(consecutive, v - prev_v, 0.0)
+        di = np.where(consecutive, i - prev_i, 0.0)
+        sag = consecutive & (dv <= -meas["sag_step_v"]) & (np.abs(di) <= meas["sag_i_quiet_a"])
+
+        # measurement resolution per meter (smallest non-zero step seen), for the tolerance
+        self._update_resolution(segs, seg_m, np.abs(di), np.abs(dv), consecutive)
+        i_step = np.where(np.isfinite(st.i_step[m]), st.i_step[m], meas["default_i_step_a"])
+        v_step = np.where(np.isfinite(st.v_step[m]), st.v_step[m], meas["default_v_step_v"])
+        vipf = v * i * pf
+        resid = np.abs(p - vipf)
+        tol = (
+            meas["residual_abs_tol_w"]
+            + meas["residual_rel_tol_ratio"] * np.abs(p)
+            + v * i_step * np.abs(pf)
+            + i * v_step
+            + v * i * meas["default_pf_step_pf"]
+        )
+        real_i = i >= meas["i_min_a"]
+        res_bad = real_i & (resid > tol)
+        res_rel = np.where(real_i, resid / np.maximum(np.abs(vipf), np.abs(p)).clip(1.0), 0.0)
+        zero = (np.abs(p) <= meas["p_zero_w"]) & (v >= meas["v_present_v"])
+        neg = p < -meas["p_zero_w"]
+        pfc = th.section("pf_abnormal")
+        pf_base_r = st.pf_base[m]
+        pf_low = (
+            real_i
+            & (pf <= pfc["max_pf"])
+            & (np.nan_to_num(pf_base_r, nan=1.0) - pf >= pfc["min_drop_pf"])
+        )
+
+        # ---- cadence (EWMA of the interval between consecutive readings)
+        good_dt = consecutive & (dt_s > 0)
+        if good_dt.any():
+            med = self._segment_mean(np.where(good_dt, dt_s, 0.0), good_dt, segs)
+            has = ~np.isnan(med)
+            cur = st.cadence_s[seg_m]
+            st.cadence_s[seg_m[has]] = np.where(
+                np.isnan(cur[has]), med[has], 0.8 * cur[has] + 0.2 * med[has]
+            )
+
+        # ---- runs
+        run_true = [flat, zero, res_bad, neg, pf_low]
+        run_reset = [~flat, ~zero, real_i & ~res_bad, p > meas["p_zero_w"], real_i & ~pf_low]
+        run_n_end = np.zeros((n, N_RUNS))
+        run_s_end = np.zeros((n, N_RUNS))
+        for k in range(N_RUNS):
+            cnt, start = runs_in_segments(
+                run_true[k],
+                run_reset[k],
+                ts,
+                segs,
+                st.run_n[seg_m, k].astype(np.float64),
+                st.run_start[seg_m, k],
+            )
+            run_n_end[:, k] = cnt
+            run_s_end[:, k] = np.where(start >= 0, (ts - start) / 1000.0, 0.0)
+            st.run_n[seg_m, k] = cnt[last_idx]
+            st.run_start[seg_m, k] = start[last_idx]
+
+        # ---- per-meter "last reading" state
+        st.last_ts[seg_m] = ts[last_idx]
+        st.last_p[seg_m] = p[last_idx]
+        st.last_v[seg_m] = v[last_idx]
+        st.last_i[seg_m] = i[last_idx]
+        st.last_pf[seg_m] = pf[last_idx]
+        self._remember_recent(segs, seg_m, ts)
+
+        # ---- panes: (meter, pane) groups of the sorted release
+        pane = ts // hop_ms
+        gkey = Segments.from_keys(m * np.int64(1 << 40) + pane)
+        g0 = gkey.starts
+        g_last = gkey.ends
+        stats = np.zeros((len(g0), N_STATS))
+        ones = np.ones(n)
+        pf_w = np.where(real_i, pf, 0.0)
+        cols = {
+            N: ones,
+            SP: p,
+            SP2: p * p,
+            SV: v,
+            SI: i,
+            SPF: pf_w,
+            SPF2: pf_w * pf_w,
+            NPF: real_i.astype(np.float64),
+            NZERO: zero.astype(np.float64),
+            NNEG: neg.astype(np.float64),
+            NFLAT: flat.astype(np.float64),
+            NRES: res_bad.astype(np.float64),
+            SRES: res_rel,
+            NSAG: sag.astype(np.float64),
+            SVIPF: vipf,
+            SDVDI: dv * di,
+            SDI2: di * di,
+        }
+        for col, values in cols.items():
+            stats[:, col] = np.add.reduceat(values, g0)
+        stats[:, MINP] = np.minimum.reduceat(p, g0)
+        stats[:, MAXP] = np.maximum.reduceat(p, g0)
+        stats[:, MINV] = np.minimum.reduceat(v, g0)
+        stats[:, MAXSTEP] = np.maximum.reduceat(step, g0)
+        g_m = m[g0]
+        g_pane = pane[g0]
+        g_runs_n = run_n_end[g_last]
+        g_runs_s = run_s_end[g_last]
+        g_last_p = p[g_last]
+        g_last_i = i[g_last]
+        # rank of each pane within its meter: one vectorised pass per rank
+        meter_segs = Segments.from_keys(g_m)
+        rank = np.arange(len(g0)) - meter_segs.starts[meter_segs.seg_of]
+        windows = []
+        for r in range(int(rank.max()) + 1 if len(rank) else 0):
+            sel = np.flatnonzero(rank == r)
+            windows.append(
+                self._score_round(
+                    g_m[sel],
+                    g_pane[sel],
+                    stats[sel],
+                    g_runs_n[sel],
+                    g_runs_s[sel],
+                    g_last_p[sel],
+                    g_last_i[sel],
+                    out,
+                )
+            )
+        self._finish_windows(windows, out)
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _segment_mean(values: FloatArray, mask: BoolArray, segs: Segments) -> FloatArray:
+        s = np.add.reduceat(values, segs.starts)
+        c = np.add.reduceat(mask.astype(np.float64), segs.starts)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(c > 0, s / np.maximum(c, 1), np.nan)
+
+    def _update_resolution(
+        self, segs: Segments, seg_m: IntArray, adi: FloatArray, adv: FloatArray, ok: BoolArray
+    ) -> None:
+        st = self.state
+        for name, d in (("i_step", adi), ("v_step", adv)):
+            cand = np.where(ok & (d > 1e-6), d, np.inf)
+            mins = np.minimum.reduceat(cand, segs.starts)
+            cur = st.arrays[name][seg_m]
+            st.arrays[name][seg_m] = np.minimum(cur, mins)
+
+    def _remember_recent(self, segs: Segments, seg_m: IntArray, ts: IntArray) -> None:
+        """Keep the last RECENT_TS timestamps of each meter (for duplicate detection)."""
+        st = self.state
+        ends = segs.ends
+        counts = ends - segs.starts + 1
+        old = st.recent_ts[seg_m].copy()  # newest first
+        new = np.full((len(seg_m), RECENT_TS), -1, dtype=np.int64)
+        for k in range(RECENT_TS):
+            idx = ends - k
+            ok = idx >= segs.starts
+            new[ok, k] = ts[idx[ok]]
+        for c in range(1, RECENT_TS):
+            rows = counts == c
+            if rows.any():
+                new[rows, c:] = old[rows, : RECENT_TS - c]
+        st.recent_ts[seg_m] = new
+
+    def _expected(self, m: IntArray, slot: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """(expected power, its std, the daily mean) for meters m at slots (hour, daytype)."""
+        st = self.state
+        ready_s = self.thresholds.value("baseline", "slot_ready_s")
+        w = st.base_w[m].astype(np.float64)
+        bp = st.base_p[m].astype(np.float64)
+        bp2 = st.base_p2[m].astype(np.float64)
+        ready = w >= ready_s
+        own = ready[np.arange(len(m)), slot]
+        other_slot = (slot + 24) % N_SLOTS
+        other = ready[np.arange(len(m)), other_slot]
+        use = np.where(own, slot, other_slot)
+        have = own | other
+        mean = np.where(have, bp[np.arange(len(m)), use], np.nan)
+        var = np.maximum(bp2[np.arange(len(m)), use] - bp[np.arange(len(m)), use] ** 2, 0.0)
+        std = np.where(have, np.sqrt(var), np.nan)
+        # daily mean over the ready hours (pooled across day types)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            wd = np.where(ready, bp, 0.0)
+            nready = ready.sum(axis=1)
+            daily = np.where(nready >= 12, wd.sum(axis=1) / np.maximum(nready, 1), np.nan)
+        return mean, std, daily
+
+    def _score_round(
+        self,
+        gm: IntArray,
+        gpane: IntArray,
+        pstats: FloatArray,
+        runs_n: FloatArray,
+        runs_s: FloatArray,
+        last_p: FloatArray,
+        last_i: FloatArray,
+        out: EngineOutput,
+    ) -> dict[str, Any]:
+        """One pane per meter (meters distinct): update rings, build the windows, apply the
+        rules, update the baselines. Vectorised over the meters of this round."""
+        cfg = self.config
+        th = self.thresholds
+        st = self.state
+        hop_ms = cfg.hop_s * 1000
+        P = cfg.panes
+
+        end_ms = (gpane + 1) * hop_ms
+        start_ms = end_ms - cfg.window_s * 1000
+
+        # comms gaps: hops with no reading beyond the meter's usual cadence
+        last_pane = st.last_pane[gm]
+        cad = np.nan_to_num(st.cadence_s[gm].astype(np.float64), nan=cfg.hop_s)
+        gap_s = np.where(last_pane >= 0, (gpane - last_pane - 1) * cfg.hop_s, 0)
+        expected_empty = np.maximum(cad, cfg.window_s) - cfg.hop_s
+        gap_windows = np.maximum(gap_s - expected_empty, 0) // cfg.hop_s
+        n_gap = int(gap_windows.sum())
+        out.comms_gap_windows += n_gap
+        self.counters["comms_gap_windows"] += n_gap
+        since_s = np.where(
+            last_pane >= 0, np.minimum((gpane - last_pane) * cfg.hop_s, 3600), cfg.hop_s
+        ).astype(np.float64)
+        since_s = np.maximum(since_s, np.minimum(cad, 3600.0))
+        since_s = np.minimum(since_s, np.maximum((gpane - last_pane) * cfg.hop_s, cfg.hop_s))
+        since_s = np.where(last_pane >= 0, since_s, np.minimum(cad, 3600.0))
+
+        # ring update and window aggregation
+        slot = gpane % P
+        st.ring_id[gm, slot] = gpane
+        st.ring[gm, slot] = pstats
+        st.last_pane[gm] = gpane
+        rid = st.ring_id[gm]
+        valid = (rid > (gpane - P)[:, None]) & (rid <= gpane[:, None])
+        ring = st.ring[gm].astype(np.float64)
+        vm = valid[:, :, None]
+        wsum = np.where(vm, ring, 0.0).sum(axis=1)
+        wmin_p = np.where(valid, ring[:, :, MINP], np.inf).min(axis=1)
+        wmax_p = np.where(valid, ring[:, :, MAXP], -np.inf).max(axis=1)
+        wmin_v = np.where(valid, ring[:, :, MINV], np.inf).min(axis=1)
+        wmax_step = np.where(valid, ring[:, :, MAXSTEP], 0.0).max(axis=1)
+        wsum[:, MINP] = wmin_p
+        wsum[:, MAXP] = wmax_p
+        wsum[:, MINV] = wmin_v
+        wsum[:, MAXSTEP] = wmax_step
+        wn = wsum[:, N]
+        mean_p = wsum[:, SP] / wn
+        mean_v = wsum[:, SV] / wn
+        mean_i = wsum[:, SI] / wn
+        vipf_mean = wsum[:, SVIPF] / wn
+        pane_mean_p = pstats[:, SP] / pstats[:, N]
+        pane_mean_v = pstats[:, SV] / pstats[:, N]
+        pane_mean_i = pstats[:, SI] / pstats[:, N]
+
+        # baselines
+        hour = (end_ms - 1) // HOUR_MS % 24
+        day = (end_ms - 1) // DAY_MS
+        weekend = ((day + 3) % 7) >= 5
+        bslot = (hour + 24 * weekend).astype(np.int64)
+        expected_p, expected_std, daily = self._expected(gm, bslot)
+        vw = st.base_vw[gm, hour].astype(np.float64)
+        v_ready = vw >= th.value("baseline", "slot_ready_s")
+        expected_v = np.where(v_ready, st.base_v[gm, hour], np.nan)
+        expected_i = np.where(v_ready, st.base_i[gm, hour], np.nan)
+        pf_base = st.pf_base[gm].astype(np.float64)
+        di2 = st.imp_di2[gm].astype(np.float64)
+        impedance = np.where(di2 > 1e-3, -st.imp_dvdi[gm] / np.maximum(di2, 1e-9), 0.0)
+        impedance = np.clip(impedance, 0.0, 2.0)
+        warm = ((end_ms - st.first_ts[gm]) >= cfg.warmup_s * 1000) & np.isfinite(expected_p)
+
+        # slow level vs slow baseline (partial bypass), unexplained sag (unmetered load)
+        bl = th.section("baseline")
+        a_slow = 1.0 - np.exp(-since_s / bl["slow_level_memory_s"])
+        sp = st.slow_p[gm].astype(np.float64)
+        se = st.slow_exp[gm].astype(np.float64)
+        exp_now = np.where(np.isfinite(expected_p), expected_p, np.nan)
+        sp = np.where(np.isnan(sp), pane_mean_p, sp + a_slow * (pane_mean_p - sp))
+        se = np.where(
+            np.isnan(exp_now), se, np.where(np.isnan(se), exp_now, se + a_slow * (exp_now - se))
+        )
+        st.slow_p[gm] = sp
+        st.slow_exp[gm] = se
+        slow_ratio = np.where(np.isfinite(se), sp / np.maximum(se, 60.0), 1.0)
+        pb = th.section("partial_bypass")
+        low = (slow_ratio <= pb["max_ratio"]) & (np.nan_to_num(se) >= pb["min_expected_w"]) & warm
+        ds = st.drop_start[gm]
+        ds = np.where(low & (ds < 0), end_ms, ds)
+        ds = np.where((slow_ratio >= pb["rearm_ratio"]) | ~warm, -1, ds)
+        st.drop_start[gm] = ds
+        drop_run_s = np.where(ds >= 0, (end_ms - ds) / 1000.0, 0.0)
+
+        sag_now = unexplained_sag(pane_mean_v, expected_v, pane_mean_i, expected_i, impedance)
+        sag_now = np.where(np.isfinite(expected_v), sag_now, 0.0)
+        a_sag = 1.0 - np.exp(-since_s / 1800.0)
+        sag_slow = st.sag_slow[gm] + a_sag * (sag_now - st.sag_slow[gm])
+        st.sag_slow[gm] = sag_slow
+        ul = th.section("unmetered_load")
+        sg = st.sag_start[gm]
+        in_sag = (sag_slow >= ul["min_sag_v"]) & warm
+        sg_new = np.where(in_sag & (sg < 0), end_ms, sg)
+        sg_new = np.where((sag_slow < 0.5 * ul["min_sag_v"]) | ~warm, -1, sg_new)
+        steps = np.where(sg_new >= 0, st.sag_steps[gm] + pstats[:, NSAG], 0.0)
+        # steps just before the run started count too (the switch-on step opens the run)
+        steps = np.where((sg < 0) & (sg_new >= 0), wsum[:, NSAG], steps)
+        st.sag_start[gm] = sg_new
+        st.sag_steps[gm] = steps
+        sag_run_s = np.where(sg_new >= 0, (end_ms - sg_new) / 1000.0, 0.0)
+
+        # daily energy ratio (multi-day trend)
+        self._update_day(gm, day, pane_mean_p, exp_now, since_s)
+        dr = st.day_ratio[gm].astype(np.float64)
+        dvalid = np.isfinite(dr)
+        slope = trend_slope(np.nan_to_num(dr), dvalid)
+        tail = dr[:, -2:]
+        tail_ok = np.isfinite(tail)
+        tail_n = tail_ok.sum(axis=1)
+        trend_ratio = np.where(
+            tail_n > 0, np.where(tail_ok, tail, 0.0).sum(axis=1) / np.maximum(tail_n, 1), 1.0
+        )
+        trend_days = dvalid.sum(axis=1).astype(np.float64)
+
+        # features
+        pf_mean = pf_level(wsum[:, SPF], wsum[:, NPF], pf_base)
+        feats = {
+            "p_ratio_baseline": ratio_to_baseline(mean_p, expected_p),
+            "p_zscore_baseline": zscore_to_baseline(mean_p, expected_p, expected_std),
+            "p_cv": coefficient_of_variation(wn, wsum[:, SP], wsum[:, SP2]),
+            "max_step_ratio": step_ratio(wmax_step, expected_p),
+            "flat_share": share(wsum[:, NFLAT], wn),
+            "zero_v_share": share(wsum[:, NZERO], wn),
+            "neg_share": share(wsum[:, NNEG], wn),
+            "pf_mean": pf_mean,
+            "pf_jitter": pf_jitter(wsum[:, SPF], wsum[:, SPF2], wsum[:, NPF]),
+            "pf_drop": pf_drop(pf_mean, pf_base),
+            "residual_share": share(wsum[:, NRES], wsum[:, NPF]),
+            "residual_rel": share(wsum[:, SRES], wsum[:, NPF]),
+            "v_dev_ratio": voltage_deviation(mean_v, expected_v),
+            "v_unexplained_sag_v": np.where(
+                np.isfinite(expected_v),
+                unexplained_sag(mean_v, expected_v, mean_i, expected_i, impedance),
+                0.0,
+            ),
+            "sag_steps_share": share(wsum[:, NSAG], wn),
+            "trend_slope_per_day": slope,
+            "odd_hour_load": odd_hour_load(mean_p, expected_p, daily),
+            "coverage": coverage(wn, st.cadence_s[gm].astype(np.float64), float(cfg.window_s)),
+        }
+
+        # rule facts
+        # bypass to zero is judged against that hour's usual load (not the daily mean: a
+        # home that is idle at night is not bypassed at night)
+        zero_expected = np.nan_to_num(expected_p, nan=0.0)
+        facts = {
+            "warm": warm.astype(np.float64),
+            "n": wn,
+            "mean_p_w": mean_p,
+            "max_p_w": wmax_p,
+            "mean_v_v": mean_v,
+            "mean_i_a": mean_i,
+            "expected_p_w": np.nan_to_num(expected_p, nan=0.0),
+            "expected_daily_p_w": np.nan_to_num(daily, nan=0.0),
+            "flat_run_n": runs_n[:, RUN_FLAT],
+            "flat_run_s": runs_s[:, RUN_FLAT],
+            "last_abs_p_w": np.abs(last_p),
+            "last_i_a": last_i,
+            "zero_run_s": runs_s[:, RUN_ZERO],
+            "zero_expected_w": zero_expected,
+            "resid_run_n": runs_n[:, RUN_RESID],
+            "resid_run_s": runs_s[:, RUN_RESID],
+            "resid_rel": feats["residual_rel"],
+            "vipf_mean_w": vipf_mean,
+            "neg_run_s": runs_s[:, RUN_NEG],
+            "export_share": st.export_share[gm].astype(np.float64),
+            "pf_low_run_s": runs_s[:, RUN_PFLOW],
+            "pf_mean": pf_mean,
+            "pf_baseline": np.nan_to_num(pf_base, nan=1.0),
+            "slow_ratio": slow_ratio,
+            "drop_run_s": drop_run_s,
+            "slow_expected_w": np.nan_to_num(se, nan=0.0),
+            "trend_slope_per_day": slope,
+            "trend_ratio": trend_ratio,
+            "trend_days_n": trend_days,
+            "sag_v": sag_slow.astype(np.float64),
+            "sag_run_s": sag_run_s,
+            "sag_steps_n": steps.astype(np.float64),
+        }
+        cue_res = evaluate_cues(facts, th.sections)
+        fired = (
+            np.column_stack([cue_res[c.name].fired for c in CUES])
+            if len(gm)
+            else np.zeros((0, len(CUES)), dtype=bool)
+        )
+        physical = np.array([c.physical for c in CUES])
+        theft = fired[:, physical].any(axis=1)
+        hold_ms = int(th.value("events", "quiet_period_s") * 1000)
+        hold = st.hold_until[gm]
+        hold = np.where(theft, end_ms + hold_ms, hold)
+        st.hold_until[gm] = hold
+        suspicious = fired.any(axis=1) | (end_ms <= hold)
+
+        # baselines learn only from windows not under suspicion
+        self._update_baselines(
+            gm, bslot, hour, pane_mean_p, pane_mean_v, pane_mean_i, pstats, since_s, ~suspicious
+        )
+
+        unbilled_w = (
+            np.maximum(np.nan_to_num(expected_p, nan=0.0), np.where(fired[:, 3], vipf_mean, 0.0))
+            - mean_p
+        )
+        return {
+            "m": gm,
+            "start_ms": start_ms,
+            "end_ms": end_ms,
+            "features": feature_matrix(feats),
+            "fired": fired,
+            "theft": theft,
+            "suspicious": suspicious,
+            "warm": warm,
+            "unbilled_w": unbilled_w,
+            "span_s": since_s,
+            "evidence": {name: res.evidence for name, res in cue_res.items()},
+        }
+
+    def _update_day(
+        self,
+        gm: IntArray,
+        day: IntArray,
+        pane_p: FloatArray,
+        exp_now: FloatArray,
+        since_s: FloatArray,
+    ) -> None:
+        st = self.state
+        cur = st.day_cur[gm]
+        roll = (cur >= 0) & (day > cur)
+        if roll.any():
+            rm = gm[roll]
+            cov = st.day_cov_s[rm].astype(np.float64)
+            den = st.day_sum_exp[rm]
+            ratio = np.where(
+                (cov >= 12 * 3600) & (den > 0), st.day_sum_p[rm] / np.maximum(den, 1e-9), np.nan
+            )
+            ring = st.day_ratio[rm]
+            ring = np.concatenate([ring[:, 1:], ratio[:, None].astype(np.float32)], axis=1)
+            st.day_ratio[rm] = ring
+            st.day_sum_p[rm] = 0.0
+            st.day_sum_exp[rm] = 0.0
+            st.day_cov_s[rm] = 0.0
+        st.day_cur[gm] = day
+        ok = np.isfinite(exp_now)
+        st.day_sum_p[gm[ok]] += pane_p[ok] * since_s[ok]
+        st.day_sum_exp[gm[ok]] += exp_now[ok] * since_s[ok]
+        st.day_cov_s[gm[ok]] += since_s[ok]
+
+    def _update_baselines(
+        self,
+        gm: IntArray,
+        bslot: IntArray,
+        hour: IntArray,
+        pane_p: FloatArray,
+        pane_v: FloatArray,
+        pane_i: FloatArray,
+        pstats: FloatArray,
+        since_s: FloatArray,
+        learn: BoolArray,
+    ) -> None:
+        st = self.state
+        th = self.thresholds
+        gm, bslot, hour = gm[learn], bslot[learn], hour[learn]
+        pane_p, pane_v, pane_i = pane_p[learn], pane_v[learn], pane_i[learn]
+        pstats, dt = pstats[learn], since_s[learn]
+        if not len(gm):
+            return
+        tau = th.value("baseline", "hour_profile_memory_days") * 3600.0
+        w = st.base_w[gm, bslot].astype(np.float64)
+        # cumulative mean while young, exponential forgetting once a slot has memory
+        a = np.where(w < tau, dt / np.maximum(w + dt, 1e-9), 1.0 - np.exp(-dt / tau))
+        bp = st.base_p[gm, bslot]
+        st.base_p[gm, bslot] = bp + a * (pane_p - bp)
+        bp2 = st.base_p2[gm, bslot]
+        st.base_p2[gm, bslot] = bp2 + a * (pstats[:, SP2] / pstats[:, N] - bp2)
+        st.base_w[gm, bslot] = np.minimum(w + dt, 10 * tau)
+        vw = st.base_vw[gm, hour].astype(np.float64)
+        av = np.where(vw < tau, dt / np.maximum(vw + dt, 1e-9), 1.0 - np.exp(-dt / tau))
+        st.base_v[gm, hour] += av * (pane_v - st.base_v[gm, hour])
+        st.base_i[gm, hour] += av * (pane_i - st.base_i[gm, hour])
+        st.base_vw[gm, hour] = np.minimum(vw + dt, 10 * tau)
+        # PF level (readings with real current), export history, service impedance
+        a_slow = 1.0 - np.exp(-dt / (3 * 86400.0))
+        npf = pstats[:, NPF]
+        has_pf = npf > 0
+        pf_now = np.where(has_pf, pstats[:, SPF] / np.maximum(npf, 1), np.nan)
+        cur = st.pf_base[gm]
+        a_pf = np.maximum(a_slow * 20, 0.02)
+        new_pf = np.where(np.isnan(cur), pf_now, cur + a_pf * (pf_now - cur))
+        st.pf_base[gm[has_pf]] = new_pf[has_pf]
+        neg_share = pstats[:, NNEG] / pstats[:, N]
+        st.export_share[gm] += a_slow * 10 * (neg_share - st.export_share[gm])
+        a_imp = np.minimum(a_slow * 20, 1.0)
+        st.imp_dvdi[gm] += a_imp * (pstats[:, SDVDI] - st.imp_dvdi[gm])
+        st.imp_di2[gm] += a_imp * (pstats[:, SDI2] - st.imp_di2[gm])
+
+    # ------------------------------------------------------------------ outputs
+    def _finish_windows(self, rounds: list[dict[str, Any]], out: EngineOutput) -> None:
+        if not rounds:
+            return
+        cat = {
+            key: np.concatenate([r[key] for r in rounds]) for key in rounds[0] if key != "evidence"
+        }
+        order = np.lexsort((cat["end_ms"], cat["m"]))
+        for key in cat:
+            cat[key] = cat[key][order]
+        evidence: dict[str, dict[str, FloatArray]] = {}
+        for name in rounds[0]["evidence"]:
+            evidence[name] = {
+                ek: np.concatenate([r["evidence"][name][ek] for r in rounds])[order]
+                for ek in rounds[0]["evidence"][name]
+            }
+        K = len(order)
+        X = cat["features"]
+        learn = ~cat["suspicious"]
+        top: list[list[tuple[str, float]]] | None = None
+        if self.scorer is not None:
+            res = self.scorer.score_windows(X, learn)
+            scores = {
+                "hst": np.asarray(res.hst, dtype=np.float64),
+                "ae": np.asarray(res.ae, dtype=np.float64),
+                "hybrid": np.asarray(res.hybrid, dtype=np.float64),
+            }
+            top = res.top_features
+        else:
+            nan = np.full(K, np.nan)
+            scores = {"hst": nan, "ae": nan.copy(), "hybrid": nan.copy()}
+        meter_ids = np.array(self.meter_ids, dtype=object)[cat["m"]]
+        out.windows_scored += K
+        self.counters["windows_scored"] += K
+        out.window_end_ms = cat["end_ms"]
+        out.window_meter_ids = meter_ids
+        out.features = X
+        out.scores = scores
+        out.cue_matrix = cat["fired"]
+        out.theft_windows = cat["theft"]
+        out.scoring_latency_s = self.clock() - cat["end_ms"] / 1000.0
+
+        # events: flagged windows in (meter, time) order
+        hybrid = np.nan_to_num(scores["hybrid"], nan=0.0)
+        anomaly = cat["warm"] & (hybrid >= self.thresholds.value("events", "anomaly_score_min"))
+        flagged = cat["fired"].any(axis=1) | anomaly
+        conf = {c.name: self.thresholds.value(c.name, "confidence") for c in CUES}
+        for kk in np.flatnonzero(flagged):
+            mi = int(cat["m"][kk])
+            cues: dict[str, tuple[str, float, dict[str, float]]] = {}
+            for ci, c in enumerate(CUES):
+                if cat["fired"][kk, ci]:
+                    ev = {
+                        name: round(float(arr[kk]), 4)
+                        for name, arr in evidence[c.name].items()
+                        if np.isfinite(arr[kk])
+                    }
+                    cues[c.name] = (c.id, conf[c.name], ev)
+            tf = tuple((str(n), float(v)) for n, v in top[kk]) if top is not None else ()
+            theft = bool(cat["theft"][kk])
+            self.events.flag(
+                FlaggedWindow(
+                    meter_id=self.meter_ids[mi],
+                    gateway_id=self.gateways[mi],
+                    window_start_ms=int(cat["start_ms"][kk]),
+                    window_end_ms=int(cat["end_ms"][kk]),
+                    score=float(max(hybrid[kk], 100.0 * conf_max(cues))),
+                    theft=theft,
+                    cues=cues,
+                    unbilled_kwh=unbilled_kwh(
+                        float(cat["unbilled_w"][kk]), 0.0, float(cat["span_s"][kk])
+                    )
+                    if theft
+                    else 0.0,
+                    top_features=tf,
+                )
+            )
+        # close events of meters whose event time moved past the quiet period
+        seg = Segments.from_keys(cat["m"])
+        for mi, last_end in zip(
+            cat["m"][seg.ends].tolist(), cat["end_ms"][seg.ends].tolist(), strict=True
+        ):
+            self.events.advance(self.meter_ids[mi], int(last_end))
+
+
+def conf_max(cues: dict[str, tuple[str, float, dict[str, float]]]) -> float:
+    return max((c[1] for c in cues.values()), default=0.0)
+
+
+@dataclass
+class _Pending:
+    """Readings admitted but not yet released (their pane is not closed yet)."""
+
+    m: IntArray
+    ts: IntArray
+    p: FloatArray
+    v: FloatArray
+    i: FloatArray
+    pf: FloatArray
+
+    @classmethod
+    def empty(cls) -> _Pending:
+        e = np.empty(0)
+        return cls(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), e, e, e, e)
+
+    def take(self, idx: npt.NDArray[Any]) -> _Pending:
+        return _Pending(
+            self.m[idx], self.ts[idx], self.p[idx], self.v[idx], self.i[idx], self.pf[idx]
+        )
+
+    def append(self, m: IntArray, b: ReadingBatch) -> _Pending:
+        if len(self.m) == 0:
+            return _Pending(m, b.ts_ms, b.p, b.v, b.i, b.pf)
+        return _Pending(
+            np.concatenate([self.m, m]),
+            np.concatenate([self.ts, b.ts_ms]),
+            np.concatenate([self.p, b.p]),
+            np.concatenate([self.v, b.v]),
+            np.concatenate([self.i, b.i]),
+            np.concatenate([self.pf, b.pf]),
+        )
+
+
+__all__ = ["Engine", "EngineConfig", "EngineOutput", "ReadingBatch", "concat_batches"]

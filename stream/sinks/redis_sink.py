@@ -129,7 +129,7 @@ class RedisSink:
         async def attempt() -> list[Any]:
             pipe = self._client.pipeline(transaction=False)
             for event in updates:
-                self._queue_upsert(pipe, event, alert_keys)
+                await self._queue_upsert(pipe, event, alert_keys)
             result: list[Any] = await pipe.execute()
             return result
 
@@ -146,7 +146,7 @@ class RedisSink:
                 written.append(event)
         return written
 
-    def _queue_upsert(
+    async def _queue_upsert(
         self, pipe: Any, event: dict[str, Any], alert_keys: set[tuple[str, int]]
     ) -> None:
         event_id = str(event["event_id"])
@@ -154,7 +154,8 @@ class RedisSink:
         meter_id = str(event["meter_id"])
         is_alert = (event_id, version) in alert_keys
         risk = float(event.get("peak_score") or 0.0)
-        self._script(
+        # With a pipeline as client, awaiting the script only queues its EVALSHA.
+        await self._script(
             keys=[
                 f"mw:event:{event_id}",
                 f"mw:meter:{meter_id}:events",

@@ -239,12 +239,14 @@ class FleetGenerator:
         i_tx = np.add.reduceat(i_phys, plan.tx_start, axis=0)
         v_tx = v_src_tx - plan.tx["z_ohm"][:, None] * i_tx
         v_true = v_tx[plan.meter_tx] - plan.p["z_drop_ohm"][:, None] * i_phys
-        i_meas = S / v_true  # the premises' own (metered path) current
         noise = rng.standard_normal((plan.n_meters, n_t), dtype=np.float32)
         v_meas = (
             v_true * (1.0 + plan.p["v_cal"][:, None]) + (0.0004 * cfg.nominal_voltage_v) * noise
         )
-        p_meas = v_meas * i_meas * pf
+        # The meter reports the active power drawn and the current consistent with its
+        # own voltage reading: P = V * I * PF holds on an honest meter.
+        p_meas = P
+        i_meas = P / (v_meas * pf)
         out = {"p": p_meas, "v": v_meas, "i": i_meas, "pf": pf}
         self._apply_theft(out, t_ms, rng)
         out["p"] = _round(out["p"], RESOLUTION_P)

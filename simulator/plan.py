@@ -244,7 +244,7 @@ def build_plan(config: FleetConfig) -> FleetPlan:
     # --- transformers and feeder voltage -------------------------------------------
     tx: dict[str, np.ndarray] = {}
     sizes_arr = np.asarray(sizes, dtype=float)
-    kva = np.maximum(25.0, sizes_arr * 2.5)
+    kva = np.maximum(25.0, sizes_arr * 4.0)  # ~4 kVA per connection (winter, electric heat)
     i_rated = kva * 1000.0 / cfg.nominal_voltage_v
     tx["z_ohm"] = u(0.03, 0.05, n_tx) * cfg.nominal_voltage_v / i_rated
     tx["tap_pu"] = u(1.015, 1.045, n_tx)  # no-load secondary voltage, per unit

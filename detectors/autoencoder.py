@@ -37,6 +37,7 @@ import numpy.typing as npt
 
 from detectors.base import FloatMatrix, FloatVector
 from detectors.calibration import FrozenTailCalibrator
+from detectors.hst import UnitIntervalMap
 
 if TYPE_CHECKING:
     import torch
@@ -46,9 +47,9 @@ log = logging.getLogger(__name__)
 ARTIFACT_FORMAT = "meterwatch.autoencoder.v1"
 HIDDEN_SIZES = (16, 6)
 STD_FLOOR = 0.01
-"""Smallest scale of a standardised feature, in the feature's own (baseline-normalised)
-units: a feature constant on all normal windows (e.g. negative-power share) would
-otherwise turn any tiny deviation into an infinite error."""
+"""Smallest scale of a standardised feature, as a share of its physical range: a feature
+constant on all normal windows (e.g. negative-power share) would otherwise turn any tiny
+deviation into an infinite error."""
 Z_CLIP = 50.0
 """Standardised inputs are clipped to +-Z_CLIP so one absurd value cannot overflow."""
 LOG_ERROR_FLOOR = 1e-9
@@ -138,10 +139,63 @@ def _deterministic_torch(seed: int) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _standardise(X: FloatMatrix, mean: FloatVector, scale: FloatVector) -> FloatMatrix:
-    z = (np.asarray(X, dtype=np.float64) - mean) / scale
-    z = np.where(np.isfinite(z), z, np.where(np.isnan(z), 0.0, np.sign(z) * Z_CLIP))
-    return np.clip(z, -Z_CLIP, Z_CLIP)
+@dataclass(frozen=True)
+class FeatureScaler:
+    """Model input: each feature through its FIXED physical-range map to [0, 1] (the one
+    Half-Space Trees use; it tames heavy tails such as a 10x ratio to baseline), then
+    standardised with the mean and spread of the normal training windows. NaN inputs
+    become the training mean (no evidence)."""
+
+    unit_map: UnitIntervalMap
+    mean: FloatVector
+    scale: FloatVector
+
+    @classmethod
+    def fit(
+        cls,
+        X: FloatMatrix,
+        feature_names: Sequence[str],
+        ranges: Mapping[str, tuple[float, float]] | None,
+    ) -> FeatureScaler:
+        unit_map = UnitIntervalMap.build(feature_names, ranges)
+        unit = np.where(np.isnan(X), np.nan, unit_map(X))
+        mean = np.nan_to_num(np.nanmean(unit, axis=0), nan=0.5)
+        scale = np.maximum(np.nan_to_num(np.nanstd(unit, axis=0), nan=0.0), STD_FLOOR)
+        return cls(unit_map, mean, scale)
+
+    def transform(self, X: FloatMatrix) -> FloatMatrix:
+        values = np.asarray(X, dtype=np.float64)
+        z = (self.unit_map(values) - self.mean) / self.scale
+        return np.clip(np.where(np.isnan(values), 0.0, z), -Z_CLIP, Z_CLIP)
+
+    def to_payload(self) -> dict[str, Any]:
+        import torch
+
+        return {
+            "range_low": torch.from_numpy(self.unit_map.low.copy()),
+            "range_span": torch.from_numpy(self.unit_map.span.copy()),
+            "range_known": torch.from_numpy(self.unit_map.has_range.copy()),
+            "mean": torch.from_numpy(self.mean.copy()),
+            "scale": torch.from_numpy(self.scale.copy()),
+        }
+
+    @classmethod
+    def from_payload(cls, names: Sequence[str], data: Mapping[str, Any]) -> FeatureScaler:
+        arrays = {k: np.asarray(data[k].numpy()) for k in ("range_low", "range_span", "mean")}
+        scale = np.asarray(data["scale"].numpy(), dtype=np.float64)
+        known = np.asarray(data["range_known"].numpy(), dtype=np.bool_)
+        width = (len(names),)
+        if any(a.shape != width for a in (*arrays.values(), scale, known)):
+            raise ArtifactError("artifact scaler does not match its feature list")
+        if np.any(scale <= 0) or np.any(arrays["range_span"] <= 0):
+            raise ArtifactError("artifact scaler has non-positive scales")
+        unit_map = UnitIntervalMap(
+            tuple(names),
+            arrays["range_low"].astype(np.float64),
+            arrays["range_span"].astype(np.float64),
+            known,
+        )
+        return cls(unit_map, arrays["mean"].astype(np.float64), scale)
 
 
 def holdout_mask(
@@ -173,10 +227,14 @@ def train_autoencoder(
     feature_names: Sequence[str],
     config: TrainingConfig,
     *,
+    ranges: Mapping[str, tuple[float, float]] | None = None,
     groups: Sequence[str] | None = None,
     recipe: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train on normal windows and return the artifact payload (with its content hash)."""
+    """Train on normal windows and return the artifact payload (with its content hash).
+
+    ``ranges`` are the features' fixed physical ranges (``detectors.features.
+    FEATURE_RANGES``); ``groups`` the meter id of each row, for a by-meter hold-out."""
     import torch
 
     names = list(feature_names)
@@ -190,12 +248,10 @@ def train_autoencoder(
             f"too few normal windows: {train.shape[0]} to train (>= 50), "
             f"{holdout.shape[0]} to calibrate (>= 20)"
         )
-    mean = np.nanmean(train, axis=0)
-    mean = np.where(np.isfinite(mean), mean, 0.0)
-    scale = np.maximum(np.nan_to_num(np.nanstd(train, axis=0), nan=0.0), STD_FLOOR)
+    scaler = FeatureScaler.fit(train, names, ranges)
     with _deterministic_torch(config.seed):
         model = build_model(len(names), config.hidden)
-        inputs = torch.from_numpy(_standardise(train, mean, scale).astype(np.float32))
+        inputs = torch.from_numpy(scaler.transform(train).astype(np.float32))
         optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
         shuffle = torch.Generator().manual_seed(config.seed)
         loss_value = math.nan
@@ -214,7 +270,7 @@ def train_autoencoder(
             loss_value = total / count
         model.eval()
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    detector = AutoencoderDetector._from_parts(names, config.hidden, state, mean, scale, None)
+    detector = AutoencoderDetector._from_parts(names, config.hidden, state, scaler, None)
     holdout_raw = detector.score_many(holdout)
     calibration = FrozenTailCalibrator.fit(np.log10(holdout_raw + LOG_ERROR_FLOOR))
     payload: dict[str, Any] = {
@@ -222,8 +278,7 @@ def train_autoencoder(
         "feature_names": names,
         "hidden": list(config.hidden),
         "state_dict": state,
-        "scaler_mean": torch.from_numpy(mean.astype(np.float64)),
-        "scaler_scale": torch.from_numpy(scale.astype(np.float64)),
+        "scaler": scaler.to_payload(),
         "calibration": {"space": "log10_mse", **calibration.to_dict()},
         "training": {
             "seed": config.seed,
@@ -300,13 +355,12 @@ class AutoencoderDetector:
             names = [str(n) for n in payload["feature_names"]]
             hidden = tuple(int(h) for h in payload["hidden"])
             state = dict(payload["state_dict"])
-            mean = payload["scaler_mean"].numpy().astype(np.float64)
-            scale = payload["scaler_scale"].numpy().astype(np.float64)
+            scaler = FeatureScaler.from_payload(names, dict(payload["scaler"]))
             calibration = FrozenTailCalibrator.from_dict(dict(payload["calibration"]))
             digest = str(payload["content_hash"])
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ArtifactError(f"artifact content malformed: {exc}") from exc
-        self._init(names, hidden, state, mean, scale, calibration, digest)
+        self._init(names, hidden, state, scaler, calibration, digest)
 
     @classmethod
     def _from_parts(
@@ -314,12 +368,11 @@ class AutoencoderDetector:
         names: Sequence[str],
         hidden: Sequence[int],
         state: Mapping[str, Any],
-        mean: FloatVector,
-        scale: FloatVector,
+        scaler: FeatureScaler,
         calibration: FrozenTailCalibrator | None,
     ) -> AutoencoderDetector:
         detector = cls.__new__(cls)
-        detector._init(list(names), tuple(hidden), dict(state), mean, scale, calibration, "")
+        detector._init(list(names), tuple(hidden), dict(state), scaler, calibration, "")
         return detector
 
     def _init(
@@ -327,15 +380,12 @@ class AutoencoderDetector:
         names: list[str],
         hidden: tuple[int, ...],
         state: dict[str, Any],
-        mean: FloatVector,
-        scale: FloatVector,
+        scaler: FeatureScaler,
         calibration: FrozenTailCalibrator | None,
         digest: str,
     ) -> None:
         self.feature_names = tuple(names)
-        if mean.shape != (len(names),) or scale.shape != (len(names),) or np.any(scale <= 0):
-            raise ArtifactError("artifact scaler does not match its feature list")
-        self._mean, self._scale = mean, scale
+        self.scaler = scaler
         self.calibration = calibration
         self.content_hash = digest
         self.model = build_model(len(names), hidden)
@@ -368,7 +418,7 @@ class AutoencoderDetector:
             raise ValueError(
                 f"expected a (K, {len(self.feature_names)}) matrix, got shape {matrix.shape}"
             )
-        z = _standardise(matrix, self._mean, self._scale)
+        z = self.scaler.transform(matrix)
         if z.shape[0] == 0:
             return np.zeros_like(z)
         with torch.inference_mode():

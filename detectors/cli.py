@@ -38,32 +38,50 @@ def collect_engine_features(
     paths: list[Path], settings: Any
 ) -> tuple[FloatMatrix, list[str], tuple[str, ...]]:
     """Run each reading file through a fresh engine; return the scored windows' features,
-    their meter ids and the feature names. Windows still in a meter's warm-up are left out
-    when the engine reports them (their baseline is not settled yet)."""
-    from stream.engine import Engine
+    their meter ids and the feature names.
 
+    Windows inside a meter's warm-up are left out: their baseline is not settled, and the
+    engine never alerts on them either. The warm-up is the engine's ``window_warm`` flag
+    when it reports one, else ``settings.warmup_seconds`` after the meter's first window.
+    """
     from detectors.features import FEATURE_NAMES
     from stream.codecs import read_table
+    from stream.engine import Engine
 
+    warmup_ms = int(settings.warmup_seconds) * 1000
     blocks: list[FloatMatrix] = []
     meters: list[str] = []
     for path in paths:
         # no artifact while collecting: the features do not depend on the model
         engine = Engine.from_settings(settings.model_copy(update={"model_artifact": None}))
         batch, _rejected = read_table(path)
+        first_end: dict[str, int] = {}
         for output in (engine.process(batch), engine.flush()):
             features = np.asarray(output.features, dtype=np.float64)
             if features.size == 0:
                 continue
-            keep = np.ones(features.shape[0], dtype=np.bool_)
+            ids = [str(m) for m in output.window_meter_ids]
+            ends = np.asarray(output.window_end_ms, dtype=np.int64)
             warm = getattr(output, "window_warm", None)
             if warm is not None:
-                keep &= np.asarray(warm, dtype=np.bool_)
+                keep = np.asarray(warm, dtype=np.bool_)
+            else:
+                for meter, end in zip(ids, ends.tolist(), strict=True):
+                    first_end[meter] = min(first_end.get(meter, end), end)
+                starts = np.array([first_end[m] for m in ids], dtype=np.int64)
+                keep = ends >= starts + warmup_ms
             blocks.append(features[keep])
-            meters.extend(str(m) for m, k in zip(output.window_meter_ids, keep, strict=True) if k)
-    if not blocks:
-        raise ValueError("the engine produced no windows from the given files")
+            meters.extend(m for m, k in zip(ids, keep.tolist(), strict=True) if k)
+    if not meters:
+        raise ValueError("the engine produced no warmed-up windows from the given files")
     return np.vstack(blocks), meters, tuple(FEATURE_NAMES)
+
+
+def known_ranges(names: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    """The published physical ranges of those features that have one."""
+    from detectors.features import FEATURE_RANGES
+
+    return {name: FEATURE_RANGES[name] for name in names if name in FEATURE_RANGES}
 
 
 def train_ae_command(
@@ -140,7 +158,9 @@ def train_ae_command(
         "holdout_share": holdout_share,
     }
     try:
-        payload = train_autoencoder(matrix, names, config, groups=groups, recipe=recipe)
+        payload = train_autoencoder(
+            matrix, names, config, ranges=known_ranges(names), groups=groups, recipe=recipe
+        )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc

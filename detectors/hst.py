@@ -158,7 +158,6 @@ class HalfSpaceTreesDetector:
         self._reference_mass = np.zeros((n_trees, n_nodes), dtype=np.int32)
         self._counter = 0
         self._first_window = True
-        self._tree_offsets = (np.arange(n_trees, dtype=np.int64) * n_nodes)[None, :]
         self._max_score = float(n_trees * window_size * (2 ** (height + 1) - 1))
 
     # -- batch forms -----------------------------------------------------------------
@@ -172,50 +171,55 @@ class HalfSpaceTreesDetector:
         return matrix
 
     def _paths(self, unit: FloatMatrix) -> IntArray:
-        """Heap index at every depth for every (window, tree): shape (K, T, height + 1)."""
-        n_windows = unit.shape[0]
-        node = np.zeros((n_windows, self.n_trees), dtype=np.int64)
-        tree_rows = np.arange(self.n_trees, dtype=np.int64)[None, :]
-        window_rows = np.arange(n_windows, dtype=np.int64)[:, None]
-        paths = np.empty((n_windows, self.n_trees, self.height + 1), dtype=np.int64)
-        paths[:, :, 0] = node
+        """Heap index at every depth for every (window, tree): shape (height + 1, K, T).
+
+        Flat ``take`` on raveled arrays instead of 2-D fancy indexing: same values, about
+        twice as fast for the batch sizes the engine uses.
+        """
+        n_windows, n_features = unit.shape
+        flat_unit = np.ascontiguousarray(unit).ravel()
+        window_base = (np.arange(n_windows, dtype=np.int64) * n_features)[:, None]
+        tree_base = (np.arange(self.n_trees, dtype=np.int64) * (2**self.height - 1))[None, :]
+        split_flat, threshold_flat = self._split_feature.ravel(), self._threshold.ravel()
+        paths = np.zeros((self.height + 1, n_windows, self.n_trees), dtype=np.int64)
+        node = paths[0]
         for depth in range(self.height):
-            feature = self._split_feature[tree_rows, node]
-            value = unit[window_rows, feature]
-            go_right = value >= self._threshold[tree_rows, node]
-            node = 2 * node + 1 + go_right
-            paths[:, :, depth + 1] = node
+            internal = tree_base + node
+            value = flat_unit.take(window_base + split_flat.take(internal))
+            node = 2 * node + 1 + (value >= threshold_flat.take(internal))
+            paths[depth + 1] = node
         return paths
+
+    def _flat_nodes(self, paths: IntArray) -> IntArray:
+        n_nodes = 2 ** (self.height + 1) - 1
+        offsets = (np.arange(self.n_trees, dtype=np.int64) * n_nodes)[None, None, :]
+        return np.asarray(paths + offsets, dtype=np.int64)
 
     def score_many(self, X: FloatMatrix) -> FloatVector:
         matrix = self._as_matrix(X)
         if self._first_window or matrix.shape[0] == 0:
             return np.zeros(matrix.shape[0], dtype=np.float64)
-        paths = self._paths(self.unit_map(matrix))
-        tree_rows = np.arange(self.n_trees, dtype=np.int64)[None, :, None]
-        mass = self._reference_mass[tree_rows, paths]  # (K, T, height + 1)
+        flat = self._flat_nodes(self._paths(self.unit_map(matrix)))
+        mass = self._reference_mass.ravel().take(flat).astype(np.float64)  # (h + 1, K, T)
         # river stops descending at the first internal node whose mass is below the limit
         # (that node still counts); the leaf always counts if reached.
-        below = mass[:, :, :-1] < 0.1 * self.window_size
-        stopped_before = np.concatenate(
-            [np.zeros(below.shape[:2] + (1,), dtype=np.bool_), np.cumsum(below, axis=2) > 0],
-            axis=2,
-        )
-        weights = 2.0 ** np.arange(self.height + 1, dtype=np.float64)
-        per_tree = np.where(stopped_before, 0.0, mass.astype(np.float64) * weights).sum(axis=2)
-        return np.asarray(1.0 - per_tree.sum(axis=1) / self._max_score, dtype=np.float64)
+        below = mass[:-1] < 0.1 * self.window_size
+        reached = np.ones_like(mass, dtype=np.bool_)
+        reached[1:] = np.logical_not(np.logical_or.accumulate(below, axis=0))
+        weights = (2.0 ** np.arange(self.height + 1, dtype=np.float64))[:, None, None]
+        total = np.where(reached, mass * weights, 0.0).sum(axis=(0, 2))
+        return np.asarray(1.0 - total / self._max_score, dtype=np.float64)
 
     def learn_many(self, X: FloatMatrix) -> None:
         matrix = self._as_matrix(X)
         start = 0
-        n_nodes = self._latest_mass.shape[1]
+        n_cells = self._latest_mass.size
         while start < matrix.shape[0]:
             # never cross a pivot inside one vectorised step
             stop = min(matrix.shape[0], start + self.window_size - self._counter)
-            paths = self._paths(self.unit_map(matrix[start:stop]))
-            flat = (paths + self._tree_offsets[:, :, None]).ravel()
-            counts = np.bincount(flat, minlength=self.n_trees * n_nodes)
-            self._latest_mass += counts.reshape(self.n_trees, n_nodes).astype(np.int32)
+            flat = self._flat_nodes(self._paths(self.unit_map(matrix[start:stop])))
+            counts = np.bincount(flat.ravel(), minlength=n_cells)
+            self._latest_mass += counts.reshape(self._latest_mass.shape).astype(np.int32)
             self._counter += stop - start
             if self._counter == self.window_size:
                 self._reference_mass = self._latest_mass

@@ -93,7 +93,16 @@ class HybridScorer:
         feature_ranges: Mapping[str, tuple[float, float]] | None = None,
         calibration_min_count: float = 500.0,
     ) -> HybridScorer:
-        """Build the scorer; ``artifact_path=None`` means HST only, on purpose."""
+        """Build the scorer; ``artifact_path=None`` means HST only, on purpose.
+
+        ``feature_ranges`` defaults to the physical ranges published by
+        ``detectors.features.FEATURE_RANGES`` (for the features it knows); features
+        without a range are squashed (see :class:`detectors.hst.UnitIntervalMap`).
+        """
+        if feature_ranges is None:
+            from detectors.features import FEATURE_RANGES
+
+            feature_ranges = {n: FEATURE_RANGES[n] for n in feature_names if n in FEATURE_RANGES}
         hst = HalfSpaceTreesDetector(
             feature_names,
             n_trees=n_trees,

@@ -36,22 +36,31 @@ def normal(n: int, seed: int) -> np.ndarray:
 
 
 GROUPS = [f"MTR-{i % 40:03d}" for i in range(1200)]
+RANGES = {name: (-4.0, 6.0) for name in NAMES}
 SMALL = TrainingConfig(seed=5, epochs=4, batch_size=128)
 
 
 @pytest.fixture(scope="module")
 def payload() -> dict[str, Any]:
-    return train_autoencoder(normal(1200, 0), NAMES, SMALL, groups=GROUPS, recipe={"cmd": "t"})
+    return train_autoencoder(
+        normal(1200, 0), NAMES, SMALL, ranges=RANGES, groups=GROUPS, recipe={"cmd": "t"}
+    )
 
 
 def test_same_seed_same_data_gives_the_same_hash(payload: dict[str, Any]) -> None:
-    again = train_autoencoder(normal(1200, 0), NAMES, SMALL, groups=GROUPS, recipe={"cmd": "t"})
+    again = train_autoencoder(
+        normal(1200, 0), NAMES, SMALL, ranges=RANGES, groups=GROUPS, recipe={"cmd": "t"}
+    )
     assert again["content_hash"] == payload["content_hash"]
 
 
 def test_another_seed_gives_another_hash(payload: dict[str, Any]) -> None:
     other = train_autoencoder(
-        normal(1200, 0), NAMES, TrainingConfig(seed=6, epochs=4, batch_size=128), groups=GROUPS
+        normal(1200, 0),
+        NAMES,
+        TrainingConfig(seed=6, epochs=4, batch_size=128),
+        ranges=RANGES,
+        groups=GROUPS,
     )
     assert other["content_hash"] != payload["content_hash"]
 

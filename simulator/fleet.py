@@ -44,53 +44,60 @@ __all__ = [
 LABELS_SCHEMA = "meterwatch.labels.v1"
 
 
-def _iso_seconds(ts_ms: np.ndarray) -> Any:
-    """ISO-8601 strings with offset for epoch-ms times, as a pyarrow array.
+def _iso_dictionary(ts_ms: np.ndarray, garbage_ts: np.ndarray) -> Any:
+    """``ts`` as a dictionary-encoded array of ISO-8601 strings with offset.
 
-    Times repeat a lot (one per step per meter), so each distinct second is formatted
-    once and the strings are gathered.
+    Times repeat a lot (one per step per meter), so each distinct time is formatted once.
+    Unparsable records point at garbage strings appended to the dictionary.
     """
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    if len(ts_ms) == 0:
-        return pa.array([], pa.string())
     unique, inverse = np.unique(ts_ms, return_inverse=True)
     whole = unique // 1000 * 1000
-    text = np.datetime_as_string(whole.astype("datetime64[ms]"), unit="s")
+    text = np.datetime_as_string(whole.astype("datetime64[ms]"), unit="s").astype(object)
     frac = unique - whole
     if np.any(frac):  # sub-second times keep their milliseconds
-        ms_text = np.char.add(".", np.char.zfill((frac).astype(str), 3))
-        text = np.where(frac != 0, np.char.add(text, ms_text), text)
-    text = np.char.add(text.astype(str), "+00:00")
-    return pc.take(pa.array(text, pa.string()), pa.array(inverse.astype(np.int32)))
+        text = np.array(
+            [t if f == 0 else f"{t}.{f:03d}" for t, f in zip(text, frac, strict=True)], dtype=object
+        )
+    text = text + "+00:00"
+    indices = inverse.astype(np.int32)
+    bad = garbage_ts >= 0
+    if bad.any():
+        indices = np.where(bad, len(text) + garbage_ts.astype(np.int32), indices)
+        text = np.concatenate([text, np.asarray(GARBAGE_TS, dtype=object)])
+    return pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(text, pa.string()))
 
 
 def chunk_to_table(plan: FleetPlan, chunk: Chunk) -> pa.Table:
-    """The file form of a chunk of readings."""
+    """The file form of a chunk of readings. String columns are dictionary-encoded (cheap
+    to build and to write); ``simulate`` returns them decoded."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     meters = pa.array(plan.meter_ids, pa.string())
     gateways = pa.array(plan.gateway_ids, pa.string())
-    ts = _iso_seconds(chunk.ts_ms)
-    bad = chunk.garbage_ts >= 0
-    if bad.any():
-        garbage = pa.array(
-            np.asarray(GARBAGE_TS, dtype=object)[np.maximum(chunk.garbage_ts, 0)], pa.string()
-        )
-        ts = pc.if_else(pa.array(bad), garbage, ts)
     columns: dict[str, Any] = {
-        "meter_id": pc.take(meters, pa.array(chunk.meter)),
-        "ts": ts,
+        "meter_id": pa.DictionaryArray.from_arrays(pa.array(chunk.meter.astype(np.int32)), meters),
+        "ts": _iso_dictionary(chunk.ts_ms, chunk.garbage_ts),
     }
     for k, (name, values) in enumerate(
         zip(NUMERIC_FIELDS, (chunk.p, chunk.v, chunk.i, chunk.pf), strict=True)
     ):
         null = chunk.missing == k
         columns[name] = pa.array(values, pa.float64(), mask=null if null.any() else None)
-    columns["gateway_id"] = pc.take(gateways, pa.array(plan.meter_gw[chunk.meter]))
+    gw = plan.meter_gw[chunk.meter].astype(np.int32)
+    columns["gateway_id"] = pa.DictionaryArray.from_arrays(pa.array(gw), gateways)
     return pa.table(columns)
+
+
+def decode_strings(table: pa.Table) -> pa.Table:
+    """Dictionary-encoded string columns to plain strings."""
+    import pyarrow as pa
+
+    fields = [
+        pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) else f for f in table.schema
+    ]
+    return table.cast(pa.schema(fields))
 
 
 def iter_tables(
@@ -212,7 +219,9 @@ def simulate(config: FleetConfig) -> tuple[pa.Table, dict[str, Any]]:
     plan = build_plan(config)
     logs: list[GenerationLog] = []
     tables = list(iter_tables(config, plan, logs))
-    table = pa.concat_tables(tables) if tables else chunk_to_table(plan, _empty_chunk())
+    if not tables:
+        tables = [chunk_to_table(plan, _empty_chunk())]
+    table = pa.concat_tables([decode_strings(t) for t in tables])
     return table, build_labels(plan, logs[0])
 
 
@@ -255,7 +264,10 @@ def write_files(
         for table in iter_tables(config, plan, logs):
             if writer is None:
                 if suffix == ".parquet":
-                    writer = pq.ParquetWriter(out, table.schema, compression="zstd")
+                    # store_schema=False: readers get plain strings, not the dictionary type
+                    writer = pq.ParquetWriter(
+                        out, table.schema, compression="zstd", store_schema=False
+                    )
                 else:
                     writer = pacsv.CSVWriter(out, table.schema)
             writer.write_table(table)

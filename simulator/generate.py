@@ -33,7 +33,7 @@ from simulator.plan import FleetPlan, Incident, IntervalSet
 
 # Elements (meters x steps) generated per chunk: large enough to amortise numpy call
 # overhead, small enough to stay in a few tens of MB.
-CHUNK_ELEMENTS = 1 << 19
+CHUNK_ELEMENTS = 1 << 16
 NUMERIC_FIELDS: tuple[str, ...] = ("power_w", "voltage_v", "current_a", "pf")
 GARBAGE_TS: tuple[str, ...] = (
     "garbage",

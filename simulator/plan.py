@@ -21,7 +21,7 @@ MIN_THEFT_MS = 6 * HOUR_MS
 
 # Reactive-to-active ratio tan(acos(pf)) of each appliance class: resistive loads (heaters,
 # kettles, hobs) are ~1, motors (compressors, pumps, washing drums) and electronics lower.
-TAN_BASE = math.tan(math.acos(0.72))  # standby electronics, routers, SMPS
+TAN_BASE = math.tan(math.acos(0.80))  # standby electronics, routers, SMPS
 TAN_FRIDGE = math.tan(math.acos(0.80))  # compressor motor
 TAN_ELEC = math.tan(math.acos(0.65))  # TV, PCs (no PFC)
 TAN_LIGHT = math.tan(math.acos(0.90))  # LED drivers
@@ -247,7 +247,7 @@ def build_plan(config: FleetConfig) -> FleetPlan:
     kva = np.maximum(25.0, sizes_arr * 4.0)  # ~4 kVA per connection (winter, electric heat)
     i_rated = kva * 1000.0 / cfg.nominal_voltage_v
     tx["z_ohm"] = u(0.03, 0.05, n_tx) * cfg.nominal_voltage_v / i_rated
-    tx["tap_pu"] = u(1.015, 1.045, n_tx)  # no-load secondary voltage, per unit
+    tx["tap_pu"] = u(1.005, 1.035, n_tx)  # no-load secondary voltage, per unit
     feeder_bin_ms = 5 * 60_000
     n_bins = int((cfg.end_ms - cfg.start_ms) // feeder_bin_ms) + 2
     steps = rng.normal(0, 0.0008, (n_gw, n_bins))

@@ -87,6 +87,8 @@ def simulate_command(
         raise typer.BadParameter("give exactly one of --out FILE or --kafka")
     if kafka and labels_out is None:
         raise typer.BadParameter("--kafka needs --labels-out PATH for the ground truth")
+    if out is not None and out.suffix.lower() not in (".parquet", ".csv"):
+        raise typer.BadParameter("--out must end in .parquet or .csv")
     if form not in ("batch", "single"):
         raise typer.BadParameter("--form must be batch or single")
     try:

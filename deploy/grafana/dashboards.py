@@ -51,16 +51,18 @@ EVENT_COLUMNS = [
     "gateway_id",
     "severity",
     "status",
+    "theft_likely",
     "peak_score",
     "est_unbilled_kwh",
     "cues",
     "event",
 ]
-_EVENT_NUMBERS = ["peak_score", "est_unbilled_kwh"]
+_EVENT_NUMBERS = ["peak_score", "est_unbilled_kwh", "theft_likely"]
 _EVENT_RENAME = {
     "detected_at": "detected at",
     "peak_score": "peak score",
     "est_unbilled_kwh": "est. unbilled kWh",
+    "theft_likely": "theft likely",
     "event": "evidence (event JSON)",
 }
 _METER_LINK = (
@@ -125,6 +127,23 @@ def _events_table(title: str, description: str, key: str, count: int) -> table.P
             ],
         )
         .override_by_name("meter_id", [link_to("Meter drill-down", _METER_LINK)])
+        .override_by_name(
+            "theft likely",
+            [
+                dashboard_model.DynamicConfigValue(
+                    id_val="mappings",
+                    value=[
+                        {
+                            "type": "value",
+                            "options": {
+                                "0": {"text": "no", "index": 0},
+                                "1": {"text": "yes", "color": "red", "index": 1},
+                            },
+                        }
+                    ],
+                )
+            ],
+        )
         .height(10)
         .span(24)
     )
@@ -208,7 +227,7 @@ def fleet_overview() -> DashboardJSON:
         )
         .with_panel(
             timeseries.Panel()
-            .title("Comms-gap share")
+            .title("Comms-gap share over time")
             .description("Share of scored windows that had a comms gap, 5-minute rate.")
             .datasource(PROMETHEUS)
             .with_target(prom("meterwatch:comms_gap_windows:ratio_rate5m", "comms-gap share"))

@@ -240,3 +240,62 @@ def test_every_expression_is_valid_and_returns_data(streaming_run: StreamingRun)
     print(f"{len(queries)} expressions; worker totals: {streaming_run.worker_totals}")
     assert empty == [], "no data after the streaming run"
     assert not_a_number == [], "only NaN after the streaming run"
+
+
+# Field names Grafana itself makes (reduce's output), not read from Redis.
+_GRAFANA_MADE_FIELDS = {"Field", "Last *", "meter_id", "risk"}
+
+
+def _redis_reads(command: str, key: str, target: dict[str, Any], client: Any) -> list[set[str]]:
+    """Run a dashboard's Redis query as the plugin would; the field names of each row."""
+    if command == "hgetall":
+        row = client.hgetall(key)
+        return [{k.decode() for k in row}] if row else []
+    if command == "zrange":
+        members = client.zrange(key, int(target["min"]), int(target["max"]), withscores=True)
+        return [{"member", "score"}] * len(members)
+    if command == "xrevrange":
+        entries = client.xrevrange(key, "+", "-", count=int(target["count"]))
+        return [{k.decode() for k in fields} for _id, fields in entries]
+    raise AssertionError(f"a dashboard uses Redis command {command!r}")
+
+
+def _fields_panels_read(panel: dict[str, Any]) -> set[str]:
+    names: set[str] = set()
+    for transformation in panel.get("transformations", []):
+        options = transformation["options"]
+        if transformation["id"] == "filterFieldsByName":
+            names |= set(options["include"]["names"])
+        elif transformation["id"] == "convertFieldType":
+            names |= {c["targetField"] for c in options["conversions"]}
+    return names - _GRAFANA_MADE_FIELDS
+
+
+def test_every_redis_panel_finds_its_keys_and_fields(streaming_run: StreamingRun) -> None:
+    import redis
+
+    redis_url = re.sub(r"/\d+$", "", streaming_run.settings.redis_url) + f"/{REDIS_TEST_DB}"
+    client = redis.Redis.from_url(redis_url)
+    try:
+        top = client.zrange("mw:risk", -1, -1)
+        assert top, "the run left no risk ranking in Redis"
+        meter_id = top[0].decode()
+        problems = []
+        for build in DASHBOARDS.values():
+            board = build()
+            for panel in board["panels"]:
+                for target in panel.get("targets", []):
+                    if "command" not in target:
+                        continue
+                    key = target["keyName"].replace("$meter_id", meter_id)
+                    rows = _redis_reads(target["command"], key, target, client)
+                    where = f"{board['title']} / {panel['title']} ({key})"
+                    if not rows:
+                        problems.append(f"{where}: no data")
+                        continue
+                    missing = _fields_panels_read(panel) - set().union(*rows)
+                    if missing:
+                        problems.append(f"{where}: no field {sorted(missing)}")
+        assert problems == []
+    finally:
+        client.close()

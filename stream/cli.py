@@ -27,9 +27,7 @@ app.add_typer(grafana_app, name="grafana", help="Grafana dashboards: publish.")
 app.command("simulate", help="Simulate a meter fleet with labelled theft.")(simulate_command)
 app.command("replay", help="Replay a CSV or Parquet file through the engine.")(replay_command)
 app.command("evaluate", help="Score events.jsonl against simulator labels.")(evaluate_command)
-app.command("train-ae", help="Train and export the frozen autoencoder artifact.")(
-    train_ae_command
-)
+app.command("train-ae", help="Train and export the frozen autoencoder artifact.")(train_ae_command)
 app.command("worker", help="Run the streaming Faust worker.")(worker_command)
 app.command("demo", help="The whole job: stack, worker, simulated fleet, alerts.")(demo_command)
 

@@ -52,7 +52,7 @@ def client_for(url: str, token: str, timeout_s: float = 10.0) -> GrafanaFace:
 
 
 def _missing(error: GrafanaClientError) -> bool:
-    return error.status_code == 404
+    return bool(error.status_code == 404)
 
 
 class GrafanaPublisher:

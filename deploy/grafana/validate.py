@@ -142,7 +142,7 @@ def _panel(panel: dict[str, typing.Any], variables: set[object]) -> list[str]:
         return []
     found = []
     datasource = panel.get("datasource") or {}
-    uid = datasource.get("uid")
+    uid = str(datasource.get("uid"))
     if KNOWN_DATASOURCES.get(uid) != datasource.get("type"):
         found.append(f"{title}: data source {datasource} is not one meterwatch provisions")
     targets = panel.get("targets") or []

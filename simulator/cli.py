@@ -75,6 +75,9 @@ def simulate_command(
     rate: Annotated[
         str, typer.Option(help="Kafka rate: max, realtime, or xN (N times real time)")
     ] = "max",
+    labels_topic: Annotated[
+        str, typer.Option(help="Kafka topic for the labels (with --kafka)")
+    ] = "meter.labels",
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
 ) -> None:
     """Simulate a meter fleet with labelled theft, behaviours and transport faults."""
@@ -115,7 +118,7 @@ def simulate_command(
     if out is not None:
         _write(config, out, labels_out, expected, progress, console)
     elif labels_out is not None:
-        _publish(config, labels_out, form, rate, expected, progress, console)
+        _publish(config, labels_out, labels_topic, form, rate, progress, console)
 
 
 def _write(
@@ -148,9 +151,9 @@ def _write(
 def _publish(
     config: FleetConfig,
     labels_out: Path,
+    labels_topic: str,
     form: str,
     rate: str,
-    expected: int,
     progress: bool,
     console: Console,
 ) -> None:
@@ -171,6 +174,7 @@ def _publish(
         clock=SystemClock(),
         progress=progress,
         console=console,
+        labels_topic=labels_topic,
     )
     console.print(
         f"published {stats.readings:,} readings in {stats.messages:,} messages to "

@@ -4,8 +4,9 @@ Two message forms (contract section 1):
 
 - ``single``: one JSON reading per message, key = meter_id;
 - ``batch``: ``{"gateway_id", "readings": [...]}``, key = gateway_id. A batch is a run of
-  consecutive rows (in arrival order) from one gateway, so it is what that gateway sent
-  at that moment, up to ``max_batch`` readings.
+  consecutive rows (in arrival order) from one gateway with no newer timestamp than its
+  first, so it is what that gateway sent at that moment (late and re-sent readings ride
+  along), up to ``max_batch`` readings.
 
 Malformed rows go out the way a broken gateway would send them: an unparsable row is a
 truncated JSON text on its own; a NaN reading is a JSON text with a literal ``NaN`` on its
@@ -150,8 +151,11 @@ def encode_table(table: pa.Table, form: str, max_batch: int = 500) -> Iterator[M
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from simulator.fleet import decode_strings
+
     if form not in ("batch", "single"):
         raise ValueError(f"form must be batch or single, not {form!r}")
+    table = decode_strings(table)
     ts_col = table.column("ts")
     if pa.types.is_string(ts_col.type) or pa.types.is_large_string(ts_col.type):
         parsed = pc.strptime(ts_col, format="%Y-%m-%dT%H:%M:%S%z", unit="ms", error_is_null=True)
@@ -200,7 +204,10 @@ def encode_table(table: pa.Table, form: str, max_batch: int = 500) -> Iterator[M
 
     for k in range(n):
         gw = gws[k] if gws[k] is not None else meters[k]
-        if batch and (gw != batch_gw or len(batch) >= max_batch):
+        # a batch is what one gateway sends at one moment: a newer step starts a new one
+        # (late and re-sent older readings ride along with the current one)
+        newer = ts_ms[k] is not None and ts_ms[k] > newest
+        if batch and (gw != batch_gw or len(batch) >= max_batch or newer):
             yield flush()
             batch, newest = [], 0
         odd = odd_one(k)
@@ -303,6 +310,7 @@ def publish_config(
     producer: Any = None,
     progress: bool = False,
     console: Console | None = None,
+    labels_topic: str = LABELS_TOPIC,
 ) -> PublishStats:
     """Simulate ``config`` and publish it chunk by chunk (bounded memory); labels go to
     ``labels_out`` and to the ``meter.labels`` topic at the end."""
@@ -334,7 +342,7 @@ def publish_config(
                 )
         labels = build_labels(plan, logs[0])
         write_labels(labels, labels_out)
-        publish_labels(producer, labels)
+        publish_labels(producer, labels, labels_topic)
         producer.flush()
     finally:
         if own:

@@ -67,11 +67,19 @@ FEATURE_RANGES: Mapping[str, tuple[float, float]] = {
 RATIO_FLOOR_W = 60.0
 
 
+def fill_nan(values: FloatArray, value: float) -> FloatArray:
+    """``values`` with NaN replaced by ``value`` (a new array; cheaper than nan_to_num).
+
+    >>> fill_nan(np.array([1.0, np.nan]), 5.0)
+    array([1., 5.])
+    """
+    return np.where(np.isnan(values), value, values)
+
+
 def _safe_div(num: FloatArray, den: FloatArray, neutral: float) -> FloatArray:
-    out = np.full(np.broadcast(num, den).shape, neutral, dtype=np.float64)
-    ok = np.isfinite(num) & np.isfinite(den) & (den != 0)
-    np.divide(num, den, out=out, where=ok)
-    return out
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.divide(num, den)
+    return np.where(np.isfinite(q), q, neutral)
 
 
 def ratio_to_baseline(mean_p: FloatArray, expected_p: FloatArray) -> FloatArray:
@@ -80,7 +88,7 @@ def ratio_to_baseline(mean_p: FloatArray, expected_p: FloatArray) -> FloatArray:
     >>> ratio_to_baseline(np.array([100.0, 0.0, 30.0]), np.array([200.0, 500.0, 0.0]))
     array([0.5, 0. , 0.5])
     """
-    den = np.maximum(np.nan_to_num(expected_p, nan=RATIO_FLOOR_W), RATIO_FLOOR_W)
+    den = np.maximum(fill_nan(expected_p, RATIO_FLOOR_W), RATIO_FLOOR_W)
     return np.clip(_safe_div(mean_p, den, 1.0), -10.0, 10.0)
 
 
@@ -92,8 +100,8 @@ def zscore_to_baseline(
     >>> zscore_to_baseline(np.array([300.0]), np.array([100.0]), np.array([50.0]))
     array([4.])
     """
-    spread = np.maximum(np.nan_to_num(expected_std, nan=0.0), 20.0)
-    z = _safe_div(mean_p - np.nan_to_num(expected_p, nan=0.0), spread, 0.0)
+    spread = np.maximum(fill_nan(expected_std, 0.0), 20.0)
+    z = _safe_div(mean_p - fill_nan(expected_p, 0.0), spread, 0.0)
     return np.clip(z, -20.0, 20.0)
 
 
@@ -133,7 +141,7 @@ def pf_level(sum_pf: FloatArray, n_pf: FloatArray, fallback: FloatArray) -> Floa
     >>> pf_level(np.array([1.8, 0.0]), np.array([2.0, 0.0]), np.array([0.95, 0.95]))
     array([0.9 , 0.95])
     """
-    fb = np.nan_to_num(fallback, nan=1.0)
+    fb = fill_nan(fallback, 1.0)
     return np.where(n_pf > 0, _safe_div(sum_pf, n_pf, 1.0), fb)
 
 
@@ -154,7 +162,7 @@ def pf_drop(pf_mean: FloatArray, pf_baseline: FloatArray) -> FloatArray:
     >>> pf_drop(np.array([0.5]), np.array([0.95]))
     array([0.45])
     """
-    return np.nan_to_num(pf_baseline, nan=1.0) - pf_mean
+    return fill_nan(pf_baseline, 1.0) - pf_mean
 
 
 def voltage_deviation(mean_v: FloatArray, expected_v: FloatArray) -> FloatArray:
@@ -163,7 +171,7 @@ def voltage_deviation(mean_v: FloatArray, expected_v: FloatArray) -> FloatArray:
     >>> voltage_deviation(np.array([220.0]), np.array([230.0])).round(4)
     array([-0.0435])
     """
-    ev = np.nan_to_num(expected_v, nan=0.0)
+    ev = fill_nan(expected_v, 0.0)
     return np.where(ev > 0, _safe_div(mean_v - ev, ev, 0.0), 0.0)
 
 
@@ -185,9 +193,9 @@ def unexplained_sag(
     ...                 np.array([2.0]), np.array([0.2]))
     array([3.])
     """
-    ev = np.nan_to_num(expected_v, nan=0.0)
-    r = np.clip(np.nan_to_num(impedance_ohm, nan=0.0), 0.0, 2.0)
-    explained = r * (mean_i - np.nan_to_num(expected_i, nan=0.0))
+    ev = fill_nan(expected_v, 0.0)
+    r = np.clip(fill_nan(impedance_ohm, 0.0), 0.0, 2.0)
+    explained = r * (mean_i - fill_nan(expected_i, 0.0))
     return np.where(ev > 0, (ev - mean_v) - explained, 0.0)
 
 
@@ -199,8 +207,8 @@ def odd_hour_load(
     >>> odd_hour_load(np.array([900.0]), np.array([100.0]), np.array([400.0]))
     array([2.])
     """
-    den = np.maximum(np.nan_to_num(expected_daily_mean_p, nan=RATIO_FLOOR_W), RATIO_FLOOR_W)
-    excess = np.maximum(mean_p - np.nan_to_num(expected_p, nan=0.0), 0.0)
+    den = np.maximum(fill_nan(expected_daily_mean_p, RATIO_FLOOR_W), RATIO_FLOOR_W)
+    excess = np.maximum(mean_p - fill_nan(expected_p, 0.0), 0.0)
     return np.clip(_safe_div(excess, den, 0.0), 0.0, 10.0)
 
 
@@ -233,10 +241,10 @@ def coverage(n: FloatArray, cadence_s: FloatArray, window_s: float) -> FloatArra
     >>> coverage(np.array([5.0, 1.0]), np.array([60.0, 900.0]), 600.0)
     array([0.5, 1. ])
     """
-    return np.clip(n * np.nan_to_num(cadence_s, nan=window_s) / window_s, 0.0, 1.0)
+    return np.clip(n * fill_nan(cadence_s, window_s) / window_s, 0.0, 1.0)
 
 
 def feature_matrix(columns: Mapping[str, FloatArray]) -> FloatArray:
     """Stack named feature columns into a (K, F) float64 matrix in FEATURE_NAMES order."""
     mat = np.column_stack([np.asarray(columns[name], dtype=np.float64) for name in FEATURE_NAMES])
-    return np.nan_to_num(mat, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.where(np.isfinite(mat), mat, 0.0)

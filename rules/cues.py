@@ -108,7 +108,10 @@ def bypass_zero(f: Facts, t: Section) -> CueResult:
 
 def partial_bypass(f: Facts, t: Section) -> CueResult:
     """R03: a sustained drop of the slow power level against the meter's own baseline,
-    while a real part of the usual load remains (a vacant home drops to standby instead).
+    while the voltage keeps reacting to more current than the meter sees: the apparent
+    service impedance (dV/dI of the meter's own readings) rose, because the bypassed
+    current still flows through the service cable. A vacant home or a changed habit
+    lowers the power but not the impedance.
 
     >>> r = partial_bypass({"warm": np.array([1.0]), "slow_ratio": np.array([0.4]),
     ...     "drop_run_s": np.array([20000.0]), "slow_expected_w": np.array([600.0])},
@@ -123,6 +126,8 @@ def partial_bypass(f: Facts, t: Section) -> CueResult:
         & (f["slow_ratio"] >= t["min_remaining_ratio"])
         & (f["drop_run_s"] >= t["min_duration_s"])
         & (f["slow_expected_w"] >= t["min_expected_w"])
+        & (f["impedance_ratio"] >= t["min_impedance_ratio"])
+        & (f["impedance_z"] >= t["min_impedance_z"])
     )
     return CueResult(
         fired,
@@ -130,6 +135,7 @@ def partial_bypass(f: Facts, t: Section) -> CueResult:
             "level_ratio": f["slow_ratio"],
             "low_for_s": f["drop_run_s"],
             "expected_w": f["slow_expected_w"],
+            "impedance_ratio": f["impedance_ratio"],
         },
     )
 
@@ -187,23 +193,30 @@ def reverse_flow(f: Facts, t: Section) -> CueResult:
 
 
 def pf_abnormal(f: Facts, t: Section) -> CueResult:
-    """R06: power factor (at real current) far below the meter's own level, sustained.
+    """R06: a large share of readings with real current show a PF far below normal
+    (forged or forced), where this meter's usual share of such readings is small.
 
     >>> r = pf_abnormal({"warm": np.array([1.0]), "pf_low_run_s": np.array([3600.0]),
-    ...     "pf_mean": np.array([0.4]), "pf_baseline": np.array([0.95])},
-    ...     {"max_pf": 0.6, "min_drop_pf": 0.25, "min_duration_s": 1800})
+    ...     "pf_low_share": np.array([0.6]), "pf_low_usual": np.array([0.0]),
+    ...     "pf_mean": np.array([0.45])},
+    ...     {"min_low_share": 0.3, "min_share_rise": 0.25, "min_duration_s": 1800})
     >>> bool(r.fired[0])
     True
     """
     fired = (
         _warm(f)
         & (f["pf_low_run_s"] >= t["min_duration_s"])
-        & (f["pf_mean"] <= t["max_pf"])
-        & (f["pf_baseline"] - f["pf_mean"] >= t["min_drop_pf"])
+        & (f["pf_low_share"] >= t["min_low_share"])
+        & (f["pf_low_share"] - f["pf_low_usual"] >= t["min_share_rise"])
     )
     return CueResult(
         fired,
-        {"pf": f["pf_mean"], "pf_usual": f["pf_baseline"], "low_for_s": f["pf_low_run_s"]},
+        {
+            "low_pf_share": f["pf_low_share"],
+            "usual_low_pf_share": f["pf_low_usual"],
+            "pf": f["pf_mean"],
+            "low_for_s": f["pf_low_run_s"],
+        },
     )
 
 
@@ -250,12 +263,15 @@ def gradual_decline(f: Facts, t: Section) -> CueResult:
 
 
 def unmetered_load(f: Facts, t: Section) -> CueResult:
-    """R09: the voltage sags below the meter's own level without the meter's current
-    explaining it (service impedance x current), sustained: a load hooked before the meter.
+    """R09: the voltage stepped down without the meter's current changing, and stays down:
+    a load drawing current through the service cable that the meter does not see (a hook
+    before the meter). The step size over the meter's own service impedance gives the
+    unmetered current.
 
-    >>> r = unmetered_load({"warm": np.array([1.0]), "sag_v": np.array([6.0]),
-    ...     "sag_run_s": np.array([5400.0]), "sag_steps_n": np.array([1.0])},
-    ...     {"min_sag_v": 3, "min_duration_s": 3600, "min_sag_steps_n": 1})
+    >>> r = unmetered_load({"warm": np.array([1.0]), "sag_v": np.array([2.4]),
+    ...     "sag_run_s": np.array([5400.0]), "sag_step_v": np.array([2.6]),
+    ...     "sag_amps": np.array([12.0])},
+    ...     {"min_sag_v": 1.0, "min_duration_s": 3600, "min_amps_a": 5.0})
     >>> bool(r.fired[0])
     True
     """
@@ -263,11 +279,16 @@ def unmetered_load(f: Facts, t: Section) -> CueResult:
         _warm(f)
         & (f["sag_v"] >= t["min_sag_v"])
         & (f["sag_run_s"] >= t["min_duration_s"])
-        & (f["sag_steps_n"] >= t["min_sag_steps_n"])
+        & (f["sag_amps"] >= t["min_amps_a"])
     )
     return CueResult(
         fired,
-        {"sag_v": f["sag_v"], "sag_for_s": f["sag_run_s"], "sag_steps": f["sag_steps_n"]},
+        {
+            "sag_v": f["sag_v"],
+            "step_v": f["sag_step_v"],
+            "unmetered_a": f["sag_amps"],
+            "sag_for_s": f["sag_run_s"],
+        },
     )
 
 

@@ -43,6 +43,7 @@ from detectors.features import (
     coefficient_of_variation,
     coverage,
     feature_matrix,
+    fill_nan,
     odd_hour_load,
     pf_drop,
     pf_jitter,
@@ -93,14 +94,20 @@ SNAPSHOT_FORMAT = "meterwatch.engine.snapshot.v1"
     SVIPF,
     SDVDI,
     SDI2,
-) = range(21)
-N_STATS = 21
+    SDV2,
+    NDIFF,
+    MINE,
+    MAXE,
+    SABSE,
+    NPFLOW,
+) = range(27)
+N_STATS = 27
 SUM_STATS = [N, SP, SP2, SV, SI, SPF, SPF2, NPF, NZERO, NNEG, NFLAT, NRES, SRES, NSAG, SVIPF]
-SUM_STATS += [SDVDI, SDI2]
+SUM_STATS += [SDVDI, SDI2, SDV2, NDIFF, SABSE, NPFLOW]
 
 # run kinds (columns of the run counters)
-RUN_FLAT, RUN_ZERO, RUN_RESID, RUN_NEG, RUN_PFLOW = range(5)
-N_RUNS = 5
+RUN_FLAT, RUN_ZERO, RUN_RESID, RUN_NEG = range(4)
+N_RUNS = 4
 
 RECENT_TS = 4  # ring of recent timestamps per meter, for duplicates of released readings
 N_SLOTS = 48  # hour of day x (weekday, weekend)
@@ -188,14 +195,24 @@ class MeterState:
             "base_vw": ((24,), np.float32, 0.0),
             "pf_base": ((), np.float32, np.nan),
             "export_share": ((), np.float32, 0.0),
-            "imp_dvdi": ((), np.float32, 0.0),
-            "imp_di2": ((), np.float32, 0.0),
+            # service impedance from the meter's own dV/dI: decayed sums of dV*dI, dI^2,
+            # dV^2 and the number of reading pairs; long memory (learns only when not
+            # suspicious) and short memory (always)
+            "imp_long": ((4,), np.float64, 0.0),
+            "imp_short": ((4,), np.float64, 0.0),
             "slow_p": ((), np.float32, np.nan),
             "slow_exp": ((), np.float32, np.nan),
             "drop_start": ((), np.int64, -1),
-            "sag_slow": ((), np.float32, 0.0),
+            # unmetered load: an unexplained voltage step down and the level it holds
             "sag_start": ((), np.int64, -1),
-            "sag_steps": ((), np.float32, 0.0),
+            "sag_ref": ((2,), np.float32, np.nan),  # v, i before the step
+            "sag_size": ((), np.float32, 0.0),
+            "prev_pane_vi": ((2,), np.float32, np.nan),
+            "e_scale": ((), np.float32, np.nan),
+            # PF: short share of low-PF readings (at real current) and its usual level
+            "pf_low_ew": ((), np.float32, 0.0),
+            "pf_low_base": ((), np.float32, np.nan),
+            "pf_low_start": ((), np.int64, -1),
             "day_ratio": ((trend_days,), np.float32, np.nan),
             "day_cur": ((), np.int64, -1),
             "day_sum_p": ((), np.float64, 0.0),
@@ -254,6 +271,8 @@ class Engine:
         self.index: dict[str, int] = {}
         self.newest_ms: int | None = None
         self.pending = _Pending.empty()
+        # set to a list to collect the rule facts of every round (diagnostics, tests)
+        self.debug_facts: list[tuple[IntArray, IntArray, dict[str, FloatArray]]] | None = None
         self.counters: dict[str, int] = {
             "readings_accepted": 0,
             "rejected": 0,
@@ -494,15 +513,17 @@ class Engine:
         real_i = i >= meas["i_min_a"]
         res_bad = real_i & (resid > tol)
         res_rel = np.where(real_i, resid / np.maximum(np.abs(vipf), np.abs(p)).clip(1.0), 0.0)
-        zero = (np.abs(p) <= meas["p_zero_w"]) & (v >= meas["v_present_v"])
+        # "zero" is relative to what the meter usually draws: a bypass leaves a few W of
+        # residual (the metered share, the meter's own supply), a 3 kW home's 30 W is zero
+        daily_m = self._daily_mean(seg_m)[segs.seg_of]
+        zero_w = np.maximum(meas["p_zero_w"], meas["zero_share_of_daily"] * daily_m)
+        zero = (np.abs(p) <= zero_w) & (v >= meas["v_present_v"])
         neg = p < -meas["p_zero_w"]
-        pfc = th.section("pf_abnormal")
-        pf_base_r = st.pf_base[m]
-        pf_low = (
-            real_i
-            & (pf <= pfc["max_pf"])
-            & (np.nan_to_num(pf_base_r, nan=1.0) - pf >= pfc["min_drop_pf"])
-        )
+        pf_low = real_i & (np.abs(pf) <= th.value("pf_abnormal", "max_pf"))
+        # unexplained voltage step: dV not accounted for by the meter's own current change
+        z_m, _ = impedance_fit(st.imp_long[seg_m])
+        z_r = np.clip(fill_nan(z_m, 0.0), 0.0, 2.0)[segs.seg_of]
+        e_step = np.where(consecutive, dv + z_r * di, 0.0)
 
         # ---- cadence (EWMA of the interval between consecutive readings)
         good_dt = consecutive & (dt_s > 0)
@@ -515,8 +536,8 @@ class Engine:
             )
 
         # ---- runs
-        run_true = [flat, zero, res_bad, neg, pf_low]
-        run_reset = [~flat, ~zero, real_i & ~res_bad, p > meas["p_zero_w"], real_i & ~pf_low]
+        run_true = [flat, zero, res_bad, neg]
+        run_reset = [~flat, ~zero, real_i & ~res_bad, p > meas["p_zero_w"]]
         run_n_end = np.zeros((n, N_RUNS))
         run_s_end = np.zeros((n, N_RUNS))
         for k in range(N_RUNS):
@@ -567,6 +588,10 @@ class Engine:
             SVIPF: vipf,
             SDVDI: dv * di,
             SDI2: di * di,
+            SDV2: dv * dv,
+            NDIFF: consecutive.astype(np.float64),
+            SABSE: np.abs(e_step),
+            NPFLOW: pf_low.astype(np.float64),
         }
         for col, values in cols.items():
             stats[:, col] = np.add.reduceat(values, g0)
@@ -574,6 +599,8 @@ class Engine:
         stats[:, MAXP] = np.maximum.reduceat(p, g0)
         stats[:, MINV] = np.minimum.reduceat(v, g0)
         stats[:, MAXSTEP] = np.maximum.reduceat(step, g0)
+        stats[:, MINE] = np.minimum.reduceat(e_step, g0)
+        stats[:, MAXE] = np.maximum.reduceat(e_step, g0)
         g_m = m[g0]
         g_pane = pane[g0]
         g_runs_n = run_n_end[g_last]
@@ -635,6 +662,13 @@ class Engine:
                 new[rows, c:] = old[rows, : RECENT_TS - c]
         st.recent_ts[seg_m] = new
 
+    def _daily_mean(self, m: IntArray) -> FloatArray:
+        """Mean of the meter's ready hour-of-day baseline slots (0 when none are ready)."""
+        st = self.state
+        ready = st.base_w[m] >= self.thresholds.value("baseline", "slot_ready_s")
+        total = np.where(ready, st.base_p[m], 0.0).sum(axis=1)
+        return np.where(ready.any(axis=1), total / np.maximum(ready.sum(axis=1), 1), 0.0)
+
     def _expected(self, m: IntArray, slot: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
         """(expected power, its std, the daily mean) for meters m at slots (hour, daytype)."""
         st = self.state
@@ -682,7 +716,7 @@ class Engine:
 
         # comms gaps: hops with no reading beyond the meter's usual cadence
         last_pane = st.last_pane[gm]
-        cad = np.nan_to_num(st.cadence_s[gm].astype(np.float64), nan=cfg.hop_s)
+        cad = fill_nan(st.cadence_s[gm].astype(np.float64), cfg.hop_s)
         gap_s = np.where(last_pane >= 0, (gpane - last_pane - 1) * cfg.hop_s, 0)
         expected_empty = np.maximum(cad, cfg.window_s) - cfg.hop_s
         gap_windows = np.maximum(gap_s - expected_empty, 0) // cfg.hop_s
@@ -734,13 +768,24 @@ class Engine:
         expected_v = np.where(v_ready, st.base_v[gm, hour], np.nan)
         expected_i = np.where(v_ready, st.base_i[gm, hour], np.nan)
         pf_base = st.pf_base[gm].astype(np.float64)
-        di2 = st.imp_di2[gm].astype(np.float64)
-        impedance = np.where(di2 > 1e-3, -st.imp_dvdi[gm] / np.maximum(di2, 1e-9), 0.0)
-        impedance = np.clip(impedance, 0.0, 2.0)
+        bl = th.section("baseline")
+        imp_pane = pstats[:, [SDVDI, SDI2, SDV2, NDIFF]]
+        decay_s = np.exp(-since_s / bl["impedance_short_memory_s"])[:, None]
+        st.imp_short[gm] = st.imp_short[gm] * decay_s + imp_pane
+        z_long, _ = impedance_fit(st.imp_long[gm])
+        z_short, z_short_se = impedance_fit(st.imp_short[gm])
+        impedance = np.clip(fill_nan(z_long, 0.0), 0.0, 2.0)
+        imp_ratio = np.where(
+            np.isfinite(z_long) & np.isfinite(z_short), z_short / np.maximum(z_long, 0.02), 1.0
+        )
+        imp_z = np.where(
+            np.isfinite(z_long) & np.isfinite(z_short),
+            (z_short - z_long) / np.maximum(z_short_se, 1e-3),
+            0.0,
+        )
         warm = ((end_ms - st.first_ts[gm]) >= cfg.warmup_s * 1000) & np.isfinite(expected_p)
 
         # slow level vs slow baseline (partial bypass), unexplained sag (unmetered load)
-        bl = th.section("baseline")
         a_slow = 1.0 - np.exp(-since_s / bl["slow_level_memory_s"])
         sp = st.slow_p[gm].astype(np.float64)
         se = st.slow_exp[gm].astype(np.float64)
@@ -753,35 +798,61 @@ class Engine:
         st.slow_exp[gm] = se
         slow_ratio = np.where(np.isfinite(se), sp / np.maximum(se, 60.0), 1.0)
         pb = th.section("partial_bypass")
-        low = (slow_ratio <= pb["max_ratio"]) & (np.nan_to_num(se) >= pb["min_expected_w"]) & warm
+        low = (slow_ratio <= pb["max_ratio"]) & (fill_nan(se, 0.0) >= pb["min_expected_w"]) & warm
         ds = st.drop_start[gm]
         ds = np.where(low & (ds < 0), end_ms, ds)
         ds = np.where((slow_ratio >= pb["rearm_ratio"]) | ~warm, -1, ds)
         st.drop_start[gm] = ds
         drop_run_s = np.where(ds >= 0, (end_ms - ds) / 1000.0, 0.0)
 
-        sag_now = unexplained_sag(pane_mean_v, expected_v, pane_mean_i, expected_i, impedance)
-        sag_now = np.where(np.isfinite(expected_v), sag_now, 0.0)
-        a_sag = 1.0 - np.exp(-since_s / 1800.0)
-        sag_slow = st.sag_slow[gm] + a_sag * (sag_now - st.sag_slow[gm])
-        st.sag_slow[gm] = sag_slow
         ul = th.section("unmetered_load")
+        scale = fill_nan(st.e_scale[gm].astype(np.float64), 0.3)
+        thr = np.maximum(ul["min_step_v"], ul["step_sigmas"] * scale)
         sg = st.sag_start[gm]
-        in_sag = (sag_slow >= ul["min_sag_v"]) & warm
-        sg_new = np.where(in_sag & (sg < 0), end_ms, sg)
-        sg_new = np.where((sag_slow < 0.5 * ul["min_sag_v"]) | ~warm, -1, sg_new)
-        steps = np.where(sg_new >= 0, st.sag_steps[gm] + pstats[:, NSAG], 0.0)
-        # steps just before the run started count too (the switch-on step opens the run)
-        steps = np.where((sg < 0) & (sg_new >= 0), wsum[:, NSAG], steps)
-        st.sag_start[gm] = sg_new
-        st.sag_steps[gm] = steps
-        sag_run_s = np.where(sg_new >= 0, (end_ms - sg_new) / 1000.0, 0.0)
+        prev_vi = st.prev_pane_vi[gm].astype(np.float64)
+        start_now = (sg < 0) & (pstats[:, MINE] <= -thr) & warm & np.isfinite(prev_vi[:, 0])
+        ref = np.where(start_now[:, None], prev_vi, st.sag_ref[gm])
+        size = np.where(start_now, -pstats[:, MINE], st.sag_size[gm])
+        sg = np.where(start_now, end_ms, sg)
+        active = sg >= 0
+        sag_d = np.where(
+            active, (ref[:, 0] - pane_mean_v) - impedance * (pane_mean_i - ref[:, 1]), 0.0
+        )
+        up_step = ~start_now & (pstats[:, MAXE] >= 0.6 * size)
+        too_long = (end_ms - sg) > ul["max_duration_s"] * 1000
+        end_now = active & ((sag_d < 0.4 * size) | up_step | too_long | ~warm)
+        sg = np.where(end_now, -1, sg)
+        st.sag_start[gm] = sg
+        st.sag_ref[gm] = ref
+        st.sag_size[gm] = np.where(sg >= 0, size, 0.0)
+        st.prev_pane_vi[gm, 0] = pane_mean_v
+        st.prev_pane_vi[gm, 1] = pane_mean_i
+        sag_run_s = np.where(sg >= 0, (end_ms - sg) / 1000.0, 0.0)
+        sag_amps = np.where(sg >= 0, size / np.maximum(impedance, 0.05), 0.0)
+
+        # PF: share of low-PF readings (with real current) over the last hour or so
+        pfa = th.section("pf_abnormal")
+        has_pf = pstats[:, NPF] > 0
+        a_pf = 1.0 - np.exp(-since_s / pfa["share_memory_s"])
+        pf_share_now = pstats[:, NPFLOW] / np.maximum(pstats[:, NPF], 1.0)
+        pf_ew = st.pf_low_ew[gm].astype(np.float64)
+        pf_ew = np.where(has_pf, pf_ew + a_pf * (pf_share_now - pf_ew), pf_ew)
+        st.pf_low_ew[gm] = pf_ew
+        pf_usual = fill_nan(st.pf_low_base[gm].astype(np.float64), 1.0)
+        pf_bad = (
+            warm & (pf_ew >= pfa["min_low_share"]) & (pf_ew >= pf_usual + pfa["min_share_rise"])
+        )
+        pls = st.pf_low_start[gm]
+        pls = np.where(pf_bad & (pls < 0), end_ms, pls)
+        pls = np.where(pf_bad, pls, -1)
+        st.pf_low_start[gm] = pls
+        pf_low_run_s = np.where(pls >= 0, (end_ms - pls) / 1000.0, 0.0)
 
         # daily energy ratio (multi-day trend)
         self._update_day(gm, day, pane_mean_p, exp_now, since_s)
         dr = st.day_ratio[gm].astype(np.float64)
         dvalid = np.isfinite(dr)
-        slope = trend_slope(np.nan_to_num(dr), dvalid)
+        slope = trend_slope(fill_nan(dr, 0.0), dvalid)
         tail = dr[:, -2:]
         tail_ok = np.isfinite(tail)
         tail_n = tail_ok.sum(axis=1)
@@ -820,7 +891,7 @@ class Engine:
         # rule facts
         # bypass to zero is judged against that hour's usual load (not the daily mean: a
         # home that is idle at night is not bypassed at night)
-        zero_expected = np.nan_to_num(expected_p, nan=0.0)
+        zero_expected = fill_nan(expected_p, 0.0)
         facts = {
             "warm": warm.astype(np.float64),
             "n": wn,
@@ -828,8 +899,8 @@ class Engine:
             "max_p_w": wmax_p,
             "mean_v_v": mean_v,
             "mean_i_a": mean_i,
-            "expected_p_w": np.nan_to_num(expected_p, nan=0.0),
-            "expected_daily_p_w": np.nan_to_num(daily, nan=0.0),
+            "expected_p_w": fill_nan(expected_p, 0.0),
+            "expected_daily_p_w": fill_nan(daily, 0.0),
             "flat_run_n": runs_n[:, RUN_FLAT],
             "flat_run_s": runs_s[:, RUN_FLAT],
             "last_abs_p_w": np.abs(last_p),
@@ -842,19 +913,29 @@ class Engine:
             "vipf_mean_w": vipf_mean,
             "neg_run_s": runs_s[:, RUN_NEG],
             "export_share": st.export_share[gm].astype(np.float64),
-            "pf_low_run_s": runs_s[:, RUN_PFLOW],
+            "pf_low_run_s": pf_low_run_s,
+            "pf_low_share": pf_ew,
+            "pf_low_usual": pf_usual,
             "pf_mean": pf_mean,
-            "pf_baseline": np.nan_to_num(pf_base, nan=1.0),
+            "pf_baseline": fill_nan(pf_base, 1.0),
             "slow_ratio": slow_ratio,
             "drop_run_s": drop_run_s,
-            "slow_expected_w": np.nan_to_num(se, nan=0.0),
+            "slow_expected_w": fill_nan(se, 0.0),
             "trend_slope_per_day": slope,
             "trend_ratio": trend_ratio,
             "trend_days_n": trend_days,
-            "sag_v": sag_slow.astype(np.float64),
+            "sag_v": sag_d,
             "sag_run_s": sag_run_s,
-            "sag_steps_n": steps.astype(np.float64),
+            "sag_step_v": size,
+            "sag_amps": sag_amps,
+            "step_e_min": pstats[:, MINE],
+            "step_thr": thr,
+            "impedance_ohm": fill_nan(z_long, 0.0),
+            "impedance_ratio": imp_ratio,
+            "impedance_z": imp_z,
         }
+        if self.debug_facts is not None:
+            self.debug_facts.append((gm.copy(), end_ms.copy(), facts))
         cue_res = evaluate_cues(facts, th.sections)
         fired = (
             np.column_stack([cue_res[c.name].fired for c in CUES])
@@ -875,8 +956,7 @@ class Engine:
         )
 
         unbilled_w = (
-            np.maximum(np.nan_to_num(expected_p, nan=0.0), np.where(fired[:, 3], vipf_mean, 0.0))
-            - mean_p
+            np.maximum(fill_nan(expected_p, 0.0), np.where(fired[:, 3], vipf_mean, 0.0)) - mean_p
         )
         return {
             "m": gm,
@@ -964,11 +1044,21 @@ class Engine:
         a_pf = np.maximum(a_slow * 20, 0.02)
         new_pf = np.where(np.isnan(cur), pf_now, cur + a_pf * (pf_now - cur))
         st.pf_base[gm[has_pf]] = new_pf[has_pf]
+        low_now = pstats[:, NPFLOW] / np.maximum(npf, 1.0)
+        cur_low = st.pf_low_base[gm]
+        new_low = np.where(np.isnan(cur_low), low_now, cur_low + a_slow * (low_now - cur_low))
+        st.pf_low_base[gm[has_pf]] = new_low[has_pf]
+        nd = pstats[:, NDIFF]
+        has_d = nd > 0
+        e_now = pstats[:, SABSE] / np.maximum(nd, 1.0)
+        cur_e = st.e_scale[gm]
+        new_e = np.where(np.isnan(cur_e), e_now, cur_e + a_slow * 10 * (e_now - cur_e))
+        st.e_scale[gm[has_d]] = new_e[has_d]
         neg_share = pstats[:, NNEG] / pstats[:, N]
-        st.export_share[gm] += a_slow * 10 * (neg_share - st.export_share[gm])
-        a_imp = np.minimum(a_slow * 20, 1.0)
-        st.imp_dvdi[gm] += a_imp * (pstats[:, SDVDI] - st.imp_dvdi[gm])
-        st.imp_di2[gm] += a_imp * (pstats[:, SDI2] - st.imp_di2[gm])
+        a_exp = 1.0 - np.exp(-dt / (7 * 86400.0))
+        st.export_share[gm] += a_exp * (neg_share - st.export_share[gm])
+        decay = np.exp(-dt / th.value("baseline", "impedance_long_memory_s"))[:, None]
+        st.imp_long[gm] = st.imp_long[gm] * decay + pstats[:, [SDVDI, SDI2, SDV2, NDIFF]]
 
     # ------------------------------------------------------------------ outputs
     def _finish_windows(self, rounds: list[dict[str, Any]], out: EngineOutput) -> None:
@@ -1013,7 +1103,7 @@ class Engine:
         out.scoring_latency_s = self.clock() - cat["end_ms"] / 1000.0
 
         # events: flagged windows in (meter, time) order
-        hybrid = np.nan_to_num(scores["hybrid"], nan=0.0)
+        hybrid = fill_nan(scores["hybrid"], 0.0)
         anomaly = cat["warm"] & (hybrid >= self.thresholds.value("events", "anomaly_score_min"))
         flagged = cat["fired"].any(axis=1) | anomaly
         conf = {c.name: self.thresholds.value(c.name, "confidence") for c in CUES}
@@ -1053,6 +1143,23 @@ class Engine:
             cat["m"][seg.ends].tolist(), cat["end_ms"][seg.ends].tolist(), strict=True
         ):
             self.events.advance(self.meter_ids[mi], int(last_end))
+
+
+def impedance_fit(sums: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Service impedance (ohm) and its standard error from decayed sums
+    (dV*dI, dI^2, dV^2, n) of reading-to-reading steps: V = V0 - Z*I, so dV = -Z*dI + noise.
+
+    >>> z, se = impedance_fit(np.array([[-20.0, 100.0, 4.5, 50.0]]))
+    >>> round(float(z[0]), 3)
+    0.2
+    """
+    sxy, sxx, syy, n = sums[:, 0], sums[:, 1], sums[:, 2], sums[:, 3]
+    ok = (sxx > 1.0) & (n >= 10)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(ok, -sxy / sxx, np.nan)
+        resid = np.maximum(syy - z * z * sxx, 0.0) / np.maximum(n - 1, 1)
+        se = np.where(ok, np.sqrt(resid / sxx), np.nan)
+    return z, se
 
 
 def conf_max(cues: dict[str, tuple[str, float, dict[str, float]]]) -> float:

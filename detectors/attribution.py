@@ -22,25 +22,29 @@ TopFeatures = list[list[tuple[str, float]]]
 def top_contributions(
     per_feature: FloatMatrix, feature_names: Sequence[str], k: int = 3
 ) -> TopFeatures:
-    """For each row, the ``k`` largest non-negative contributions as (name, share of row
-    total), largest first. Rows with no signal (all zero or NaN) get an empty list."""
-    values = np.nan_to_num(np.asarray(per_feature, dtype=np.float64), nan=0.0)
-    values = np.maximum(values, 0.0)
+    """For each row, the ``k`` largest positive contributions as (name, share of the row
+    total, 4 decimals), largest first. Rows with no signal (all zero or NaN) get []."""
+    values = np.maximum(np.nan_to_num(np.asarray(per_feature, dtype=np.float64), nan=0.0), 0.0)
     if values.shape[0] == 0:
         return []
     k = min(k, values.shape[1])
     totals = values.sum(axis=1)
-    order = np.argsort(-values, axis=1, kind="stable")[:, :k]
-    shares = np.take_along_axis(values, order, axis=1) / np.where(totals > 0, totals, 1.0)[:, None]
-    names = list(feature_names)
-    result: TopFeatures = []
-    for row_order, row_shares, total in zip(order.tolist(), shares.tolist(), totals, strict=True):
-        if total <= 0:
-            result.append([])
-            continue
-        result.append(
-            [(names[c], round(s, 4)) for c, s in zip(row_order, row_shares, strict=True) if s > 0]
-        )
+    # the k largest per row without a full sort, then ordered largest first
+    top = np.argpartition(-values, k - 1, axis=1)[:, :k] if k < values.shape[1] else None
+    order = np.argsort(-values, axis=1, kind="stable")[:, :k] if top is None else top
+    picked = np.take_along_axis(values, order, axis=1)
+    within = np.argsort(-picked, axis=1, kind="stable")
+    order = np.take_along_axis(order, within, axis=1)
+    picked = np.take_along_axis(picked, within, axis=1)
+    shares = np.round(picked / np.where(totals > 0, totals, 1.0)[:, None], 4)
+    names = np.asarray(list(feature_names), dtype=object)[order]
+    result: TopFeatures = [
+        list(zip(row_names, row_shares, strict=True))
+        for row_names, row_shares in zip(names.tolist(), shares.tolist(), strict=True)
+    ]
+    # rare: rows with fewer than k positive contributions keep only the positive ones
+    for row in np.flatnonzero((picked <= 0).any(axis=1)).tolist():
+        result[row] = [(n, s) for n, s in result[row] if s > 0] if totals[row] > 0 else []
     return result
 
 

@@ -421,8 +421,17 @@ class AutoencoderDetector:
         z = self.scaler.transform(matrix)
         if z.shape[0] == 0:
             return np.zeros_like(z)
-        with torch.inference_mode():
-            recon = self.model(torch.from_numpy(z.astype(np.float32))).numpy()
+        # a model this small runs fastest on one thread: a thread pool costs more to wake
+        # than the matrix products, and on a busy host it can be 10-100x slower
+        threads = torch.get_num_threads()
+        if threads != 1:
+            torch.set_num_threads(1)
+        try:
+            with torch.inference_mode():
+                recon = self.model(torch.from_numpy(z.astype(np.float32))).numpy()
+        finally:
+            if threads != 1:
+                torch.set_num_threads(threads)
         return np.asarray((z - recon.astype(np.float64)) ** 2, dtype=np.float64)
 
     def score_many(self, X: FloatMatrix) -> FloatVector:

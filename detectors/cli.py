@@ -52,8 +52,8 @@ def collect_engine_features(
     blocks: list[FloatMatrix] = []
     meters: list[str] = []
     for path in paths:
-        # no artifact while collecting: the features do not depend on the model
-        engine = Engine.from_settings(settings.model_copy(update={"model_artifact": None}))
+        # no scorer while collecting: the features do not depend on the models
+        engine = Engine.from_settings(settings, scorer=None)
         batch, _rejected = read_table(path)
         first_end: dict[str, int] = {}
         for output in (engine.process(batch), engine.flush()):

@@ -158,6 +158,7 @@ class HalfSpaceTreesDetector:
         self._reference_mass = np.zeros((n_trees, n_nodes), dtype=np.int32)
         self._counter = 0
         self._first_window = True
+        self._leaf_score_cache: FloatMatrix | None = None
         self._max_score = float(n_trees * window_size * (2 ** (height + 1) - 1))
 
     # -- batch forms -----------------------------------------------------------------
@@ -195,38 +196,87 @@ class HalfSpaceTreesDetector:
         offsets = (np.arange(self.n_trees, dtype=np.int64) * n_nodes)[None, None, :]
         return np.asarray(paths + offsets, dtype=np.int64)
 
-    def score_many(self, X: FloatMatrix) -> FloatVector:
-        matrix = self._as_matrix(X)
-        if self._first_window or matrix.shape[0] == 0:
-            return np.zeros(matrix.shape[0], dtype=np.float64)
-        flat = self._flat_nodes(self._paths(self.unit_map(matrix)))
-        mass = self._reference_mass.ravel().take(flat).astype(np.float64)  # (h + 1, K, T)
-        # river stops descending at the first internal node whose mass is below the limit
-        # (that node still counts); the leaf always counts if reached.
-        below = mass[:-1] < 0.1 * self.window_size
-        reached = np.ones_like(mass, dtype=np.bool_)
-        reached[1:] = np.logical_not(np.logical_or.accumulate(below, axis=0))
-        weights = (2.0 ** np.arange(self.height + 1, dtype=np.float64))[:, None, None]
-        total = np.where(reached, mass * weights, 0.0).sum(axis=(0, 2))
+    def _leaf_scores(self) -> FloatMatrix:
+        """River's per-tree score for a walk ending in each leaf, shape (T, 2**height).
+
+        River walks down adding ``r_mass * 2**depth`` and stops after the first internal
+        node whose mass is below ``0.1 * window_size`` (that node still counts); the leaf
+        counts if reached. That sum depends only on the leaf a window falls into, so it is
+        computed once per reference mass (top-down over the levels) and scoring becomes
+        one lookup per tree.
+        """
+        if self._leaf_score_cache is not None:
+            return self._leaf_score_cache
+        mass = self._reference_mass.astype(np.float64)
+        value = np.zeros_like(mass)
+        stopped = np.zeros(mass.shape, dtype=np.bool_)
+        value[:, 0] = mass[:, 0]
+        stopped[:, 0] = mass[:, 0] < 0.1 * self.window_size
+        for depth in range(1, self.height + 1):
+            nodes = np.arange(2**depth - 1, 2 ** (depth + 1) - 1)
+            parents = (nodes - 1) // 2
+            parent_stopped = stopped[:, parents]
+            value[:, nodes] = np.where(
+                parent_stopped, value[:, parents], value[:, parents] + mass[:, nodes] * 2**depth
+            )
+            stopped[:, nodes] = parent_stopped | (mass[:, nodes] < 0.1 * self.window_size)
+        self._leaf_score_cache = np.ascontiguousarray(value[:, 2**self.height - 1 :])
+        return self._leaf_score_cache
+
+    def _score_paths(self, paths: IntArray) -> FloatVector:
+        leaves = paths[-1] - (2**self.height - 1)  # (K, T) leaf index within each tree
+        n_leaves = 2**self.height
+        offsets = (np.arange(self.n_trees, dtype=np.int64) * n_leaves)[None, :]
+        total = self._leaf_scores().ravel().take(leaves + offsets).sum(axis=1)
         return np.asarray(1.0 - total / self._max_score, dtype=np.float64)
 
-    def learn_many(self, X: FloatMatrix) -> None:
-        matrix = self._as_matrix(X)
+    def _learn_paths(self, paths: IntArray) -> None:
+        """Fold windows in (paths in row order), pivoting every ``window_size`` windows."""
+        n_windows = paths.shape[1]
         start = 0
         n_cells = self._latest_mass.size
-        while start < matrix.shape[0]:
+        while start < n_windows:
             # never cross a pivot inside one vectorised step
-            stop = min(matrix.shape[0], start + self.window_size - self._counter)
-            flat = self._flat_nodes(self._paths(self.unit_map(matrix[start:stop])))
+            stop = min(n_windows, start + self.window_size - self._counter)
+            flat = self._flat_nodes(paths[:, start:stop])
             counts = np.bincount(flat.ravel(), minlength=n_cells)
             self._latest_mass += counts.reshape(self._latest_mass.shape).astype(np.int32)
             self._counter += stop - start
             if self._counter == self.window_size:
                 self._reference_mass = self._latest_mass
                 self._latest_mass = np.zeros_like(self._reference_mass)
+                self._leaf_score_cache = None
                 self._first_window = False
                 self._counter = 0
             start = stop
+
+    def score_many(self, X: FloatMatrix) -> FloatVector:
+        matrix = self._as_matrix(X)
+        if self._first_window or matrix.shape[0] == 0:
+            return np.zeros(matrix.shape[0], dtype=np.float64)
+        return self._score_paths(self._paths(self.unit_map(matrix)))
+
+    def learn_many(self, X: FloatMatrix) -> None:
+        matrix = self._as_matrix(X)
+        if matrix.shape[0]:
+            self._learn_paths(self._paths(self.unit_map(matrix)))
+
+    def score_then_learn(self, X: FloatMatrix, learn_mask: npt.NDArray[np.bool_]) -> FloatVector:
+        """Score every window with the model as it is, then learn the masked ones (in row
+        order): ``score_many(X)`` followed by ``learn_many(X[learn_mask])``, walking the
+        trees once instead of twice."""
+        matrix = self._as_matrix(X)
+        if matrix.shape[0] == 0:
+            return np.zeros(0, dtype=np.float64)
+        paths = self._paths(self.unit_map(matrix))
+        if self._first_window:
+            scores = np.zeros(matrix.shape[0], dtype=np.float64)
+        else:
+            scores = self._score_paths(paths)
+        mask = np.asarray(learn_mask, dtype=np.bool_)
+        if mask.any():
+            self._learn_paths(paths[:, mask])
+        return scores
 
     # -- one-window forms (river's API) -------------------------------------------------
 

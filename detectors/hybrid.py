@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +49,29 @@ TOP_K = 3
 
 @dataclass(frozen=True)
 class ScoreResult:
-    """Scores of one batch of K windows; row order is the input's."""
+    """Scores of one batch of K windows; row order is the input's.
+
+    ``attribution`` is each feature's contribution per window (autoencoder squared
+    reconstruction error, or squared deviation from normal in degraded mode).
+    ``top_features`` turns all K rows into (name, share) lists on first access;
+    ``top_features_at(rows)`` does only the rows asked for (e.g. flagged windows), which
+    is much cheaper when few windows are flagged.
+    """
 
     hst: FloatVector
     ae: FloatVector
     hybrid: FloatVector
     hst_raw: FloatVector
     ae_raw: FloatVector
-    top_features: TopFeatures
+    attribution: FloatMatrix
+    feature_names: tuple[str, ...]
+
+    @cached_property
+    def top_features(self) -> TopFeatures:
+        return top_contributions(self.attribution, self.feature_names, TOP_K)
+
+    def top_features_at(self, rows: npt.NDArray[np.intp]) -> TopFeatures:
+        return top_contributions(self.attribution[rows], self.feature_names, TOP_K)
 
 
 class HybridScorer:
@@ -152,7 +168,7 @@ class HybridScorer:
             raise ValueError(f"learn_mask must have shape ({n_windows},), got {learn.shape}")
 
         hst_was_ready = self.hst.ready
-        hst_raw = self.hst.score_many(matrix)
+        hst_raw = self.hst.score_then_learn(matrix, learn)
         hst_score = self.hst_calibration.score(hst_raw) if hst_was_ready else np.zeros(n_windows)
         hst_usable = hst_was_ready and self.hst_calibration.ready
 
@@ -174,13 +190,10 @@ class HybridScorer:
             hybrid = hst_score.copy()
 
         if self.autoencoder is None and self.normal_moments.weight == 0.0:
-            top: TopFeatures = [[] for _ in range(n_windows)]
-        else:
-            top = top_contributions(attribution, self.feature_names, TOP_K)
+            attribution = np.zeros_like(matrix)  # nothing learned yet: no attribution
 
         if learn.any():
-            normal = matrix[learn]
-            self.hst.learn_many(normal)
+            normal = matrix[learn]  # HST already learned them in score_then_learn
             if hst_was_ready:
                 # out-of-sample raw scores: computed before the model saw these windows
                 self.hst_calibration.update(hst_raw[learn])
@@ -192,7 +205,8 @@ class HybridScorer:
             hybrid=np.asarray(hybrid, dtype=np.float64),
             hst_raw=hst_raw,
             ae_raw=ae_raw,
-            top_features=top,
+            attribution=attribution,
+            feature_names=self.feature_names,
         )
 
     # -- WindowDetector form (calibrated hybrid score), for the contract suite -------------

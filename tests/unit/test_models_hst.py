@@ -108,3 +108,17 @@ def test_constructor_rejects_bad_arguments() -> None:
         HalfSpaceTreesDetector(("a", "a"))
     with pytest.raises(ValueError, match="positive"):
         HalfSpaceTreesDetector(("a",), window_size=0)
+
+
+def test_score_then_learn_equals_score_then_learn_masked() -> None:
+    rows = np.random.default_rng(4).random((700, len(NAMES)))
+    mask = np.random.default_rng(5).random(700) < 0.7
+    combined = HalfSpaceTreesDetector(NAMES, n_trees=4, height=4, window_size=90, seed=2)
+    separate = HalfSpaceTreesDetector(NAMES, n_trees=4, height=4, window_size=90, seed=2)
+    for start in range(0, 700, 100):
+        batch, learn = rows[start : start + 100], mask[start : start + 100]
+        got = combined.score_then_learn(batch, learn)
+        expected = separate.score_many(batch)
+        separate.learn_many(batch[learn])
+        np.testing.assert_array_equal(got, expected)
+    assert combined.ready

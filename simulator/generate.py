@@ -90,20 +90,22 @@ class GenerationLog:
 def cover(
     iset: IntervalSet, t_ms: np.ndarray, n_rows: int, rows: np.ndarray | None = None
 ) -> np.ndarray:
-    """Sum of interval values over each (row, time step), shape (n_rows, len(t_ms)).
+    """Sum of (whole-number) interval values over each (row, time step), (n_rows, len(t_ms)).
 
     Half-open intervals: a step at t is covered when start <= t < end. ``rows``
     overrides ``iset.rows`` (to map meters to a local index).
     """
-    out = np.zeros((n_rows, len(t_ms) + 1))
+    out = np.zeros((n_rows, len(t_ms) + 1), dtype=np.int32)
     if len(iset):
         r = iset.rows if rows is None else rows
         c0 = np.searchsorted(t_ms, iset.start_ms, "left")
         c1 = np.searchsorted(t_ms, iset.end_ms, "left")
         sel = c1 > c0
         if np.any(sel):
-            np.add.at(out, (r[sel], c0[sel]), iset.value[sel])
-            np.add.at(out, (r[sel], c1[sel]), -iset.value[sel])
+            # values are whole numbers (1, or seconds): integer sums are exact and fast
+            value = np.rint(iset.value[sel]).astype(np.int32)
+            np.add.at(out, (r[sel], c0[sel]), value)
+            np.add.at(out, (r[sel], c1[sel]), -value)
             np.cumsum(out, axis=1, out=out)
     return out[:, :-1]
 

@@ -43,6 +43,13 @@ def outdoor_temperature(plan: FleetPlan, t_ms: np.ndarray) -> np.ndarray:
     return np.asarray(base + amp * np.cos(2 * np.pi * (h - 15.0) / 24.0))
 
 
+def _cycle_phase(t: np.ndarray, period: np.ndarray) -> np.ndarray:
+    """Position in [0, 1) within a repeating cycle (floor is ~4x faster than remainder)."""
+    x = t / period
+    x -= np.floor(x)
+    return x
+
+
 def household_power(
     plan: FleetPlan,
     t_ms: np.ndarray,
@@ -81,8 +88,9 @@ def household_power(
     Q = P * TAN_BASE
 
     # fridge / refrigeration cabinets: thermostat cycles
-    period = col("fridge_period_s")
-    fridge_on = np.remainder(secs + col("fridge_phase_s"), period) < col("fridge_duty") * period
+    fridge_on = _cycle_phase(secs + col("fridge_phase_s"), col("fridge_period_s")) < col(
+        "fridge_duty"
+    )
     fridge = col("fridge_w") * fridge_on
     fault = masks.get("fault_fridge")
     if fault is not None:  # a failing compressor runs all the time, harder, at a worse PF
@@ -155,8 +163,7 @@ def household_power(
         setpoint = np.where(vacant, 12.0, setpoint)
     cap = col("heat_cap_w")
     duty = np.clip(col("heat_w_per_k") * np.maximum(setpoint - t_out, 0.0) / cap, 0.0, 1.0)
-    cycle = col("heat_cycle_s")
-    heat_on = np.remainder(secs + col("heat_phase_s"), cycle) < duty * cycle
+    heat_on = _cycle_phase(secs + col("heat_phase_s"), col("heat_cycle_s")) < duty
     heat = cap * (heat_on & (t_ms[None, :] >= col("heat_from_ms")))
     P += heat
     Q += heat * col("heat_tan")

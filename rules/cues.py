@@ -292,6 +292,36 @@ def unmetered_load(f: Facts, t: Section) -> CueResult:
     )
 
 
+def impedance_rise(f: Facts, t: Section) -> CueResult:
+    """R10: for a long time the voltage has reacted to much more current than the meter
+    sees (short-memory dV/dI fit well above the meter's own long-memory fit): current
+    flows through the service cable around the meter. Catches slow bypasses that the
+    drop-against-baseline cue misses because the baseline has followed them down.
+
+    >>> r = impedance_rise({"warm": np.array([1.0]), "impedance_ratio": np.array([2.0]),
+    ...     "impedance_z": np.array([3.5]), "impedance_run_s": np.array([90000.0]),
+    ...     "impedance_ohm": np.array([0.15])},
+    ...     {"min_ratio": 1.35, "min_z": 2.0, "min_duration_s": 43200})
+    >>> bool(r.fired[0])
+    True
+    """
+    fired = (
+        _warm(f)
+        & (f["impedance_ratio"] >= t["min_ratio"])
+        & (f["impedance_z"] >= t["min_z"])
+        & (f["impedance_run_s"] >= t["min_duration_s"])
+    )
+    return CueResult(
+        fired,
+        {
+            "impedance_ratio": f["impedance_ratio"],
+            "impedance_z": f["impedance_z"],
+            "usual_impedance_ohm": f["impedance_ohm"],
+            "for_s": f["impedance_run_s"],
+        },
+    )
+
+
 CUES: tuple[Cue, ...] = (
     Cue("R01", "meter_freeze", True, meter_freeze),
     Cue("R02", "bypass_zero", True, bypass_zero),
@@ -302,6 +332,7 @@ CUES: tuple[Cue, ...] = (
     Cue("R07", "sharp_spike", False, sharp_spike),
     Cue("R08", "gradual_decline", True, gradual_decline),
     Cue("R09", "unmetered_load", True, unmetered_load),
+    Cue("R10", "impedance_rise", True, impedance_rise),
 )
 
 CUE_BY_NAME: Mapping[str, Cue] = {c.name: c for c in CUES}

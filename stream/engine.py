@@ -203,6 +203,7 @@ class MeterState:
             "slow_p": ((), np.float32, np.nan),
             "slow_exp": ((), np.float32, np.nan),
             "drop_start": ((), np.int64, -1),
+            "imp_start": ((), np.int64, -1),
             # unmetered load: an unexplained voltage step down and the level it holds
             "sag_start": ((), np.int64, -1),
             "sag_ref": ((2,), np.float32, np.nan),  # v, i before the step
@@ -785,6 +786,15 @@ class Engine:
         )
         warm = ((end_ms - st.first_ts[gm]) >= cfg.warmup_s * 1000) & np.isfinite(expected_p)
 
+        # sustained rise of the apparent service impedance (unmetered current)
+        ir = th.section("impedance_rise")
+        imp_up = warm & (imp_ratio >= ir["min_ratio"]) & (imp_z >= ir["min_z"])
+        ist = st.imp_start[gm]
+        ist = np.where(imp_up & (ist < 0), end_ms, ist)
+        ist = np.where(imp_up, ist, -1)
+        st.imp_start[gm] = ist
+        imp_run_s = np.where(ist >= 0, (end_ms - ist) / 1000.0, 0.0)
+
         # slow level vs slow baseline (partial bypass), unexplained sag (unmetered load)
         a_slow = 1.0 - np.exp(-since_s / bl["slow_level_memory_s"])
         sp = st.slow_p[gm].astype(np.float64)
@@ -933,6 +943,7 @@ class Engine:
             "impedance_ohm": fill_nan(z_long, 0.0),
             "impedance_ratio": imp_ratio,
             "impedance_z": imp_z,
+            "impedance_run_s": imp_run_s,
         }
         if self.debug_facts is not None:
             self.debug_facts.append((gm.copy(), end_ms.copy(), facts))
@@ -1079,7 +1090,7 @@ class Engine:
         K = len(order)
         X = cat["features"]
         learn = ~cat["suspicious"]
-        top: list[list[tuple[str, float]]] | None = None
+        res: Any = None
         if self.scorer is not None:
             res = self.scorer.score_windows(X, learn)
             scores = {
@@ -1087,7 +1098,6 @@ class Engine:
                 "ae": np.asarray(res.ae, dtype=np.float64),
                 "hybrid": np.asarray(res.hybrid, dtype=np.float64),
             }
-            top = res.top_features
         else:
             nan = np.full(K, np.nan)
             scores = {"hst": nan, "ae": nan.copy(), "hybrid": nan.copy()}
@@ -1107,7 +1117,16 @@ class Engine:
         anomaly = cat["warm"] & (hybrid >= self.thresholds.value("events", "anomaly_score_min"))
         flagged = cat["fired"].any(axis=1) | anomaly
         conf = {c.name: self.thresholds.value(c.name, "confidence") for c in CUES}
-        for kk in np.flatnonzero(flagged):
+        flagged_rows = np.flatnonzero(flagged)
+        top: Any = None
+        if res is not None and len(flagged_rows):
+            if hasattr(res, "top_features_at"):
+                top = dict(
+                    zip(flagged_rows.tolist(), res.top_features_at(flagged_rows), strict=True)
+                )
+            else:
+                top = {int(r): res.top_features[r] for r in flagged_rows}
+        for kk in flagged_rows:
             mi = int(cat["m"][kk])
             cues: dict[str, tuple[str, float, dict[str, float]]] = {}
             for ci, c in enumerate(CUES):

@@ -290,3 +290,51 @@ def test_short_runs_carry_no_theft_but_still_faults() -> None:
     assert table.num_rows > 0
     assert not any(m["theft"] for m in labels["meters"])
     assert any(f["type"] == "comms_gap" for m in labels["meters"] for f in m["faults"])
+
+
+@settings(max_examples=10)
+@given(
+    seed=st.integers(0, 10_000),
+    cadence=st.sampled_from([5, 60, 300]),
+    lateness=st.sampled_from([60, 120, 300]),
+)
+def test_lateness_stays_within_the_allowed_bound_unless_labelled_beyond(
+    seed: int, cadence: int, lateness: int
+) -> None:
+    config = FleetConfig(
+        meters=12,
+        days=0.5,
+        cadence_s=cadence,
+        seed=seed,
+        max_lateness_s=lateness,
+        beyond_lateness_share=0.3,
+        malformed_share=0.0,
+    )
+    table, labels = simulate(config)
+    c = columns(table)
+    retry_max_s = 90  # a gateway's retry re-sends within 90 s of the original
+    beyond_seen = clear_rows = 0
+    for meter in labels["meters"]:
+        rows = np.flatnonzero(c["meter_id"] == meter["meter_id"])
+        ts = c["ts"][rows]
+        # how far behind the newest earlier reading of the same meter each row arrives
+        lag_s = (np.maximum.accumulate(ts) - ts) / 1000.0
+        beyond = [
+            {"start_ms": f["start_ms"] - 60_000, "end_ms": f["end_ms"] + 60_000}
+            for f in meter["faults"]
+            if f["type"] == "late" and f["params"]["delay_s"] > lateness
+        ]
+        excused = inside(ts, beyond)
+        assert np.all(lag_s[~excused] <= lateness + retry_max_s), meter["meter_id"]
+        beyond_seen += int(np.sum(lag_s[excused] > lateness))
+        # a stretch delayed past the bound by more than one cadence must show up as such
+        clear = [
+            f
+            for f in meter["faults"]
+            if f["type"] == "late" and f["params"]["delay_s"] - cadence > lateness + 60
+        ]
+        clear_rows += int(inside(ts, clear).sum())
+        within = [f for f in meter["faults"] if f["type"] == "late"]
+        assert within, "every meter has late stretches"
+        assert all(f["params"]["delay_s"] <= lateness + 780 for f in within)
+    assert beyond_seen > 0 or clear_rows == 0

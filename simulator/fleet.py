@@ -128,9 +128,15 @@ def build_labels(plan: FleetPlan, log: GenerationLog) -> dict[str, Any]:
         for k in range(plan.n_meters)
     ]
     for inc in plan.thefts:
-        for a, b in inc.intervals:
+        for n, (a, b) in enumerate(inc.intervals):
+            unbilled = round(log.unbilled_wh.get((inc.meter, n), 0.0) / 1000.0, 3)
             per_meter[inc.meter]["theft"].append(
-                {"type": inc.type, "start_ms": a, "end_ms": b, "params": inc.params}
+                {
+                    "type": inc.type,
+                    "start_ms": a,
+                    "end_ms": b,
+                    "params": {**inc.params, "unbilled_kwh": unbilled},
+                }
             )
     for inc in plan.behaviours:
         for a, b in inc.intervals:

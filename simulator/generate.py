@@ -85,6 +85,8 @@ class GenerationLog:
 
     malformed: list[MalformedRecord] = field(default_factory=list)
     rows: int = 0
+    # (meter, interval index of its theft) -> energy kept off the bill, Wh
+    unbilled_wh: dict[tuple[int, int], float] = field(default_factory=dict)
 
 
 def cover(
@@ -149,6 +151,8 @@ class FleetGenerator:
         self._thefts = {k: (v, *incident_set(v)) for k, v in _group(plan.thefts).items()}
         self._behaviours = {k: (v, *incident_set(v)) for k, v in _group(plan.behaviours).items()}
         self._frozen: dict[int, tuple[float, float, float, float]] = {}
+        # rows of every thief, to measure what each theft leaves unbilled
+        self._thief_rows = np.array(sorted({inc.meter for inc in plan.thefts}), dtype=np.int64)
 
     # --- behaviour masks for the load model ----------------------------------------
     def _behaviour_masks(self, t_ms: np.ndarray) -> dict[str, np.ndarray]:
@@ -250,13 +254,36 @@ class FleetGenerator:
         p_meas = P
         i_meas = P / (v_meas * pf)
         out = {"p": p_meas, "v": v_meas, "i": i_meas, "pf": pf}
+        honest_p = out["p"][self._thief_rows]
         self._apply_theft(out, t_ms, rng)
         out["p"] = _round(out["p"], RESOLUTION_P)
         out["v"] = _round(out["v"], RESOLUTION_V)
         out["i"] = _round(out["i"], RESOLUTION_I)
         out["pf"] = _round(out["pf"], RESOLUTION_PF)
         self._apply_freeze(out, t_ms)
+        if len(self._thief_rows):
+            self._count_unbilled(honest_p, out["p"][self._thief_rows], t_ms)
         return out
+
+    def _count_unbilled(self, honest_p: np.ndarray, billed_p: np.ndarray, t_ms: np.ndarray) -> None:
+        """Energy each theft interval keeps off the bill (Wh): drawn minus billed import,
+        plus the unmetered pump. Comms gaps do not change it: the load still runs."""
+        step_h = self.plan.config.cadence_s / 3600.0
+        row_of = {int(m): k for k, m in enumerate(self._thief_rows)}
+        lost = np.clip(honest_p - np.maximum(billed_p, 0.0), 0.0, None)
+        for inc in self.plan.thefts:
+            row = row_of[inc.meter]
+            for n, (a, b) in enumerate(inc.intervals):
+                c0 = int(np.searchsorted(t_ms, a, "left"))
+                c1 = int(np.searchsorted(t_ms, b, "left"))
+                if c1 <= c0:
+                    continue
+                if inc.type == "night_pump_hook":
+                    wh = float(inc.params["pump_w"]) * (c1 - c0) * step_h
+                else:
+                    wh = float(lost[row, c0:c1].sum()) * step_h
+                key = (inc.meter, n)
+                self.log.unbilled_wh[key] = self.log.unbilled_wh.get(key, 0.0) + wh
 
     def _apply_theft(
         self, out: dict[str, np.ndarray], t_ms: np.ndarray, rng: np.random.Generator

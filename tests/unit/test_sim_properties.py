@@ -113,6 +113,15 @@ def test_each_theft_shows_its_signature_inside_its_intervals_only(config: FleetC
         kind = thefts[0]["type"]
         params = thefts[0]["params"]
         seen.add(kind)
+        # the labelled unbilled energy is what the readings kept off the bill
+        step_h = config.cadence_s / 3600.0
+        lost_kwh = (
+            float(np.sum(np.clip(ref["power_w"][on] - np.maximum(get["power_w"][on], 0), 0, None)))
+            * step_h
+            / 1000.0
+        )
+        labelled_kwh = sum(t["params"]["unbilled_kwh"] for t in thefts)
+        assert labelled_kwh == pytest.approx(lost_kwh, rel=0.01, abs=0.002 * len(thefts) + 0.01)
         p_, v_, i_, pf_ = (get[k][on] for k in CHANNELS)
         ph_, vh_, ih_, pfh_ = (ref[k][on] for k in CHANNELS)
         if kind in ("full_bypass", "partial_bypass", "gradual_bypass"):
@@ -162,6 +171,10 @@ def test_night_pump_hook_shows_only_as_voltage_sag(config: FleetConfig) -> None:
         dv = h["voltage_v"][rows] - c["voltage_v"][rows]
         assert np.all(dv >= -0.1)  # never higher than without the stolen load
         if on.any():
+            step_h = config.cadence_s / 3600.0
+            pump_kwh = meter["theft"][0]["params"]["pump_w"] * on.sum() * step_h / 1000.0
+            labelled_kwh = sum(t["params"]["unbilled_kwh"] for t in meter["theft"])
+            assert labelled_kwh == pytest.approx(pump_kwh, abs=0.001 * len(meter["theft"]))
             # its own service drop carries the pump current: a clear sag while it runs
             assert np.all(dv[on] >= 0.0025 * nominal), float(np.min(dv[on]))
             sagged += 1

@@ -204,8 +204,8 @@ def build_labels(plan: FleetPlan, log: GenerationLog) -> dict[str, Any]:
             )
         )
     faults.sort(key=lambda f: (f[0], f[1], f[2]["type"]))
-    for meter, _, entry in faults:
-        per_meter[meter]["faults"].append(entry)
+    for meter_index, _, entry in faults:
+        per_meter[meter_index]["faults"].append(entry)
     return {
         "schema": LABELS_SCHEMA,
         "seed": cfg.seed,

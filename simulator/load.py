@@ -45,7 +45,7 @@ def outdoor_temperature(plan: FleetPlan, t_ms: np.ndarray) -> np.ndarray:
 
 def _cycle_phase(t: np.ndarray, period: np.ndarray) -> np.ndarray:
     """Position in [0, 1) within a repeating cycle (floor is ~4x faster than remainder)."""
-    x = t / period
+    x: np.ndarray = t / period
     x -= np.floor(x)
     return x
 

@@ -214,7 +214,7 @@ def encode_table(table: pa.Table, form: str, max_batch: int = 500) -> Iterator[M
         if odd is not None:
             yield odd
             continue
-        batch_gw = gw
+        batch_gw = str(gw)
         batch.append(_reading(meters[k], ts_ms[k], p[k], v[k], i[k], pf[k]))
         newest = max(newest, ts_ms[k])
     if batch:
@@ -265,8 +265,14 @@ def publish_fleet(
     clock: Clock | None = None,
     producer: Any = None,
     max_batch: int = 500,
+    rate: str | None = None,
 ) -> PublishStats:
-    """Publish a readings table (e.g. from ``simulate``) to ``settings.topic_readings``."""
+    """Publish a readings table (e.g. from ``simulate``) to ``settings.topic_readings``.
+
+    ``speed`` (None = as fast as possible, 1.0 = real time, N = N x) or, equivalently,
+    ``rate`` as the CLI spells it (``max``, ``realtime``, ``x60``)."""
+    if rate is not None:
+        speed = parse_rate(rate)
     clock = clock if clock is not None else SystemClock()
     own = producer is None
     producer = make_producer(settings) if own else producer

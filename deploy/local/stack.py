@@ -340,7 +340,9 @@ def owned_and_alive(record: PidRecord) -> bool:
         cmdline = Path(f"/proc/{record.pid}/cmdline").read_bytes().replace(b"\0", b" ")
     except OSError:
         return False
-    return record.program.encode() in cmdline
+    # Pid plus start time identify a process; the program name is a second check. Right
+    # after exec, /proc/<pid>/cmdline can read empty for a moment: that is no mismatch.
+    return not cmdline or record.program.encode() in cmdline
 
 
 # Popen objects of the servers this process started. Kept so they are not garbage

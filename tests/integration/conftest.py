@@ -1,0 +1,178 @@
+"""Fixtures of the integration tier: the real local stack, no mocks.
+
+- ``settings``: ``Settings()`` from the environment (session).
+- ``stack``: the local stack, healthy, or the test is skipped / fails (session):
+  healthy already -> used as it is; else ``METERWATCH_REQUIRE_STACK=1`` (what
+  ``make test`` sets) -> ``stack up`` is called, and a failure fails the run loudly;
+  else the test is skipped, with the command that starts the stack. Returns the Settings.
+- ``kafka_admin``: a kafka-python ``KafkaAdminClient`` on ``settings.kafka_bootstrap``.
+- ``unique_topic``: factory ``unique_topic(partitions=1, create=True) -> name``; names are
+  unique per call (``mwtest.<test>.<random>``), created topics are deleted afterwards.
+- ``redis_client``: a redis-py client on the dedicated test database ``TEST_REDIS_DB`` (15)
+  of the stack's Redis (the engine uses the db in ``settings.redis_url``, 0 by default).
+  Afterwards it deletes the keys that appeared in that db during the test, and only those.
+- ``webhook_receiver``: an HTTP server on ``settings.webhook_port`` (where Alertmanager's
+  default route delivers) collecting every JSON body POSTed to it; ``wait_for(predicate,
+  timeout_s)`` returns the first body matching, or fails with what did arrive.
+
+Mark integration tests ``@pytest.mark.integration`` (or ``pytestmark``).
+Several people may run tests against one shared stack: use ``unique_topic`` and unique
+label values, never fixed names. The webhook port and the worker's metrics port can be
+held by one process at a time; a fixture that cannot bind says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from stream.settings import Settings
+
+TEST_REDIS_DB = 15
+WAIT_POLL_S = 0.1
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings) -> Settings:
+    from deploy.local.stack import stack_status, stack_up
+
+    report: list[str] = []
+    if stack_status(settings, echo=report.append) == 0:
+        return settings
+    if os.environ.get("METERWATCH_REQUIRE_STACK") == "1":
+        started: list[str] = []
+        if stack_up(settings, echo=started.append) != 0:
+            pytest.fail(
+                "METERWATCH_REQUIRE_STACK=1 but the local stack cannot start:\n"
+                + "\n".join(started),
+                pytrace=False,
+            )
+        return settings
+    pytest.skip(
+        "the local stack is not running (run `make test`, or `.venv/bin/meterwatch stack up` "
+        "first): " + " | ".join(report)
+    )
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(stack: Settings) -> Iterator[Any]:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(
+        bootstrap_servers=stack.kafka_bootstrap, client_id="meterwatch-tests-admin"
+    )
+    yield admin
+    admin.close()
+
+
+@pytest.fixture
+def unique_topic(kafka_admin: Any, request: pytest.FixtureRequest) -> Iterator[Callable[..., str]]:
+    created: list[str] = []
+    test_name = re.sub(r"[^A-Za-z0-9_-]", "-", request.node.name)[:60]
+
+    def make(partitions: int = 1, create: bool = True) -> str:
+        name = f"mwtest.{test_name}.{secrets.token_hex(4)}"
+        if create:
+            kafka_admin.create_topics(
+                {name: {"num_partitions": partitions, "replication_factor": 1}},
+                wait_for_metadata=True,
+            )
+            created.append(name)
+        return name
+
+    yield make
+    if created:
+        kafka_admin.delete_topics(created, raise_errors=False)
+
+
+@pytest.fixture
+def redis_client(stack: Settings) -> Iterator[Any]:
+    import redis
+
+    client = redis.Redis.from_url(stack.redis_url, db=TEST_REDIS_DB)
+    keys_before = set(client.scan_iter(count=1000))
+    yield client
+    new_keys = set(client.scan_iter(count=1000)) - keys_before
+    if new_keys:
+        client.delete(*new_keys)
+    client.close()
+
+
+@dataclass
+class WebhookReceiver:
+    """Collects the JSON bodies POSTed to it (Alertmanager's webhook notifications)."""
+
+    url: str
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def received(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.bodies)
+
+    def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 30.0
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for body in self.received():
+                if predicate(body):
+                    return body
+            if time.monotonic() >= deadline:
+                pytest.fail(
+                    f"no matching webhook body within {timeout_s}s at {self.url}; "
+                    f"received {len(self.received())}: {self.received()!r:.2000}",
+                    pytrace=False,
+                )
+            time.sleep(WAIT_POLL_S)
+
+
+@pytest.fixture
+def webhook_receiver(settings: Settings) -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver(url=f"http://127.0.0.1:{settings.webhook_port}/")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the http.server API)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = {"_unparsable": raw.decode("utf-8", "replace")}
+            with receiver.lock:
+                receiver.bodies.append(body)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass  # keep test output quiet
+
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", settings.webhook_port), Handler)
+    except OSError as error:
+        pytest.fail(
+            f"webhook receiver cannot bind 127.0.0.1:{settings.webhook_port} ({error}); "
+            "another test run or program holds METERWATCH_WEBHOOK_PORT",
+            pytrace=False,
+        )
+    thread = threading.Thread(target=server.serve_forever, name="webhook-receiver", daemon=True)
+    thread.start()
+    yield receiver
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)

@@ -48,10 +48,14 @@ test-fast: lint
 # The whole suite. The stack is started for the integration tests and stopped
 # afterwards if this target started it; METERWATCH_REQUIRE_STACK turns a
 # missing server into a failure instead of a skip.
+# A stack that cannot start fails the target (after stopping what did start), and
+# the tests do not run against half a stack.
 test: lint sysdeps
 	@was_up=0; $(MW) stack status >/dev/null 2>&1 && was_up=1; \
-	$(MW) stack up; \
-	rc=0; METERWATCH_REQUIRE_STACK=1 $(BIN)/pytest tests/unit tests/functional tests/integration $(PYTEST_ARGS) || rc=$$?; \
+	rc=0; $(MW) stack up || rc=$$?; \
+	if [ $$rc = 0 ]; then \
+	  METERWATCH_REQUIRE_STACK=1 $(BIN)/pytest tests/unit tests/functional tests/integration $(PYTEST_ARGS) || rc=$$?; \
+	fi; \
 	if [ $$was_up = 0 ]; then $(MW) stack down || true; fi; \
 	exit $$rc
 

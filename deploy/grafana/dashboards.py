@@ -93,6 +93,11 @@ def _dashboard(title: str, uid: str, description: str) -> dashboard_builder.Dash
     )
 
 
+def _last_value() -> common_builder.ReduceDataOptions:
+    """Show a series' latest value (Grafana's default, spelled out so JSON says so)."""
+    return common_builder.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
+
+
 def _stat(title: str, description: str, expr: str, unit: str = "short") -> stat.Panel:
     return (
         stat.Panel()
@@ -102,6 +107,7 @@ def _stat(title: str, description: str, expr: str, unit: str = "short") -> stat.
         .with_target(prom(expr, instant=True))
         .unit(unit)
         .graph_mode(common.BigValueGraphMode.NONE)
+        .reduce_options(_last_value())
         .height(4)
         .span(4)
     )
@@ -264,6 +270,7 @@ def fleet_overview() -> DashboardJSON:
                     instant=True,
                 )
             )
+            .reduce_options(_last_value())
             .orientation(common.VizOrientation.HORIZONTAL)
             .display_mode(common.BarGaugeDisplayMode.BASIC)
             .unit("short")
@@ -613,6 +620,8 @@ def detector_health() -> DashboardJSON:
         .with_panel(
             heatmap.Panel()
             .title("Hybrid score distribution")
+            # the buckets come from Prometheus already (format heatmap): do not re-bucket
+            .calculate(False)
             .description("Windows per hybrid-score bucket (0-100) over time.")
             .datasource(PROMETHEUS)
             .with_target(

@@ -15,6 +15,7 @@ covered by a snapshot and a restarted worker neither skips readings nor loses st
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -61,6 +62,12 @@ def default_sinks(
     )
 
 
+def exit_now(exc: BaseException) -> None:
+    """Leave at once, like a crash: no shutdown hooks, so no checkpoint of suspect state."""
+    logging.shutdown()
+    os._exit(70)  # EX_SOFTWARE
+
+
 def default_engine_factories(settings: Any) -> tuple[Callable[[], Any], Callable[[bytes], Any]]:
     from stream.engine import Engine
 
@@ -79,6 +86,7 @@ def create_app(
     commit: Callable[[int, int], Any] | None = None,
     datadir: Path | None = None,
     repost_interval_s: float = 60.0,
+    on_fatal: Callable[[BaseException], None] | None = None,
 ) -> Any:
     """A faust App consuming ``settings.topic_readings``; its worker is ``app.mw_worker``.
 
@@ -95,6 +103,8 @@ def create_app(
 
     if metrics is None:
         metrics = StreamMetrics(registry if registry is not None else CollectorRegistry())
+    datadir = datadir or (settings.stack_dir / "faust" / settings.app_id)
+    datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -103,7 +113,7 @@ def create_app(
         web_enabled=False,
         autodiscover=False,
         store="memory://",
-        datadir=str(datadir or (settings.stack_dir / "faust" / settings.app_id)),
+        datadir=str(datadir),
         topic_partitions=settings.readings_partitions,
         consumer_auto_offset_reset="earliest",
         producer_max_request_size=2 * 1024 * 1024,
@@ -131,6 +141,8 @@ def create_app(
         except Exception as exc:  # noqa: BLE001 - a lost commit only lengthens the replay
             log.warning("commit of partition %d failed: %r", partition, exc)
 
+    if on_fatal is None:
+        on_fatal = exit_now
     if new_engine is None or restore_engine is None:
         new_engine, restore_engine = default_engine_factories(settings)
     store = snapshot_store or KafkaSnapshotStore(settings.kafka_bootstrap, snapshot_topic(settings))
@@ -153,17 +165,24 @@ def create_app(
         async for events in stream.take_events(
             settings.batch_size, within=settings.batch_within_seconds
         ):
-            await worker.process(
-                [
-                    InputMessage(
-                        partition=e.message.partition,
-                        offset=e.message.offset,
-                        value=e.value,
-                        timestamp_s=e.message.timestamp,
-                    )
-                    for e in events
-                ]
-            )
+            batch = [
+                InputMessage(
+                    partition=e.message.partition,
+                    offset=e.message.offset,
+                    value=e.value,
+                    timestamp_s=e.message.timestamp,
+                )
+                for e in events
+            ]
+            try:
+                await worker.process(batch)
+            except Exception as exc:
+                # Sinks retry forever and decoding never raises, so this is a bug in the
+                # engine path. The in-memory state may be half-updated: never checkpoint it.
+                # Exit instead (the process supervisor restarts us); the partitions are
+                # then restored from their last checkpoint and replayed.
+                log.critical("processing failed, exiting without checkpoint", exc_info=exc)
+                on_fatal(exc)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:

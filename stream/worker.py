@@ -102,7 +102,7 @@ def message_form(value: bytes) -> str:
 
 def window_rows(out: Any) -> list[WindowRow]:
     """Per-window drill-down rows, when the engine exposes per-window meter ids."""
-    meters = getattr(out, "window_meter_id", None)
+    meters = getattr(out, "window_meter_ids", None)
     if meters is None or len(meters) == 0:
         return []
     ends = np.asarray(out.window_end_ms)
@@ -308,9 +308,12 @@ class StreamWorker:
         now = self._monotonic()
         if blob is None:
             log.info("partition %d: no snapshot, starting with a fresh engine", partition)
-            return PartitionState(self._new_engine(), None, now)
+            engine = self._new_engine()
+            self._report_model(engine)
+            return PartitionState(engine, None, now)
         header, engine_blob = decode_snapshot(blob)
         engine = self._restore_engine(engine_blob)
+        self._report_model(engine)
         self.sinks.alertmanager.import_partition(partition, header.get("open_alerts", []))
         log.info(
             "partition %d: restored snapshot at offset %d (%d meters)",
@@ -325,6 +328,12 @@ class StreamWorker:
             newest_ts_ms=int(header.get("newest_ts_ms", 0)),
             open_event_ids=set(header.get("open_event_ids", [])),
         )
+
+    def _report_model(self, engine: Any) -> None:
+        version = getattr(engine, "model_version", None)
+        if version is not None:
+            loaded = getattr(engine, "scorer", None) is not None
+            self.metrics.set_model_versions({"hybrid": str(version)}, artifact_loaded=loaded)
 
     # --- rebalance ---------------------------------------------------------------
     async def revoke(self, partitions: set[int], *, timeout_s: float = 10.0) -> None:

@@ -12,6 +12,8 @@ def event_to_dict(event: Any) -> dict[str, Any]:
     """The event as a plain dict of JSON types (contracts section 4)."""
     if isinstance(event, dict):
         data: Any = event
+    elif hasattr(event, "to_json"):  # rules.events.Event: the contract JSON as a dict
+        data = event.to_json()
     elif hasattr(event, "to_dict"):
         data = event.to_dict()
     elif hasattr(event, "model_dump"):

@@ -45,7 +45,22 @@ def async_redis(settings: Settings, url: str | None = None) -> Any:
 
     if url is not None:
         return aioredis.Redis.from_url(url, socket_connect_timeout=1.0)
-    return aioredis.Redis.from_url(settings.redis_url, db=TEST_DB)
+    # not from_url(url, db=...): the URL's own db would win
+    return aioredis.Redis(host="127.0.0.1", port=settings.redis_port, db=TEST_DB)
+
+
+@pytest.fixture
+def redis_client(stack: Settings) -> Iterator[Any]:
+    """Sync client on the test db, with this module's keys removed afterwards."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=stack.redis_port, db=TEST_DB)
+    before = set(client.scan_iter(match="mw:*", count=1000))
+    yield client
+    new = set(client.scan_iter(match="mw:*", count=1000)) - before
+    if new:
+        client.delete(*new)
+    client.close()
 
 
 def test_redis_sink_writes_each_event_version_once(stack: Settings, redis_client: Any) -> None:

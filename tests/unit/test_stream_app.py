@@ -20,7 +20,9 @@ from stream.worker import Sinks
 T0 = 1_767_571_200_000
 
 
-def build(tmp_path: Path) -> tuple[Any, list[tuple[str, bytes | None, bytes]], MemoryRedisSink]:
+def build(
+    tmp_path: Path, engine: Any = ToyEngine, on_fatal: Any = None
+) -> tuple[Any, list[tuple[str, bytes | None, bytes]], MemoryRedisSink]:
     from stream.app import create_app
 
     registry = CollectorRegistry()
@@ -47,8 +49,8 @@ def build(tmp_path: Path) -> tuple[Any, list[tuple[str, bytes | None, bytes]], M
     settings = Settings(app_id="mw-test-app", batch_size=50, batch_within_seconds=0.05)
     app = create_app(
         settings, metrics=metrics, sinks=sinks, snapshot_store=MemorySnapshotStore(),
-        new_engine=ToyEngine, restore_engine=ToyEngine.restore, commit=commit,
-        datadir=tmp_path,
+        new_engine=engine, restore_engine=ToyEngine.restore, commit=commit,
+        datadir=tmp_path, on_fatal=on_fatal,
     )  # fmt: skip
     return app, sent, redis
 
@@ -84,3 +86,26 @@ def test_agent_decodes_scores_and_routes_outputs(tmp_path: Path) -> None:
     assert [d["reason"] for d in dlq] == ["unparsable"]
     assert app.mw_worker.partitions[3].engine.meters_tracked == 1
     assert app.mw_metrics.registry.get_sample_value("meterwatch_readings_total") == 4
+
+
+class BrokenEngine(ToyEngine):
+    def process(self, batch: Any) -> Any:
+        raise FloatingPointError("engine bug")
+
+
+def test_an_engine_failure_exits_without_checkpoint(tmp_path: Path) -> None:
+    fatal: list[BaseException] = []
+    app, sent, redis = build(tmp_path, engine=BrokenEngine, on_fatal=fatal.append)
+
+    async def run() -> None:
+        async with app.mw_agent.test_context() as agent:
+            await agent.put(reading("MTR-1", T0, 5.0), key=b"MTR-1", partition=0)
+            for _ in range(100):
+                if fatal:
+                    break
+                await asyncio.sleep(0.02)
+
+    asyncio.run(run())
+    assert [type(e) for e in fatal] == [FloatingPointError]
+    assert app.mw_worker.partitions[0].next_offset is None  # nothing marked as done
+    assert redis.calls == 0 and sent == []

@@ -66,8 +66,8 @@ class ArtifactFeatureMismatch(ValueError):
 @dataclass(frozen=True)
 class TrainingConfig:
     seed: int = 0
-    epochs: int = 60
-    batch_size: int = 256
+    epochs: int = 20
+    batch_size: int = 512
     learning_rate: float = 3e-3
     holdout_share: float = 0.2
     hidden: tuple[int, ...] = HIDDEN_SIZES

@@ -100,8 +100,8 @@ def train_ae_command(
         Path | None, typer.Option("--save-features", help="Also save the training matrix here.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Training seed (weights, shuffling, hold-out).")] = 0,
-    epochs: Annotated[int, typer.Option(min=1)] = 60,
-    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    epochs: Annotated[int, typer.Option(min=1)] = 20,
+    batch_size: Annotated[int, typer.Option(min=1)] = 512,
     learning_rate: Annotated[float, typer.Option(min=1e-6)] = 3e-3,
     holdout_share: Annotated[float, typer.Option(min=0.01, max=0.9)] = 0.2,
 ) -> None:

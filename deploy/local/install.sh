@@ -105,8 +105,9 @@ mkdir -p "$KAFKA_LIBS"
 say "mvn: Kafka $kafka_version jars from Maven Central -> $KAFKA_LIBS (strict checksums)"
 # -C: fail on a checksum mismatch instead of warning. The local repository (~/.m2)
 # is a cache shared with other Maven use; a corrupt entry there fails the check below.
-mvn -q -B -C -Dstyle.color=never -f "$KAFKA_POM" \
-    -Dkafka.libs.dir="$KAFKA_LIBS" dependency:copy-dependencies
+# (sed: Maven 3.8 -q still prints colour resets; pipefail keeps mvn's exit status)
+mvn -q -B -C -f "$KAFKA_POM" -Dkafka.libs.dir="$KAFKA_LIBS" dependency:copy-dependencies 2>&1 |
+    sed 's/\x1b\[[0-9;]*m//g'
 
 if ((WRITE_SUMS)); then
     (cd "$KAFKA_LIBS" && sha256sum -- *.jar) >"$KAFKA_SUMS"

@@ -25,6 +25,11 @@ WRITE_SUMS=0
 say() { echo ">> install: $*"; }
 die() { echo ">> install: ERROR: $*" >&2; exit 1; }
 
+# One install at a time per state folder (several `make` targets may run at once).
+mkdir -p "$STACK_DIR"
+exec 9>"$STACK_DIR/.install.lock"
+flock 9
+
 SUDO=""
 if [[ "$(id -u)" != 0 ]]; then
     command -v sudo >/dev/null || die "not root and no sudo: cannot apt-get install"
@@ -65,10 +70,11 @@ if ((${#missing[@]})); then
         trap '$SUDO rm -f "$policy"' EXIT
     fi
     say "apt-get update"
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    # Lock::Timeout: wait for another apt run instead of failing on its lock
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -q
     say "apt-get install -y --no-install-recommends ${missing[*]}"
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        "${missing[@]}"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q \
+        --no-install-recommends "${missing[@]}"
 else
     say "Debian packages present (redis-server, prometheus, prometheus-alertmanager, java, mvn)"
 fi

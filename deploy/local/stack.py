@@ -14,6 +14,8 @@ Linux only: process ownership is checked through ``/proc``.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -25,7 +27,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -565,6 +567,23 @@ def server_state(server: Server, layout: StackLayout) -> ServerState:
 # --------------------------------------------------------------------------- commands
 
 
+@contextlib.contextmanager
+def _exclusive(layout: StackLayout, echo: Echo) -> Iterator[None]:
+    """One `up` or `down` at a time per state folder: two concurrent `up`s would both
+    start a server, and the loser's pid record would overwrite the winner's."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with (layout.root / ".stack.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            echo("another `stack up` or `stack down` is running here: waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def stack_status(settings: Settings, echo: Echo = print) -> int:
     """Print each server's state; 0 only when all four are healthy."""
     layout = StackLayout(settings.stack_dir)
@@ -591,8 +610,13 @@ def stack_status(settings: Settings, echo: Echo = print) -> int:
 
 def stack_up(settings: Settings, echo: Echo = print) -> int:
     """Start whatever is not already healthy, wait for health; 0 when all four are."""
-    began = time.monotonic()
     layout = StackLayout(settings.stack_dir)
+    with _exclusive(layout, echo):
+        return _stack_up(settings, layout, echo)
+
+
+def _stack_up(settings: Settings, layout: StackLayout, echo: Echo) -> int:
+    began = time.monotonic()
     for folder in (layout.root, layout.logs, layout.pids):
         folder.mkdir(parents=True, exist_ok=True)
     servers = build_servers(settings)
@@ -701,6 +725,11 @@ def _wait_healthy(
 def stack_down(settings: Settings, echo: Echo = print, timeout_s: float = STOP_TIMEOUT_S) -> int:
     """Stop the processes the stack started (by recorded pid); leave anything else alone."""
     layout = StackLayout(settings.stack_dir)
+    with _exclusive(layout, echo):
+        return _stack_down(settings, layout, echo, timeout_s)
+
+
+def _stack_down(settings: Settings, layout: StackLayout, echo: Echo, timeout_s: float) -> int:
     stopping: dict[str, PidRecord] = {}
     for server in reversed(build_servers(settings)):
         pid_file = layout.pid_file(server.name)

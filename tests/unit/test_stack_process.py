@@ -129,3 +129,24 @@ def test_cli_reports_an_invalid_setting(tmp_path: Path) -> None:
     result = CliRunner().invoke(stack_app, ["status"], env={"METERWATCH_REDIS_PORT": "-1"})
     assert result.exit_code == 2
     assert "redis_port" in result.output
+
+
+def test_up_and_down_wait_for_each_other(tmp_path: Path) -> None:
+    import fcntl
+    import threading
+
+    settings = _settings(tmp_path)
+    layout = StackLayout(settings.stack_dir)
+    layout.root.mkdir(parents=True)
+    lines: list[str] = []
+    with (layout.root / ".stack.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as if another `stack up` were running
+        worker = threading.Thread(target=stack_down, args=(settings, lines.append))
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive(), "stack down did not wait for the lock"
+        assert lines == ["another `stack up` or `stack down` is running here: waiting for it"]
+        fcntl.flock(held, fcntl.LOCK_UN)
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert lines[-1] == "kafka: not started by this stack, nothing to stop"

@@ -375,9 +375,10 @@ def _plan_incidents(plan: FleetPlan, rng: np.random.Generator) -> None:
     p = plan.p
     for k, meter in enumerate(behavers):
         kind = beh_types[k % len(beh_types)]
-        if kind == "new_ev" and not p["is_home"][meter]:
+        # a new EV or heat pump only where there was none (shops get neither)
+        if kind == "new_ev" and (not p["is_home"][meter] or p["ev_kw"][meter] > 0):
             kind = "vacancy"
-        if kind == "new_heat_pump" and not p["is_home"][meter]:
+        if kind == "new_heat_pump" and (not p["is_home"][meter] or p["heat_w_per_k"][meter] > 0):
             kind = "appliance_fault"
         t0 = _snap(cfg, u(beh_earliest, max(beh_earliest + 1, end - MIN_THEFT_MS)))
         params = {}

@@ -351,3 +351,36 @@ def test_lateness_stays_within_the_allowed_bound_unless_labelled_beyond(
         assert within, "every meter has late stretches"
         assert all(f["params"]["delay_s"] <= lateness + 780 for f in within)
     assert beyond_seen > 0 or clear_rows == 0
+
+
+@settings(max_examples=8)
+@given(config=small_fleets)
+def test_non_theft_behaviours_are_honest_changes_of_load(config: FleetConfig) -> None:
+    quiet = {"transport_faults": False, "malformed_share": 0.0, "theft_share": 0.0}
+    base = {**config.__dict__, **quiet}
+    b_table, labels = simulate(FleetConfig(**{**base, "behaviour_share": 1.0}))
+    h_table, _ = simulate(FleetConfig(**{**base, "behaviour_share": 0.0}))
+    c, h = columns(b_table), columns(h_table)
+    assert np.array_equal(c["ts"], h["ts"])
+    assert identity_ok(c, np.ones(len(c["ts"]), dtype=bool)).all()  # P = V*I*PF throughout
+    seen = set()
+    for meter in labels["meters"]:
+        assert not meter["theft"]
+        rows = c["meter_id"] == meter["meter_id"]
+        on = inside(c["ts"][rows], meter["behaviours"])
+        p, ref = c["power_w"][rows], h["power_w"][rows]
+        assert np.array_equal(p[~on], ref[~on])  # outside its interval: the same household
+        if not on.any():
+            continue
+        kind = meter["behaviours"][0]["type"]
+        seen.add(kind)
+        assert np.all(p[on] > 0)
+        if kind == "vacancy":  # low load, but fridge, standby, frost heating keep going
+            if on.sum() * config.cadence_s >= 86_400:  # over whole days (a timer lamp
+                assert p[on].mean() < 0.8 * ref[on].mean()  # may outdo a quiet night)
+        else:  # a new EV, a heat pump, a faulty appliance: only ever more load
+            assert np.all(p[on] >= ref[on] - 0.2)
+            if kind == "new_ev" and on.sum() * config.cadence_s > 2 * 86_400:
+                kw = meter["behaviours"][0]["params"]["charger_kw"]
+                assert np.max(p[on] - ref[on]) >= 0.8 * kw * 1000
+    assert seen

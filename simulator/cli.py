@@ -60,7 +60,11 @@ def simulate_command(
     ] = 0.001,
     seed: Annotated[int, typer.Option(help="Random seed (same seed + options = same bytes)")] = 0,
     start: Annotated[
-        str | None, typer.Option(help="First reading, ISO-8601 with offset [2026-01-05T00:00Z]")
+        str | None,
+        typer.Option(
+            help="First reading, ISO-8601 with offset [2026-01-05T00:00Z]; the offset is "
+            "also the local time of the households' routines"
+        ),
     ] = None,
     nominal_voltage: Annotated[float, typer.Option(help="Nominal voltage, V (230 or 120)")] = 230.0,
     transport_faults: Annotated[
@@ -94,13 +98,17 @@ def simulate_command(
         raise typer.BadParameter("--out must end in .parquet or .csv")
     if form not in ("batch", "single"):
         raise typer.BadParameter("--form must be batch or single")
+    start_at = parse_start(start) or DEFAULT_START
+    offset = start_at.utcoffset()
     try:
         config = FleetConfig(
             meters=meters,
             days=days,
             cadence_s=parse_cadence(cadence),
             seed=seed,
-            start=parse_start(start) or DEFAULT_START,
+            start=start_at,
+            # household routines run on the local time of the start's offset
+            utc_offset_h=offset.total_seconds() / 3600.0 if offset is not None else 0.0,
             theft_share=theft_share,
             behaviour_share=behaviour_share,
             malformed_share=malformed_share,

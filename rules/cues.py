@@ -199,7 +199,7 @@ def pf_abnormal(f: Facts, t: Section) -> CueResult:
     >>> r = pf_abnormal({"warm": np.array([1.0]), "pf_low_run_s": np.array([3600.0]),
     ...     "pf_low_share": np.array([0.6]), "pf_low_usual": np.array([0.0]),
     ...     "pf_mean": np.array([0.45])},
-    ...     {"min_low_share": 0.3, "min_share_rise": 0.25, "min_duration_s": 1800})
+    ...     {"min_low_share": 0.3, "min_rise_share": 0.25, "min_duration_s": 1800})
     >>> bool(r.fired[0])
     True
     """
@@ -207,7 +207,7 @@ def pf_abnormal(f: Facts, t: Section) -> CueResult:
         _warm(f)
         & (f["pf_low_run_s"] >= t["min_duration_s"])
         & (f["pf_low_share"] >= t["min_low_share"])
-        & (f["pf_low_share"] - f["pf_low_usual"] >= t["min_share_rise"])
+        & (f["pf_low_share"] - f["pf_low_usual"] >= t["min_rise_share"])
     )
     return CueResult(
         fired,

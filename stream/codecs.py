@@ -518,6 +518,9 @@ def _read_arrow_table(path: Path) -> tuple[Any, list[Rejection]]:
             parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(
                 column_types={"meter_id": pa.string(), "gateway_id": pa.string()},
+                # only an empty cell is missing; "nan"/"inf" parse as numbers and are then
+                # rejected as non_finite
+                null_values=[""],
                 strings_can_be_null=False,
             ),
         )
@@ -563,8 +566,11 @@ def read_table(path: str | Path) -> tuple[ReadingBatch, list[Rejection]]:
     reasons.append((bad_ts, "bad_timestamp", "ts must be epoch ms or ISO-8601 with offset"))
     nums: dict[str, FloatArray] = {}
     for col_name, fld in (("power_w", "p"), ("voltage_v", "v"), ("current_a", "i"), ("pf", "pf")):
-        values, bad_num = _column_to_float(table.column(col_name))
+        column = table.column(col_name)
+        values, bad_num = _column_to_float(column)
+        missing = pc.is_null(column).to_numpy(zero_copy_only=False)
         nums[fld] = values
+        reasons.append((missing, "missing_field", f"{col_name} is empty"))
         reasons.append((bad_num, "bad_type", f"{col_name} must be a number"))
     gateway = None
     if "gateway_id" in table.column_names:

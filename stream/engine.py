@@ -512,6 +512,8 @@ class Engine:
             + v * i * meas["default_pf_step_pf"]
         )
         real_i = i >= meas["i_min_a"]
+        # the power factor of a near-idle load is noise (AMPds2 reports APF 0.05 at 0.1 A)
+        real_s = real_i & (v * i >= meas["pf_min_va"])
         res_bad = real_i & (resid > tol)
         res_rel = np.where(real_i, resid / np.maximum(np.abs(vipf), np.abs(p)).clip(1.0), 0.0)
         # "zero" is relative to what the meter usually draws: a bypass leaves a few W of
@@ -520,7 +522,7 @@ class Engine:
         zero_w = np.maximum(meas["p_zero_w"], meas["zero_share_of_daily"] * daily_m)
         zero = (np.abs(p) <= zero_w) & (v >= meas["v_present_v"])
         neg = p < -meas["p_zero_w"]
-        pf_low = real_i & (np.abs(pf) <= th.value("pf_abnormal", "max_pf"))
+        pf_low = real_s & (np.abs(pf) <= th.value("pf_abnormal", "max_pf"))
         # unexplained voltage step: dV not accounted for by the meter's own current change
         z_m, _ = impedance_fit(st.imp_long[seg_m])
         z_r = np.clip(fill_nan(z_m, 0.0), 0.0, 2.0)[segs.seg_of]
@@ -570,7 +572,7 @@ class Engine:
         g_last = gkey.ends
         stats = np.zeros((len(g0), N_STATS))
         ones = np.ones(n)
-        pf_w = np.where(real_i, pf, 0.0)
+        pf_w = np.where(real_s, pf, 0.0)
         cols = {
             N: ones,
             SP: p,
@@ -579,7 +581,7 @@ class Engine:
             SI: i,
             SPF: pf_w,
             SPF2: pf_w * pf_w,
-            NPF: real_i.astype(np.float64),
+            NPF: real_s.astype(np.float64),
             NZERO: zero.astype(np.float64),
             NNEG: neg.astype(np.float64),
             NFLAT: flat.astype(np.float64),
@@ -773,7 +775,10 @@ class Engine:
         imp_pane = pstats[:, [SDVDI, SDI2, SDV2, NDIFF]]
         decay_s = np.exp(-since_s / bl["impedance_short_memory_s"])[:, None]
         st.imp_short[gm] = st.imp_short[gm] * decay_s + imp_pane
-        z_long, _ = impedance_fit(st.imp_long[gm])
+        z_long, z_long_se = impedance_fit(st.imp_long[gm])
+        # a long fit is trusted only when it is precise and physically plausible
+        z_ok = (z_long_se <= 0.25 * np.abs(z_long)) & (z_long >= 0.01) & (z_long <= 1.5)
+        z_long = np.where(z_ok, z_long, np.nan)
         z_short, z_short_se = impedance_fit(st.imp_short[gm])
         impedance = np.clip(fill_nan(z_long, 0.0), 0.0, 2.0)
         imp_ratio = np.where(
@@ -820,7 +825,13 @@ class Engine:
         thr = np.maximum(ul["min_step_v"], ul["step_sigmas"] * scale)
         sg = st.sag_start[gm]
         prev_vi = st.prev_pane_vi[gm].astype(np.float64)
-        start_now = (sg < 0) & (pstats[:, MINE] <= -thr) & warm & np.isfinite(prev_vi[:, 0])
+        start_now = (
+            (sg < 0)
+            & (pstats[:, MINE] <= -thr)
+            & warm
+            & np.isfinite(prev_vi[:, 0])
+            & np.isfinite(z_long)
+        )
         ref = np.where(start_now[:, None], prev_vi, st.sag_ref[gm])
         size = np.where(start_now, -pstats[:, MINE], st.sag_size[gm])
         sg = np.where(start_now, end_ms, sg)
@@ -838,7 +849,9 @@ class Engine:
         st.prev_pane_vi[gm, 0] = pane_mean_v
         st.prev_pane_vi[gm, 1] = pane_mean_i
         sag_run_s = np.where(sg >= 0, (end_ms - sg) / 1000.0, 0.0)
-        sag_amps = np.where(sg >= 0, size / np.maximum(impedance, 0.05), 0.0)
+        sag_amps = np.where(
+            (sg >= 0) & np.isfinite(z_long), size / np.maximum(impedance, 0.05), 0.0
+        )
 
         # PF: share of low-PF readings (with real current) over the last hour or so
         pfa = th.section("pf_abnormal")
@@ -850,7 +863,7 @@ class Engine:
         st.pf_low_ew[gm] = pf_ew
         pf_usual = fill_nan(st.pf_low_base[gm].astype(np.float64), 1.0)
         pf_bad = (
-            warm & (pf_ew >= pfa["min_low_share"]) & (pf_ew >= pf_usual + pfa["min_share_rise"])
+            warm & (pf_ew >= pfa["min_low_share"]) & (pf_ew >= pf_usual + pfa["min_rise_share"])
         )
         pls = st.pf_low_start[gm]
         pls = np.where(pf_bad & (pls < 0), end_ms, pls)
@@ -1114,7 +1127,7 @@ class Engine:
 
         # events: flagged windows in (meter, time) order
         hybrid = fill_nan(scores["hybrid"], 0.0)
-        anomaly = cat["warm"] & (hybrid >= self.thresholds.value("events", "anomaly_score_min"))
+        anomaly = cat["warm"] & (hybrid >= self.thresholds.value("events", "min_anomaly_score"))
         flagged = cat["fired"].any(axis=1) | anomaly
         conf = {c.name: self.thresholds.value(c.name, "confidence") for c in CUES}
         flagged_rows = np.flatnonzero(flagged)

@@ -1,0 +1,199 @@
+"""Reading codecs: JSON (both Kafka forms) and files; every reason code; never raise."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream.codecs import (
+    REASONS,
+    ReadingBatch,
+    UnusableInputError,
+    decode_message,
+    encode_reading,
+    read_table,
+)
+
+READING_SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "stream" / "schemas" / "reading.v1.json").read_text()
+)
+GOOD = {
+    "meter_id": "MTR-000001",
+    "ts": 1767571200000,
+    "p": 812.5,
+    "v": 231.2,
+    "i": 3.71,
+    "pf": 0.947,
+}
+
+
+def test_single_reading_decodes_to_a_columnar_batch() -> None:
+    batch, rej = decode_message(orjson.dumps(GOOD))
+    assert rej == [] and len(batch) == 1
+    assert batch.meter_id[0] == "MTR-000001" and batch.ts_ms[0] == 1767571200000
+    assert batch.p.dtype == np.float64 and batch.p[0] == 812.5
+    jsonschema.validate(GOOD, READING_SCHEMA)
+
+
+def test_gateway_batch_sets_gateway_and_keeps_good_rows_when_some_are_bad() -> None:
+    msg = {
+        "gateway_id": "GW-0001",
+        "readings": [GOOD, {**GOOD, "ts": "2026-01-05T00:01:00+00:00"}, {**GOOD, "pf": 1.5}],
+    }
+    batch, rej = decode_message(orjson.dumps(msg))
+    assert len(batch) == 2 and list(batch.gateway_id) == ["GW-0001", "GW-0001"]
+    assert batch.ts_ms[1] == 1767571260000
+    assert [r.reason for r in rej] == ["pf_out_of_range"]
+    jsonschema.validate(msg["readings"][0], READING_SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "unparsable"),
+        (b"[1, 2]", "not_an_object"),
+        (orjson.dumps({k: v for k, v in GOOD.items() if k != "v"}), "missing_field"),
+        (orjson.dumps({**GOOD, "colour": "red"}), "unknown_field"),
+        (orjson.dumps({**GOOD, "p": "812"}), "bad_type"),
+        (
+            b'{"meter_id": "M1", "ts": 1767571200000, "p": NaN, "v": 1, "i": 1, "pf": 1}',
+            "unparsable",
+        ),
+        (orjson.dumps({**GOOD, "pf": -1.01}), "pf_out_of_range"),
+        (orjson.dumps({**GOOD, "v": 0}), "voltage_non_positive"),
+        (orjson.dumps({**GOOD, "i": -0.1}), "current_negative"),
+        (orjson.dumps({**GOOD, "ts": 946684799999}), "bad_timestamp"),
+        (orjson.dumps({**GOOD, "ts": "2026-01-05T00:00:00"}), "bad_timestamp"),
+        (orjson.dumps({**GOOD, "meter_id": "has space"}), "bad_meter_id"),
+    ],
+)
+def test_each_malformed_reading_is_rejected_with_its_reason(raw: bytes, reason: str) -> None:
+    batch, rej = decode_message(raw)
+    assert len(batch) == 0
+    assert [r.reason for r in rej] == [reason]
+    assert rej[0].reason in REASONS and rej[0].detail
+    json.dumps(rej[0].to_json(), default=str)
+
+
+def test_non_finite_values_and_far_future_timestamps_are_rejected(tmp_path: Path) -> None:
+    # JSON has no NaN/inf (orjson refuses them as unparsable); files and hand-built
+    # batches can carry them
+    path = tmp_path / "nf.csv"
+    path.write_text(
+        "meter_id,ts,power_w,voltage_v,current_a,pf\n"
+        "A,1767571205000,nan,230,0.1,1\nB,1767571205000,1,inf,0.1,1\n"
+        "C,1767571205000,1,230,0.1,1\n"
+    )
+    batch, rej = read_table(path)
+    assert list(batch.meter_id) == ["C"] and [r.reason for r in rej] == ["non_finite"] * 2
+    _, rej = decode_message(
+        orjson.dumps({**GOOD, "ts": GOOD["ts"] + 3 * 86_400_000}), newest_ms=GOOD["ts"]
+    )
+    assert [r.reason for r in rej] == ["bad_timestamp"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_decode_never_raises_on_garbage_bytes(raw: bytes) -> None:
+    batch, rej = decode_message(raw)
+    assert len(batch) + len(rej) >= 1 or raw.strip() == b"" or len(batch) == 0
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=8)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values)
+def test_decode_never_raises_on_any_json_document(doc: object) -> None:
+    try:
+        raw = orjson.dumps(doc)
+    except (TypeError, orjson.JSONEncodeError):
+        return
+    batch, rej = decode_message(raw)
+    assert isinstance(batch, ReadingBatch)
+    assert all(r.reason in REASONS for r in rej)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.from_regex(r"[A-Za-z0-9_.:\-]{1,64}", fullmatch=True),
+    st.integers(min_value=946_684_800_000, max_value=4_000_000_000_000),
+    st.floats(-1e6, 1e6),
+    st.floats(0.001, 1e4, exclude_min=False),
+    st.floats(0, 1e4),
+    st.floats(-1, 1),
+)
+def test_encode_decode_round_trip(
+    mid: str, ts: int, p: float, v: float, i: float, pf: float
+) -> None:
+    batch = ReadingBatch.from_columns([mid], [ts], [p], [v], [i], [pf])
+    back, rej = decode_message(encode_reading(batch, 0))
+    assert rej == []
+    assert back.meter_id[0] == mid and back.ts_ms[0] == ts
+    np.testing.assert_array_equal([back.p[0], back.v[0], back.i[0], back.pf[0]], [p, v, i, pf])
+
+
+def test_read_csv_with_iso_and_epoch_timestamps_and_bad_rows(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text(
+        "meter_id,ts,power_w,voltage_v,current_a,pf\n"
+        "A,2026-01-05T00:00:05+00:00,100.5,230,0.5,0.9\n"
+        "B,2026-01-05T01:00:05+01:00,200,231,1.0,-0.5\n"
+        "C,2026-01-05T00:00:05+00:00,abc,230,0.5,0.9\n"
+        "D,2026-01-05T00:00:05+00:00,1,230,0.5,1.2\n"
+        "E,2026-01-05T00:00:05+00:00,1,230\n"
+    )
+    batch, rej = read_table(path)
+    assert list(batch.meter_id) == ["A", "B"]
+    assert batch.ts_ms.tolist() == [1767571205000, 1767571205000]
+    assert sorted(r.reason for r in rej) == ["bad_type", "pf_out_of_range", "unparsable"]
+    epoch = tmp_path / "e.csv"
+    epoch.write_text(
+        "meter_id,ts,power_w,voltage_v,current_a,pf,gateway_id\nA,1767571205000,1,230,0.1,1,GW-1\n"
+    )
+    batch, rej = read_table(epoch)
+    assert rej == [] and batch.ts_ms[0] == 1767571205000 and batch.gateway_id[0] == "GW-1"
+
+
+def test_read_parquet(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "r.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "meter_id": ["A", "A"],
+                "ts": [1767571205000, 1767571265000],
+                "power_w": [1.0, 2.0],
+                "voltage_v": [230.0, -1.0],
+                "current_a": [0.1, 0.1],
+                "pf": [1.0, 1.0],
+            }
+        ),
+        path,
+    )
+    batch, rej = read_table(path)
+    assert len(batch) == 1 and [r.reason for r in rej] == ["voltage_non_positive"]
+
+
+def test_unusable_files_raise(tmp_path: Path) -> None:
+    with pytest.raises(UnusableInputError, match="no such file"):
+        read_table(tmp_path / "missing.csv")
+    path = tmp_path / "cols.csv"
+    path.write_text("meter_id,ts,power_w\nA,1767571205000,1\n")
+    with pytest.raises(UnusableInputError, match="missing column"):
+        read_table(path)

@@ -1,0 +1,102 @@
+"""Window features: pure functions on literal arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from detectors import features as F
+
+
+def test_feature_names_are_unique_and_have_physical_ranges() -> None:
+    assert len(set(F.FEATURE_NAMES)) == len(F.FEATURE_NAMES)
+    assert set(F.FEATURE_RANGES) == set(F.FEATURE_NAMES)
+    for lo, hi in F.FEATURE_RANGES.values():
+        assert hi > lo
+
+
+def test_ratio_to_baseline_floors_a_near_zero_baseline() -> None:
+    # an idle circuit (expected 2 W) reading 30 W is 0.5 of the 60 W floor, not 15x
+    out = F.ratio_to_baseline(np.array([30.0, 400.0, 0.0]), np.array([2.0, 800.0, np.nan]))
+    np.testing.assert_allclose(out, [0.5, 0.5, 0.0])
+
+
+def test_zscore_uses_the_hour_spread_with_a_floor() -> None:
+    out = F.zscore_to_baseline(
+        np.array([500.0, 110.0]), np.array([300.0, 100.0]), np.array([100.0, 1.0])
+    )
+    np.testing.assert_allclose(out, [2.0, 0.5])
+
+
+def test_coefficient_of_variation_from_sufficient_statistics() -> None:
+    # readings 100 and 300 W: mean 200, population std 100
+    cv = F.coefficient_of_variation(
+        np.array([2.0, 1.0]), np.array([400.0, 50.0]), np.array([100_000.0, 2500.0])
+    )
+    np.testing.assert_allclose(cv, [0.5, 0.0])
+
+
+def test_pf_level_falls_back_to_the_meters_own_level_without_real_current() -> None:
+    out = F.pf_level(np.array([0.0, 1.5]), np.array([0.0, 2.0]), np.array([0.93, np.nan]))
+    np.testing.assert_allclose(out, [0.93, 0.75])
+
+
+def test_pf_jitter_is_the_std_of_pf() -> None:
+    # PF 0.4 and 1.0: std 0.3
+    out = F.pf_jitter(np.array([1.4]), np.array([0.16 + 1.0]), np.array([2.0]))
+    np.testing.assert_allclose(out, [0.3])
+
+
+def test_unexplained_sag_subtracts_the_drop_of_the_meters_own_current() -> None:
+    # 230 V usual at 2 A usual; now 226 V at 12 A through 0.2 ohm: 2 V explained, 2 V not
+    out = F.unexplained_sag(
+        np.array([226.0]), np.array([230.0]), np.array([12.0]), np.array([2.0]), np.array([0.2])
+    )
+    np.testing.assert_allclose(out, [2.0])
+
+
+def test_trend_slope_needs_three_days_and_ignores_invalid_days() -> None:
+    ratios = np.array([[1.0, 0.9, 0.8, 0.7], [1.0, 0.5, 0.0, 0.0], [1.0, 5.0, 0.8, 0.6]])
+    valid = np.array([[True] * 4, [True, True, False, False], [True, False, True, True]])
+    out = F.trend_slope(ratios, valid)
+    assert abs(out[0] + 0.1) < 1e-12
+    assert out[1] == 0.0
+    # days 0, 2, 3 hold 1.0, 0.8, 0.6: the invalid 5.0 must not make the slope positive
+    assert out[2] < 0
+
+
+def test_coverage_when_cadence_is_coarser_than_the_window() -> None:
+    # 15-min cadence in a 10-min window: one reading covers it all
+    out = F.coverage(np.array([1.0, 2.0, 0.0]), np.array([900.0, 60.0, 60.0]), 600.0)
+    np.testing.assert_allclose(out, [1.0, 0.2, 0.0])
+
+
+def test_feature_matrix_orders_columns_and_removes_non_finite() -> None:
+    cols = {name: np.array([float(k), np.nan]) for k, name in enumerate(F.FEATURE_NAMES)}
+    cols[F.FEATURE_NAMES[0]] = np.array([np.inf, 1.0])
+    mat = F.feature_matrix(cols)
+    assert mat.shape == (2, len(F.FEATURE_NAMES))
+    assert mat[0, 0] == 0.0 and mat[0, 3] == 3.0 and mat[1, 3] == 0.0
+    assert np.isfinite(mat).all()
+
+
+@given(
+    arrays(np.float64, 8, elements=st.floats(allow_nan=True, allow_infinity=True, width=64)),
+    arrays(np.float64, 8, elements=st.floats(allow_nan=True, allow_infinity=True, width=64)),
+)
+def test_features_never_mutate_input_and_stay_finite(a: np.ndarray, b: np.ndarray) -> None:
+    a0, b0 = a.copy(), b.copy()
+    with np.errstate(all="ignore"):
+        outs = [
+            F.ratio_to_baseline(a, b),
+            F.zscore_to_baseline(a, b, b),
+            F.share(a, b),
+            F.odd_hour_load(a, b, b),
+        ]
+    np.testing.assert_array_equal(a, a0)
+    np.testing.assert_array_equal(b, b0)
+    for out in outs:
+        assert out.shape == (8,)
+        assert np.isfinite(out).all()

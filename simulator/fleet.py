@@ -25,7 +25,7 @@ import numpy as np
 
 from simulator.config import HOUSEHOLDS, FleetConfig
 from simulator.generate import GARBAGE_TS, NUMERIC_FIELDS, Chunk, FleetGenerator, GenerationLog
-from simulator.plan import FleetPlan, build_plan
+from simulator.plan import FleetPlan, build_plan, gateway_members
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -175,9 +175,10 @@ def build_labels(plan: FleetPlan, log: GenerationLog) -> dict[str, Any]:
                     },
                 )
             )
+    members = gateway_members(plan)
     for k in range(len(plan.skew)):
         gw = int(plan.skew.rows[k])
-        for meter in np.flatnonzero(plan.meter_gw == gw):
+        for meter in members[gw]:
             faults.append(
                 (
                     int(meter),

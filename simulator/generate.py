@@ -188,7 +188,7 @@ class FleetGenerator:
         bins = np.clip(
             (t_ms - cfg.start_ms) // plan.feeder_bin_ms, 0, plan.feeder_walk.shape[1] - 1
         )
-        walk = plan.feeder_walk[plan.tx_gw][:, bins]
+        walk = plan.feeder_walk[plan.tx_gw[:, None], bins[None, :]]
         daily = -0.008 * np.exp(-(((h - 19.0) / 2.5) ** 2)) + 0.004 * np.exp(
             -(((h - 3.5) / 3.0) ** 2)
         )

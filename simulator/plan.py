@@ -92,6 +92,12 @@ class FleetPlan:
         return len(self.meter_ids)
 
 
+def gateway_members(plan: FleetPlan) -> list[np.ndarray]:
+    """Meter indices of each gateway (meters are numbered gateway by gateway)."""
+    bounds = np.searchsorted(plan.meter_gw, np.arange(1, len(plan.gateway_ids)))
+    return np.split(np.arange(plan.n_meters), bounds)
+
+
 def _ids(prefix: str, n: int, width: int) -> list[str]:
     width = max(width, len(str(n)))
     return [f"{prefix}-{k + 1:0{width}d}" for k in range(n)]
@@ -436,7 +442,7 @@ def _plan_faults(plan: FleetPlan, rng: np.random.Generator) -> None:
     gw_len = _loguniform(rng, 5 * 60_000, 3 * HOUR_MS, len(gw_rows))
     gw_start = rng.uniform(cfg.start_ms, cfg.end_ms - min_gap_ms, len(gw_rows))
     # expand gateway outages to their meters
-    members = [np.flatnonzero(plan.meter_gw == g) for g in range(n_gw)]
+    members = gateway_members(plan)
     exp_rows = [members[g] for g in gw_rows]
     counts = np.array([len(x) for x in exp_rows], dtype=np.int64)
     exp_meters = np.concatenate(exp_rows) if exp_rows else np.zeros(0, dtype=np.int64)

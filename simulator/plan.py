@@ -425,6 +425,8 @@ def _plan_faults(plan: FleetPlan, rng: np.random.Generator) -> None:
     span = cfg.end_ms - cfg.start_ms
     days = span / DAY_MS
     min_gap_ms = max(60_000, 2 * cfg.cadence_s * 1000)
+    # the last step's time: an interval starting there still covers one reading
+    last_step = float(cfg.end_ms - cfg.cadence_s * 1000)
 
     def per_meter(rate_per_day: float, at_least_one: bool) -> np.ndarray:
         counts = rng.poisson(rate_per_day * days, m) + (1 if at_least_one else 0)
@@ -459,7 +461,7 @@ def _plan_faults(plan: FleetPlan, rng: np.random.Generator) -> None:
 
     # duplicates: a gateway retried a stretch of readings
     rows = per_meter(0.3, True)
-    s = snap_arr(rng.uniform(cfg.start_ms, cfg.end_ms, len(rows)))
+    s = snap_arr(rng.uniform(cfg.start_ms, last_step, len(rows)))
     e = np.minimum(
         s + _loguniform(rng, 60_000, 30 * 60_000, len(rows)).astype(np.int64), cfg.end_ms
     )
@@ -470,7 +472,7 @@ def _plan_faults(plan: FleetPlan, rng: np.random.Generator) -> None:
 
     # late: a stretch of readings arrives late (mostly within the allowed lateness)
     rows = per_meter(0.3, True)
-    s = snap_arr(rng.uniform(cfg.start_ms, cfg.end_ms, len(rows)))
+    s = snap_arr(rng.uniform(cfg.start_ms, last_step, len(rows)))
     e = np.minimum(
         s + _loguniform(rng, 60_000, 20 * 60_000, len(rows)).astype(np.int64), cfg.end_ms
     )
@@ -487,7 +489,7 @@ def _plan_faults(plan: FleetPlan, rng: np.random.Generator) -> None:
 
     # clock skew: a third of the gateways run off by seconds to a minute for a while
     skewed = np.flatnonzero(rng.random(n_gw) < 0.3)
-    s = snap_arr(rng.uniform(cfg.start_ms, cfg.end_ms, len(skewed)))
+    s = snap_arr(rng.uniform(cfg.start_ms, last_step, len(skewed)))
     e = np.minimum(
         s + _loguniform(rng, 2 * HOUR_MS, 3 * DAY_MS, len(skewed)).astype(np.int64), cfg.end_ms
     )

@@ -12,7 +12,7 @@ Library API (heavy imports happen inside the functions):
 - ``simulator.publish.publish_fleet(settings, table, form="batch"|"single", speed|rate,
   clock)`` and ``publish_config(settings, config, labels_out, ...)``: Kafka publishers with
   event-time rate control; ``encode_table`` gives the messages without a broker;
-  ``SystemClock`` / ``FakeClock``.
+  ``SystemClock`` / ``FakeClock``; ``FleetPublisher(settings, clock)`` keeps one producer.
 - ``simulator.realism``: the comparison with real AMPds2 readings
   (``python -m simulator.realism``).
 

@@ -360,3 +360,51 @@ def publish_config(
             producer.close()
     stats.wall_s = clock.now() - started
     return stats
+
+
+class FleetPublisher:
+    """The publisher as an object: Settings and clock in, one producer kept open.
+
+    with FleetPublisher(settings, SystemClock()) as pub:
+        pub.publish(table, form="batch", rate="x60")
+    """
+
+    def __init__(self, settings: Settings, clock: Clock | None = None, producer: Any = None):
+        self.settings = settings
+        self.clock = clock if clock is not None else SystemClock()
+        self._own = producer is None
+        self.producer = make_producer(settings) if producer is None else producer
+
+    def publish(
+        self,
+        table: pa.Table,
+        form: str = "batch",
+        rate: str | None = None,
+        speed: float | None = None,
+        max_batch: int = 500,
+    ) -> PublishStats:
+        return publish_fleet(
+            self.settings,
+            table,
+            form=form,
+            speed=speed,
+            clock=self.clock,
+            producer=self.producer,
+            max_batch=max_batch,
+            rate=rate,
+        )
+
+    def publish_labels(self, labels: dict[str, Any], topic: str = LABELS_TOPIC) -> int:
+        sent = publish_labels(self.producer, labels, topic)
+        self.producer.flush()
+        return sent
+
+    def close(self) -> None:
+        if self._own:
+            self.producer.close()
+
+    def __enter__(self) -> FleetPublisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -192,3 +192,31 @@ def test_labels_go_one_document_per_meter() -> None:
         body = orjson.loads(value)
         assert topic == "meter.labels" and key == meter["meter_id"].encode()
         assert body["schema"] == "meterwatch.labels.v1" and body["meters"] == [meter]
+
+
+def test_fleet_publisher_object_uses_the_given_producer_and_clock() -> None:
+    from simulator.publish import FleetPublisher
+    from stream.settings import Settings
+
+    class FlushingProducer(RecordingProducer):
+        flushed = 0
+        closed = False
+
+        def flush(self) -> None:
+            self.flushed += 1
+
+        def close(self) -> None:
+            self.closed = True
+
+    table, labels = simulate(FleetConfig(meters=3, days=0.01, cadence_s=10, seed=4))
+    clock = FakeClock()
+    producer = FlushingProducer(clock)
+    with FleetPublisher(Settings(), clock, producer) as pub:
+        stats = pub.publish(table, form="single", rate="x10")
+        assert pub.publish_labels(labels, topic="t.labels") == 3
+    assert stats.readings == table.num_rows == len(producer.sent) - 3
+    assert clock.now() == pytest.approx(
+        (stats.last_event_ms - stats.first_event_ms) / 1000 / 10, abs=1.0
+    )
+    assert producer.flushed >= 2 and not producer.closed  # not ours to close
+    assert {t for t, *_ in producer.sent} == {"meter.readings", "t.labels"}

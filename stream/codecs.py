@@ -154,7 +154,20 @@ class ReadingBatch:
         )
 
     def slice(self, start: int, stop: int) -> ReadingBatch:
-        return self.take(np.arange(start, min(stop, len(self))))
+        """Rows start..stop as views (no copy)."""
+        sl = slice(start, stop)
+        return ReadingBatch(
+            meter_id=self.meter_id[sl],
+            ts_ms=self.ts_ms[sl],
+            p=self.p[sl],
+            v=self.v[sl],
+            i=self.i[sl],
+            pf=self.pf[sl],
+            gateway_id=None if self.gateway_id is None else self.gateway_id[sl],
+            e_wh=None if self.e_wh is None else self.e_wh[sl],
+            meter_codes=None if self.meter_codes is None else self.meter_codes[sl],
+            meter_vocab=self.meter_vocab,
+        )
 
     def row(self, k: int) -> dict[str, Any]:
         """One reading as a JSON-able dict (for rejections and debugging)."""

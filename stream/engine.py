@@ -740,9 +740,9 @@ class Engine:
         st.last_pane[gm] = gpane
         rid = st.ring_id[gm]
         valid = (rid > (gpane - P)[:, None]) & (rid <= gpane[:, None])
-        ring = st.ring[gm].astype(np.float64)
-        vm = valid[:, :, None]
-        wsum = np.where(vm, ring, 0.0).sum(axis=1)
+        ring = st.ring[gm]
+        # sums over the valid panes in one contraction (float64 accumulation)
+        wsum = np.einsum("kp,kps->ks", valid.astype(np.float64), ring, dtype=np.float64)
         wmin_p = np.where(valid, ring[:, :, MINP], np.inf).min(axis=1)
         wmax_p = np.where(valid, ring[:, :, MAXP], -np.inf).max(axis=1)
         wmin_v = np.where(valid, ring[:, :, MINV], np.inf).min(axis=1)
@@ -886,29 +886,22 @@ class Engine:
 
         # features
         pf_mean = pf_level(wsum[:, SPF], wsum[:, NPF], pf_base)
-        feats = {
-            "p_ratio_baseline": ratio_to_baseline(mean_p, expected_p),
-            "p_zscore_baseline": zscore_to_baseline(mean_p, expected_p, expected_std),
-            "p_cv": coefficient_of_variation(wn, wsum[:, SP], wsum[:, SP2]),
-            "max_step_ratio": step_ratio(wmax_step, expected_p),
-            "flat_share": share(wsum[:, NFLAT], wn),
-            "zero_v_share": share(wsum[:, NZERO], wn),
-            "neg_share": share(wsum[:, NNEG], wn),
+        # inputs of the features: the features themselves are computed once per batch, over
+        # all windows, in _finish_windows (pure functions of these columns)
+        resid_rel = share(wsum[:, SRES], wsum[:, NPF])
+        feature_inputs = {
+            "wsum": wsum,
+            "wmax_step": wmax_step,
+            "expected_p": expected_p,
+            "expected_std": expected_std,
+            "daily": daily,
+            "expected_v": expected_v,
+            "expected_i": expected_i,
+            "pf_base": pf_base,
             "pf_mean": pf_mean,
-            "pf_jitter": pf_jitter(wsum[:, SPF], wsum[:, SPF2], wsum[:, NPF]),
-            "pf_drop": pf_drop(pf_mean, pf_base),
-            "residual_share": share(wsum[:, NRES], wsum[:, NPF]),
-            "residual_rel": share(wsum[:, SRES], wsum[:, NPF]),
-            "v_dev_ratio": voltage_deviation(mean_v, expected_v),
-            "v_unexplained_sag_v": np.where(
-                np.isfinite(expected_v),
-                unexplained_sag(mean_v, expected_v, mean_i, expected_i, impedance),
-                0.0,
-            ),
-            "sag_steps_share": share(wsum[:, NSAG], wn),
-            "trend_slope_per_day": slope,
-            "odd_hour_load": odd_hour_load(mean_p, expected_p, daily),
-            "coverage": coverage(wn, st.cadence_s[gm].astype(np.float64), float(cfg.window_s)),
+            "impedance": impedance,
+            "slope": slope,
+            "cadence": st.cadence_s[gm].astype(np.float64),
         }
 
         # rule facts
@@ -932,7 +925,7 @@ class Engine:
             "zero_expected_w": zero_expected,
             "resid_run_n": runs_n[:, RUN_RESID],
             "resid_run_s": runs_s[:, RUN_RESID],
-            "resid_rel": feats["residual_rel"],
+            "resid_rel": resid_rel,
             "vipf_mean_w": vipf_mean,
             "neg_run_s": runs_s[:, RUN_NEG],
             "export_share": st.export_share[gm].astype(np.float64),
@@ -986,7 +979,7 @@ class Engine:
             "m": gm,
             "start_ms": start_ms,
             "end_ms": end_ms,
-            "features": feature_matrix(feats),
+            "features_in": feature_inputs,
             "fired": fired,
             "theft": theft,
             "suspicious": suspicious,
@@ -995,6 +988,42 @@ class Engine:
             "span_s": since_s,
             "evidence": {name: res.evidence for name, res in cue_res.items()},
         }
+
+    def _features(self, fin: dict[str, FloatArray]) -> FloatArray:
+        """The (K, F) feature matrix of a batch of windows from their inputs."""
+        wsum = fin["wsum"]
+        wn = wsum[:, N]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_p = wsum[:, SP] / wn
+            mean_v = wsum[:, SV] / wn
+            mean_i = wsum[:, SI] / wn
+        expected_p, expected_v = fin["expected_p"], fin["expected_v"]
+        pf_mean = fin["pf_mean"]
+        feats = {
+            "p_ratio_baseline": ratio_to_baseline(mean_p, expected_p),
+            "p_zscore_baseline": zscore_to_baseline(mean_p, expected_p, fin["expected_std"]),
+            "p_cv": coefficient_of_variation(wn, wsum[:, SP], wsum[:, SP2]),
+            "max_step_ratio": step_ratio(fin["wmax_step"], expected_p),
+            "flat_share": share(wsum[:, NFLAT], wn),
+            "zero_v_share": share(wsum[:, NZERO], wn),
+            "neg_share": share(wsum[:, NNEG], wn),
+            "pf_mean": pf_mean,
+            "pf_jitter": pf_jitter(wsum[:, SPF], wsum[:, SPF2], wsum[:, NPF]),
+            "pf_drop": pf_drop(pf_mean, fin["pf_base"]),
+            "residual_share": share(wsum[:, NRES], wsum[:, NPF]),
+            "residual_rel": share(wsum[:, SRES], wsum[:, NPF]),
+            "v_dev_ratio": voltage_deviation(mean_v, expected_v),
+            "v_unexplained_sag_v": np.where(
+                np.isfinite(expected_v),
+                unexplained_sag(mean_v, expected_v, mean_i, fin["expected_i"], fin["impedance"]),
+                0.0,
+            ),
+            "sag_steps_share": share(wsum[:, NSAG], wn),
+            "trend_slope_per_day": fin["slope"],
+            "odd_hour_load": odd_hour_load(mean_p, expected_p, fin["daily"]),
+            "coverage": coverage(wn, fin["cadence"], float(self.config.window_s)),
+        }
+        return feature_matrix(feats)
 
     def _update_day(
         self,
@@ -1089,8 +1118,15 @@ class Engine:
         if not rounds:
             return
         cat = {
-            key: np.concatenate([r[key] for r in rounds]) for key in rounds[0] if key != "evidence"
+            key: np.concatenate([r[key] for r in rounds])
+            for key in rounds[0]
+            if key not in ("evidence", "features_in")
         }
+        fin = {
+            key: np.concatenate([r["features_in"][key] for r in rounds])
+            for key in rounds[0]["features_in"]
+        }
+        cat["features"] = self._features(fin)
         order = np.lexsort((cat["end_ms"], cat["m"]))
         for key in cat:
             cat[key] = cat[key][order]

@@ -1,0 +1,40 @@
+"""Real, clean AMPds2 readings (37 days, 1-minute) raise at most one theft alert.
+
+The file lives in ../shared/data (not in the repository); without it the test skips with
+the reason. ~51k single-meter readings: each minute is its own pass of the engine, which
+makes this the slowest functional test (about a minute on one free core).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream.datasets import read_ampds2
+from stream.engine import Engine
+from stream.settings import Settings
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "ampds2_B1E_part11_1min.csv.xz"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DATA.is_file(), reason=f"AMPds2 sample not found at {DATA}")
+def test_clean_real_meter_raises_at_most_one_theft_alert() -> None:
+    batch = read_ampds2(DATA)
+    assert len(batch) == 51_210
+    # APF is the power factor that makes P = V*I*PF hold (see stream/datasets.py)
+    busy = batch.i >= 1.0
+    rel = np.abs(batch.p[busy] - batch.v[busy] * batch.i[busy] * batch.pf[busy]) / batch.p[busy]
+    assert np.median(rel) < 0.05
+    engine = Engine.from_settings(Settings(), clock=lambda: 1_396_400_000.0)
+    events = {}
+    for start in range(0, len(batch), 10_000):
+        for ev in engine.process(batch.slice(start, start + 10_000)).event_updates:
+            events[ev.event_id] = ev
+    for ev in engine.flush().event_updates:
+        events[ev.event_id] = ev
+    assert engine.counters["readings_accepted"] == len(batch)
+    thefts = [ev for ev in events.values() if ev.theft_likely]
+    assert len(thefts) <= 1, [(ev.start_ms, sorted(ev.cues)) for ev in thefts]

@@ -96,6 +96,9 @@ class HybridScorer:
         self.hst_calibration = hst_calibration or StreamingTailCalibrator()
         self.normal_moments = RunningMoments(len(self.feature_names))
         self.ae_weight = ae_weight
+        # windows per score-then-learn step inside one batch: half a mass window, so the
+        # reference masses pivot at most about twice per step
+        self.learn_chunk = max(1, hst.window_size // 2)
 
     @classmethod
     def create(
@@ -151,9 +154,20 @@ class HybridScorer:
         return f"{HST_VERSION}+ae-{self.autoencoder.content_hash[:8]}"
 
     def score_windows(
-        self, X: FloatMatrix, learn_mask: npt.NDArray[np.bool_] | None = None
+        self,
+        X: FloatMatrix,
+        learn_mask: npt.NDArray[np.bool_] | None = None,
+        *,
+        window_end_ms: npt.NDArray[np.int64] | None = None,
     ) -> ScoreResult:
-        """Score K windows, then learn from the ones in ``learn_mask`` (default: none)."""
+        """Score K windows; HST learns the ones in ``learn_mask`` (default: none).
+
+        The batch is walked in chunks of ``learn_chunk`` windows (in ``window_end_ms``
+        order when given, else row order): each chunk is scored by the model as it is,
+        then its unsuspected windows are learned. So a batch of a whole day (a replay)
+        is scored like a stream would be, and a window is never judged by a model that has
+        already learned it. Results are in row order.
+        """
         matrix = np.asarray(X, dtype=np.float64)
         if matrix.ndim != 2 or matrix.shape[1] != len(self.feature_names):
             raise ValueError(
@@ -167,41 +181,49 @@ class HybridScorer:
         )
         if learn.shape != (n_windows,):
             raise ValueError(f"learn_mask must have shape ({n_windows},), got {learn.shape}")
+        if window_end_ms is None:
+            walk = np.arange(n_windows)
+        else:
+            ends = np.asarray(window_end_ms)
+            if ends.shape != (n_windows,):
+                raise ValueError(f"window_end_ms must have shape ({n_windows},)")
+            walk = np.argsort(ends, kind="stable")
 
-        hst_was_ready = self.hst.ready
-        hst_raw = self.hst.score_then_learn(matrix, learn)
-        hst_score = self.hst_calibration.score(hst_raw) if hst_was_ready else np.zeros(n_windows)
-        hst_usable = hst_was_ready and self.hst_calibration.ready
+        hst_raw = np.zeros(n_windows, dtype=np.float64)
+        hst_score = np.zeros(n_windows, dtype=np.float64)
+        hst_usable = np.zeros(n_windows, dtype=np.bool_)
+        degraded = self.autoencoder is None
+        attribution = np.zeros_like(matrix) if degraded else np.empty((0, 0))
+        for start in range(0, n_windows, self.learn_chunk):
+            rows = walk[start : start + self.learn_chunk]
+            rows_learn = learn[rows]
+            was_ready, calibrated = self.hst.ready, self.hst_calibration.ready
+            raw = self.hst.score_then_learn(matrix[rows], rows_learn)
+            hst_raw[rows] = raw
+            if was_ready:
+                hst_score[rows] = self.hst_calibration.score(raw)
+                hst_usable[rows] = calibrated
+                # out-of-sample raw scores: computed before the model saw these windows
+                self.hst_calibration.update(raw[rows_learn])
+            if degraded:
+                unit = self.hst.unit_map(matrix[rows])
+                if self.normal_moments.weight > 0.0:
+                    attribution[rows] = self.normal_moments.squared_deviation(unit)
+                self.normal_moments.update(unit[rows_learn])
 
         if self.autoencoder is not None:
-            errors = self.autoencoder.reconstruction_errors(matrix)
-            ae_raw = np.asarray(errors.mean(axis=1), dtype=np.float64)
+            attribution = self.autoencoder.reconstruction_errors(matrix)
+            ae_raw = np.asarray(attribution.mean(axis=1), dtype=np.float64)
             ae_score = self.autoencoder.calibrated(ae_raw)
-            attribution = errors
+            mixed = self.ae_weight * ae_score + (1.0 - self.ae_weight) * hst_score
+            hybrid = np.where(hst_usable, mixed, ae_score)
         else:
             ae_raw = np.full(n_windows, np.nan)
             ae_score = np.full(n_windows, np.nan)
-            attribution = self.normal_moments.squared_deviation(self.hst.unit_map(matrix))
-
-        if self.autoencoder is not None and hst_usable:
-            hybrid = self.ae_weight * ae_score + (1.0 - self.ae_weight) * hst_score
-        elif self.autoencoder is not None:
-            hybrid = ae_score.copy()
-        else:
             hybrid = hst_score.copy()
 
-        if self.autoencoder is None and self.normal_moments.weight == 0.0:
-            attribution = np.zeros_like(matrix)  # nothing learned yet: no attribution
-
-        if learn.any():
-            normal = matrix[learn]  # HST already learned them in score_then_learn
-            if hst_was_ready:
-                # out-of-sample raw scores: computed before the model saw these windows
-                self.hst_calibration.update(hst_raw[learn])
-            self.normal_moments.update(self.hst.unit_map(normal))
-
         return ScoreResult(
-            hst=np.asarray(hst_score, dtype=np.float64),
+            hst=hst_score,
             ae=np.asarray(ae_score, dtype=np.float64),
             hybrid=np.asarray(hybrid, dtype=np.float64),
             hst_raw=hst_raw,

@@ -123,14 +123,20 @@ def train_ae_command(
 
     started = time.perf_counter()
     groups: list[str] | None
-    if features is not None:
-        with np.load(features, allow_pickle=False) as npz:
-            matrix = np.asarray(npz["features"], dtype=np.float64)
-            names = tuple(str(n) for n in npz["feature_names"])
-            groups = [str(m) for m in npz["meter_ids"]] if "meter_ids" in npz else None
-    else:
-        matrix, meter_list, names = collect_engine_features(list(data or []), settings)
-        groups = meter_list
+    from stream.codecs import UnusableInputError
+
+    try:
+        if features is not None:
+            with np.load(features, allow_pickle=False) as npz:
+                matrix = np.asarray(npz["features"], dtype=np.float64)
+                names = tuple(str(n) for n in npz["feature_names"])
+                groups = [str(m) for m in npz["meter_ids"]] if "meter_ids" in npz else None
+        else:
+            matrix, meter_list, names = collect_engine_features(list(data or []), settings)
+            groups = meter_list
+    except (UnusableInputError, ValueError, KeyError, OSError) as exc:
+        typer.echo(f"error: unusable training input: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
     typer.echo(f"{matrix.shape[0]} normal windows x {matrix.shape[1]} features")
     if save_features is not None:
         np.savez_compressed(

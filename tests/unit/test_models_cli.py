@@ -65,3 +65,19 @@ def test_input_errors_exit_2_with_one_line(app: typer.Typer, tmp_path: Path) -> 
     refused = runner.invoke(app, ["--features", str(tiny), "--out", str(tmp_path / "t.pt")])
     assert refused.exit_code == 2 and "too few normal windows" in refused.output
     assert not (tmp_path / "t.pt").exists()
+
+
+def test_unusable_inputs_exit_2(app: typer.Typer, tmp_path: Path) -> None:
+    runner = CliRunner()
+    not_npz = tmp_path / "bad.npz"
+    not_npz.write_bytes(b"not a zip")
+    bad = runner.invoke(app, ["--features", str(not_npz), "--out", str(tmp_path / "a.pt")])
+    assert bad.exit_code == 2 and "unusable training input" in bad.output
+    no_key = tmp_path / "nokey.npz"
+    np.savez(no_key, something=np.zeros(3))
+    missing = runner.invoke(app, ["--features", str(no_key), "--out", str(tmp_path / "b.pt")])
+    assert missing.exit_code == 2 and "unusable training input" in missing.output
+    readings = tmp_path / "readings.csv"
+    readings.write_text("meter_id,ts\nM1,1767571200000\n")
+    no_columns = runner.invoke(app, ["--data", str(readings), "--out", str(tmp_path / "c.pt")])
+    assert no_columns.exit_code == 2 and "unusable training input" in no_columns.output

@@ -89,7 +89,7 @@ def redis_alerts(client: Any) -> list[dict[str, Any]]:
     return [orjson.loads(fields[b"event"]) for _, fields in client.xrange("mw:alerts")]
 
 
-def test_db_client(settings: Settings) -> Any:
+def redis_test_db_client(settings: Settings) -> Any:
     """A client on the integration tier's Redis db. (``Redis.from_url(url, db=...)`` keeps the
     URL's own db, so the host and port are given explicitly here.)"""
     import redis

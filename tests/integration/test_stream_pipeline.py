@@ -23,9 +23,9 @@ from stream_harness import (
     messages_of,
     publish,
     redis_alerts,
+    redis_test_db_client,
     reference_alerts,
     small_fleet,
-    test_db_client,
 )
 
 from stream.settings import Settings
@@ -46,7 +46,7 @@ def fleet() -> dict[str, Any]:
 @pytest.fixture
 def redis_client(stack: Settings) -> Iterator[Any]:
     """The test db (15) the workers write to, without meterwatch keys before and after."""
-    client = test_db_client(stack)
+    client = redis_test_db_client(stack)
     clear_meterwatch_keys(client)
     yield client
     clear_meterwatch_keys(client)

@@ -35,6 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from stack_support import bind_with_patience
 
 from stream.settings import Settings
 
@@ -162,14 +163,10 @@ def webhook_receiver(settings: Settings) -> Iterator[WebhookReceiver]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass  # keep test output quiet
 
-    try:
-        server = ThreadingHTTPServer(("127.0.0.1", settings.webhook_port), Handler)
-    except OSError as error:
-        pytest.fail(
-            f"webhook receiver cannot bind 127.0.0.1:{settings.webhook_port} ({error}); "
-            "another test run or program holds METERWATCH_WEBHOOK_PORT",
-            pytrace=False,
-        )
+    server = bind_with_patience(
+        lambda: ThreadingHTTPServer(("127.0.0.1", settings.webhook_port), Handler),
+        f"webhook receiver on 127.0.0.1:{settings.webhook_port} (METERWATCH_WEBHOOK_PORT)",
+    )
     thread = threading.Thread(target=server.serve_forever, name="webhook-receiver", daemon=True)
     thread.start()
     yield receiver

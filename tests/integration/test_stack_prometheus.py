@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from stack_support import bind_with_patience
 
 from stream.settings import Settings
 
@@ -36,14 +37,10 @@ def metrics_server(stack: Settings) -> Iterator[float]:
     registry = CollectorRegistry()
     token = float(secrets.randbelow(10**9))
     Gauge("meterwatch_stack_test_token", "set by the stack test", registry=registry).set(token)
-    try:
-        server, thread = start_http_server(stack.metrics_port, addr="127.0.0.1", registry=registry)
-    except OSError as error:
-        pytest.fail(
-            f"cannot serve /metrics on 127.0.0.1:{stack.metrics_port} ({error}): "
-            "a worker or another test run holds METERWATCH_METRICS_PORT",
-            pytrace=False,
-        )
+    server, thread = bind_with_patience(
+        lambda: start_http_server(stack.metrics_port, addr="127.0.0.1", registry=registry),
+        f"/metrics server on 127.0.0.1:{stack.metrics_port} (METERWATCH_METRICS_PORT)",
+    )
     yield token
     server.shutdown()
     server.server_close()

@@ -18,7 +18,8 @@
 Mark integration tests ``@pytest.mark.integration`` (or ``pytestmark``).
 Several people may run tests against one shared stack: use ``unique_topic`` and unique
 label values, never fixed names. The webhook port and the worker's metrics port can be
-held by one process at a time; a fixture that cannot bind says so.
+held by one process at a time; the fixtures wait for it (up to 60 s, see
+``stack_support.bind_with_patience``) and then fail saying who to look for.
 """
 
 from __future__ import annotations

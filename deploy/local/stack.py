@@ -27,7 +27,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -223,7 +224,7 @@ def tcp_open(port: int, timeout_s: float = 1.0) -> bool:
         return False
 
 
-def http_ready(url: str, timeout_s: float = 2.0) -> str | None:
+def http_ready(url: str, timeout_s: float = 5.0) -> str | None:
     """None when ``url`` answers 200, else why not."""
     if not url.startswith("http://127.0.0.1:"):
         raise ValueError(f"health checks only go to 127.0.0.1 over http, not {url!r}")
@@ -250,8 +251,9 @@ def kafka_health(port: int) -> str | None:
         admin = KafkaAdminClient(
             bootstrap_servers=f"127.0.0.1:{port}",
             client_id="meterwatch-stack-health",
-            bootstrap_timeout_ms=3000,
-            request_timeout_ms=3000,
+            # generous: on a loaded machine a healthy broker can take seconds to answer
+            bootstrap_timeout_ms=5000,
+            request_timeout_ms=5000,
         )
     except Exception as error:  # any failure means "not ready yet"
         return f"broker does not answer ({type(error).__name__}: {error})"
@@ -277,8 +279,8 @@ def redis_health(port: int) -> str | None:
     client = redis.Redis(
         host="127.0.0.1",
         port=port,
-        socket_timeout=2,
-        socket_connect_timeout=1,
+        socket_timeout=5,
+        socket_connect_timeout=2,
         retry=Retry(NoBackoff(), 0),
     )
     try:
@@ -381,7 +383,11 @@ def _program_or_name(name: str) -> str:
 
 
 def build_servers(settings: Settings) -> list[Server]:
-    """The four servers, in start order. Builds paths and argv; starts nothing."""
+    """The four servers, in start order. Builds paths and argv; starts nothing.
+
+    Kafka comes last: its first start formats the storage (a JVM run of a few seconds),
+    which should not hold up the others.
+    """
     layout = StackLayout(settings.stack_dir)
     kafka_home = layout.home("kafka")
     kafka_data = kafka_home / "data"
@@ -453,19 +459,6 @@ def build_servers(settings: Settings) -> list[Server]:
 
     return [
         Server(
-            name="kafka",
-            port=settings.kafka_port,
-            program="kafka.Kafka",
-            argv=(
-                _program_or_name("java"),
-                *_kafka_java_options(kafka_log4j, layout),
-                "kafka.Kafka",
-                str(kafka_props),
-            ),
-            health=lambda: kafka_health(settings.kafka_port),
-            prepare=prepare_kafka,
-        ),
-        Server(
             name="redis",
             port=settings.redis_port,
             program="redis-server",
@@ -520,6 +513,19 @@ def build_servers(settings: Settings) -> list[Server]:
             health=lambda: http_ready(f"http://127.0.0.1:{settings.alertmanager_port}/-/ready"),
             prepare=prepare_alertmanager,
         ),
+        Server(
+            name="kafka",
+            port=settings.kafka_port,
+            program="kafka.Kafka",
+            argv=(
+                _program_or_name("java"),
+                *_kafka_java_options(kafka_log4j, layout),
+                "kafka.Kafka",
+                str(kafka_props),
+            ),
+            health=lambda: kafka_health(settings.kafka_port),
+            prepare=prepare_kafka,
+        ),
     ]
 
 
@@ -557,11 +563,25 @@ class ServerState:
     pid: int | None  # recorded pid still owned by the stack, else None
 
 
-def server_state(server: Server, layout: StackLayout) -> ServerState:
-    record = PidRecord.read(layout.pid_file(server.name))
-    pid = record.pid if record is not None and owned_and_alive(record) else None
-    reason = server.health()
-    return ServerState(server.name, server.address, reason is None, reason or "", pid)
+def check_health(servers: Sequence[Server]) -> dict[str, str | None]:
+    """Each server's health check, run side by side: a broker still starting (its check
+    can take seconds) must not hold up the verdict on the others."""
+    if not servers:
+        return {}
+    with ThreadPoolExecutor(max_workers=len(servers), thread_name_prefix="health") as pool:
+        reasons = list(pool.map(lambda server: server.health(), servers))
+    return {server.name: reason for server, reason in zip(servers, reasons, strict=True)}
+
+
+def server_states(servers: Sequence[Server], layout: StackLayout) -> list[ServerState]:
+    reasons = check_health(servers)
+    states = []
+    for server in servers:
+        record = PidRecord.read(layout.pid_file(server.name))
+        pid = record.pid if record is not None and owned_and_alive(record) else None
+        reason = reasons[server.name]
+        states.append(ServerState(server.name, server.address, reason is None, reason or "", pid))
+    return states
 
 
 # --------------------------------------------------------------------------- commands
@@ -587,7 +607,7 @@ def _exclusive(layout: StackLayout, echo: Echo) -> Iterator[None]:
 def stack_status(settings: Settings, echo: Echo = print) -> int:
     """Print each server's state; 0 only when all four are healthy."""
     layout = StackLayout(settings.stack_dir)
-    states = [server_state(server, layout) for server in build_servers(settings)]
+    states = server_states(build_servers(settings), layout)
     for state in states:
         if state.healthy:
             owner = f"pid {state.pid}" if state.pid else "not started by this stack"
@@ -623,8 +643,9 @@ def _stack_up(settings: Settings, layout: StackLayout, echo: Echo) -> int:
 
     waiting: dict[str, Server] = {}
     failed: list[str] = []
+    reasons = check_health(servers)
     for server in servers:
-        reason = server.health()
+        reason = reasons[server.name]
         record = PidRecord.read(layout.pid_file(server.name))
         ours = record is not None and owned_and_alive(record)
         if reason is None:
@@ -692,15 +713,19 @@ def _wait_healthy(
     deadline = time.monotonic() + timeout_s
     last_reason: dict[str, str] = {}
     while waiting:
-        for name, server in list(waiting.items()):
+        records: dict[str, PidRecord] = {}
+        for name in list(waiting):
             record = PidRecord.read(layout.pid_file(name))
             if record is None or not owned_and_alive(record):
                 log_path = layout.log_file(name)
                 echo(f"{name}: FAILED: the process exited. Log: {log_path}\n{_tail(log_path)}")
                 failed.append(name)
                 del waiting[name]
-                continue
-            reason = server.health()
+            else:
+                records[name] = record
+        reasons = check_health(list(waiting.values()))
+        for name, server in list(waiting.items()):
+            record, reason = records[name], reasons[name]
             if reason is None:
                 elapsed = time.monotonic() - began
                 echo(f"{name}: healthy at {server.address} (pid {record.pid}, {elapsed:.1f}s)")

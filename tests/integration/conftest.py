@@ -53,9 +53,13 @@ def settings() -> Settings:
 def stack(settings: Settings) -> Settings:
     from deploy.local.stack import stack_status, stack_up
 
-    report: list[str] = []
-    if stack_status(settings, echo=report.append) == 0:
-        return settings
+    # A second look before deciding: on a loaded machine one health check can time out.
+    for attempt in range(2):
+        report: list[str] = []
+        if stack_status(settings, echo=report.append) == 0:
+            return settings
+        if attempt == 0:
+            time.sleep(2.0)
     if os.environ.get("METERWATCH_REQUIRE_STACK") == "1":
         started: list[str] = []
         if stack_up(settings, echo=started.append) != 0:

@@ -149,4 +149,4 @@ def test_up_and_down_wait_for_each_other(tmp_path: Path) -> None:
         fcntl.flock(held, fcntl.LOCK_UN)
     worker.join(timeout=10)
     assert not worker.is_alive()
-    assert lines[-1] == "kafka: not started by this stack, nothing to stop"
+    assert "kafka: not started by this stack, nothing to stop" in lines

@@ -242,6 +242,22 @@ def http_ready(url: str, timeout_s: float = 5.0) -> str | None:
         return f"no answer ({error})"
 
 
+def http_reload(url: str, timeout_s: float = 30.0) -> str | None:
+    """POST ``url`` (Prometheus' and Alertmanager's ``/-/reload``); None when accepted."""
+    if not url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"reloads only go to 127.0.0.1 over http, not {url!r}")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(url, data=b"", method="POST")  # noqa: S310 (checked above)
+    try:
+        with opener.open(request, timeout=timeout_s) as response:
+            return None if response.status == 200 else f"HTTP {response.status}"
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode("utf-8", "replace").strip()
+        return f"HTTP {error.code}: {detail[:500]}"
+    except (OSError, urllib.error.URLError) as error:
+        return f"no answer ({error})"
+
+
 def kafka_health(port: int) -> str | None:
     if not tcp_open(port):
         return f"nothing listens on 127.0.0.1:{port}"
@@ -365,6 +381,10 @@ class Server:
     argv: tuple[str, ...]
     health: Callable[[], str | None]
     prepare: Callable[[], None] = field(default=lambda: None)
+    # servers that re-read their rendered config on POST (Prometheus, Alertmanager):
+    # `up` re-renders and reloads them when they already run, so edits to the templates
+    # or to deploy/prometheus/rules reach a running stack without a restart
+    reload_url: str | None = None
 
     @property
     def address(self) -> str:
@@ -497,6 +517,7 @@ def build_servers(settings: Settings) -> list[Server]:
             ),
             health=lambda: http_ready(f"http://127.0.0.1:{settings.prometheus_port}/-/ready"),
             prepare=prepare_prometheus,
+            reload_url=f"http://127.0.0.1:{settings.prometheus_port}/-/reload",
         ),
         Server(
             name="alertmanager",
@@ -512,6 +533,7 @@ def build_servers(settings: Settings) -> list[Server]:
             ),
             health=lambda: http_ready(f"http://127.0.0.1:{settings.alertmanager_port}/-/ready"),
             prepare=prepare_alertmanager,
+            reload_url=f"http://127.0.0.1:{settings.alertmanager_port}/-/reload",
         ),
         Server(
             name="kafka",
@@ -649,8 +671,21 @@ def _stack_up(settings: Settings, layout: StackLayout, echo: Echo) -> int:
         record = PidRecord.read(layout.pid_file(server.name))
         ours = record is not None and owned_and_alive(record)
         if reason is None:
-            owner = f"pid {record.pid}" if ours and record else "not started by this stack"
-            echo(f"{server.name}: already healthy at {server.address} ({owner})")
+            if not (ours and record is not None):
+                owner = "not started by this stack"
+                echo(f"{server.name}: already healthy at {server.address} ({owner})")
+                continue
+            problem = _refresh(server)
+            if problem is None:
+                reloaded = ", config re-rendered and reloaded" if server.reload_url else ""
+                owner = f"pid {record.pid}{reloaded}"
+                echo(f"{server.name}: already healthy at {server.address} ({owner})")
+            else:
+                echo(
+                    f"{server.name}: FAILED to reload its config ({problem}); it keeps the "
+                    f"previous one. Log: {layout.log_file(server.name)}"
+                )
+                failed.append(server.name)
             continue
         if ours and record is not None:
             echo(f"{server.name}: started earlier (pid {record.pid}), waiting for it to be healthy")
@@ -674,6 +709,17 @@ def _stack_up(settings: Settings, layout: StackLayout, echo: Echo) -> int:
         return 1
     echo(f"stack up: all {len(servers)} servers healthy in {time.monotonic() - began:.1f}s")
     return 0
+
+
+def _refresh(server: Server) -> str | None:
+    """Re-render and reload the config of a running server of ours; None when done."""
+    if server.reload_url is None:
+        return None
+    try:
+        server.prepare()
+    except StackError as error:
+        return str(error)
+    return http_reload(server.reload_url)
 
 
 def _start(server: Server, layout: StackLayout, echo: Echo) -> None:

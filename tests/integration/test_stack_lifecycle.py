@@ -7,17 +7,26 @@ is reported. Never leaves a process behind: `down` runs in a finalizer.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
+import threading
+import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 
-from deploy.local.stack import StackLayout, stack_down, stack_status, stack_up
+from deploy.local.stack import StackLayout, http_reload, stack_down, stack_status, stack_up
 from stream.settings import Settings
 
 pytestmark = pytest.mark.integration
+
+
+def _alertmanager_config_loaded(base_url: str) -> str:
+    with urllib.request.urlopen(f"{base_url}/api/v2/status", timeout=10) as response:  # noqa: S310
+        return str(json.load(response)["config"]["original"])
 
 
 def _free_port() -> int:
@@ -75,6 +84,21 @@ def test_up_is_idempotent_reports_the_failed_server_and_down_stops_all(
         assert any(line.startswith(f"{server}: already healthy") for line in second), second
     assert not any("starting on" in line for line in second), "up started a second copy"
 
+    # a running Alertmanager on a stale config is brought back to the template by `up`
+    rendered = layout.home("alertmanager") / "alertmanager.yml"
+    current = rendered.read_text()
+    rendered.write_text(current.replace("meterwatch-webhook", "stale-receiver"))
+    am_url = f"http://127.0.0.1:{settings.alertmanager_port}"
+    assert http_reload(f"{am_url}/-/reload") is None
+    assert "stale-receiver" in _alertmanager_config_loaded(am_url)
+    third: list[str] = []
+    assert stack_up(settings, echo=third.append) == 1  # still no Kafka
+    assert any("alertmanager: already healthy" in line and "reloaded" in line for line in third)
+    assert rendered.read_text() == current
+    loaded = _alertmanager_config_loaded(am_url)
+    assert "stale-receiver" not in loaded
+    assert "meterwatch-webhook" in loaded
+
     stopped: list[str] = []
     assert stack_down(settings, echo=stopped.append) == 0
     for server in ("redis", "prometheus", "alertmanager"):
@@ -98,3 +122,27 @@ def test_a_server_that_dies_is_named_with_its_log(private_settings: Settings) ->
     assert f"prometheus: FAILED: the process exited. Log: {layout.log_file('prometheus')}" in text
     assert "address already in use" in layout.log_file("prometheus").read_text()
     assert "redis: healthy at" in text  # the others still came up
+
+
+def test_a_refused_reload_is_reported_with_the_servers_reason() -> None:
+    class RefusingHandler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the http.server API)
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b"failed to reload config: yaml: line 3: bad indentation")
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), RefusingHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        problem = http_reload(f"http://127.0.0.1:{port}/-/reload")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert problem == "HTTP 500: failed to reload config: yaml: line 3: bad indentation"
+    with pytest.raises(ValueError, match="only go to 127.0.0.1"):
+        http_reload("http://example.com/-/reload")

@@ -87,6 +87,7 @@ def create_app(
     datadir: Path | None = None,
     repost_interval_s: float = 60.0,
     on_fatal: Callable[[BaseException], None] | None = None,
+    write_windows: bool = True,
 ) -> Any:
     """A faust App consuming ``settings.topic_readings``; its worker is ``app.mw_worker``.
 
@@ -156,6 +157,7 @@ def create_app(
         snapshots=store,
         commit=commit or commit_offset,
         metrics=metrics,
+        write_windows=write_windows,
     )
     app.mw_worker = worker
     app.mw_metrics = metrics

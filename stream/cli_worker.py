@@ -30,7 +30,7 @@ def _meterwatch_exe() -> str:
     return str(candidate) if candidate.exists() else "meterwatch"
 
 
-def run_worker(settings: Settings, metrics_port: int) -> None:
+def run_worker(settings: Settings, metrics_port: int, *, write_windows: bool = True) -> None:
     """Create the topics, serve /metrics on 127.0.0.1 and run the Faust worker until stopped."""
     import asyncio
 
@@ -46,7 +46,7 @@ def run_worker(settings: Settings, metrics_port: int) -> None:
     asyncio.run(ensure_topics(settings))
     registry = CollectorRegistry()
     start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
-    app = create_app(settings, registry=registry)
+    app = create_app(settings, registry=registry, write_windows=write_windows)
     worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
 
@@ -59,12 +59,20 @@ def worker_command(
         float | None,
         typer.Option(help="Seconds between engine checkpoints [settings]", min=0.1),
     ] = None,
+    windows: Annotated[
+        bool,
+        typer.Option(
+            "--windows/--no-windows",
+            help="Write every scored window to mw:meter:{id}:windows (drill-down)",
+        ),
+    ] = True,
 ) -> None:
     """Consume meter readings from Kafka, score them, write alerts to Redis and Alertmanager."""
     settings = Settings()
     if snapshot_interval is not None:
         settings = settings.model_copy(update={"snapshot_interval_seconds": snapshot_interval})
-    run_worker(settings, metrics_port if metrics_port is not None else settings.metrics_port)
+    port = metrics_port if metrics_port is not None else settings.metrics_port
+    run_worker(settings, port, write_windows=windows)
 
 
 # --------------------------------------------------------------------------- demo

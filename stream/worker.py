@@ -40,7 +40,7 @@ from stream.metrics import StreamMetrics
 from stream.sinks.alertmanager import AlertmanagerSink
 from stream.sinks.events import event_to_dict
 from stream.sinks.kafka_sink import KafkaOutputSink
-from stream.sinks.redis_sink import RedisSink, WindowRow
+from stream.sinks.redis_sink import RedisSink, WindowBatch
 
 log = logging.getLogger(__name__)
 
@@ -100,27 +100,18 @@ def message_form(value: bytes) -> str:
     return "batch" if b'"readings"' in value else "single"
 
 
-def window_rows(out: Any) -> list[WindowRow]:
-    """Per-window drill-down rows, when the engine exposes per-window meter ids."""
+def window_batch(out: Any) -> WindowBatch | None:
+    """Per-window drill-down columns, when the engine exposes per-window meter ids."""
     meters = getattr(out, "window_meter_ids", None)
     if meters is None or len(meters) == 0:
-        return []
-    ends = np.asarray(out.window_end_ms)
-    gateways = getattr(out, "window_gateway_id", None)
-    means: dict[str, Any] = getattr(out, "window_means", None) or {}
-    scores: dict[str, Any] = out.scores or {}
-    rows = []
-    for k, meter in enumerate(meters):
-        rows.append(
-            WindowRow(
-                meter_id=str(meter),
-                gateway_id=str(gateways[k]) if gateways is not None and gateways[k] else "",
-                end_ms=int(ends[k]),
-                scores={name: float(values[k]) for name, values in scores.items()},
-                means={name: float(values[k]) for name, values in means.items()},
-            )
-        )
-    return rows
+        return None
+    return WindowBatch(
+        meter_id=meters,
+        end_ms=out.window_end_ms,
+        scores=out.scores or {},
+        means=getattr(out, "window_means", None) or {},
+        gateway_id=getattr(out, "window_gateway_ids", None),
+    )
 
 
 class StreamWorker:
@@ -243,8 +234,9 @@ class StreamWorker:
                 state.open_event_ids.discard(str(update["event_id"]))
             else:
                 state.open_event_ids.add(str(update["event_id"]))
-        if self._write_windows and out is not None:
-            await self.sinks.redis.write_windows(window_rows(out))
+        windows = window_batch(out) if self._write_windows and out is not None else None
+        if windows is not None:
+            await self.sinks.redis.write_windows(windows)
 
     def _update_gauges(self) -> None:
         engines = [s.engine for s in self.partitions.values()]

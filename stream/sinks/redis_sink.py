@@ -19,8 +19,8 @@ use the window end as the stream ID, so a replayed window is rejected by Redis.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +28,9 @@ from stream.sinks.events import event_json
 from stream.sinks.retry import retry_until_done
 
 ALERTS_STREAM = "mw:alerts"
+WINDOW_SCORES = ("hybrid", "hst", "ae")
+WINDOW_MEANS = ("p", "v", "i", "pf")
+WINDOW_CHUNK = 2000
 RISK_ZSET = "mw:risk"
 
 _UPSERT_EVENT = """
@@ -54,15 +57,64 @@ return 1
 """
 
 
-@dataclass(frozen=True)
-class WindowRow:
-    """One scored window of one meter, for drill-down."""
+# Keys are built inside the script (standalone Redis; not for Redis Cluster). A window
+# already in the stream (same or older ID: a replay) is skipped, not an error.
+_WRITE_WINDOWS = """
+local maxlen, ttl = ARGV[1], ARGV[2]
+for k = 3, #ARGV do
+  local f = {}
+  for part in string.gmatch(ARGV[k], '([^\t]*)\t?') do f[#f + 1] = part end
+  local meter, gateway, ts = f[1], f[2], f[3]
+  local key = 'mw:meter:' .. meter .. ':windows'
+  local ok = pcall(redis.call, 'XADD', key, 'MAXLEN', '~', maxlen, ts .. '-1',
+    'ts_ms', ts, 'hybrid', f[4], 'hst', f[5], 'ae', f[6],
+    'p', f[7], 'v', f[8], 'i', f[9], 'pf', f[10])
+  if ok then
+    redis.call('EXPIRE', key, ttl)
+    redis.call('HSET', 'mw:meter:' .. meter, 'meter_id', meter, 'gateway_id', gateway,
+      'last_window_end_ms', ts, 'last_hybrid', f[4])
+  end
+end
+return #ARGV - 2
+"""
 
-    meter_id: str
-    gateway_id: str
-    end_ms: int
-    scores: dict[str, float]
-    means: dict[str, float]
+
+@dataclass(frozen=True)
+class WindowBatch:
+    """Scored windows as columns (one entry per window), for drill-down."""
+
+    meter_id: Sequence[Any]
+    end_ms: Sequence[int]
+    scores: dict[str, Sequence[float]]
+    means: dict[str, Sequence[float]] = field(default_factory=dict)
+    gateway_id: Sequence[Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.end_ms)
+
+    def packed(self) -> list[str]:
+        """One tab-separated string per window, in the field order of the Lua script."""
+        n = len(self)
+        columns: list[list[str]] = [
+            [str(m) for m in _as_list(self.meter_id)],
+            [("" if g is None else str(g)) for g in _as_list(self.gateway_id)]
+            if self.gateway_id is not None
+            else [""] * n,
+            [str(int(t)) for t in _as_list(self.end_ms)],
+        ]
+        for name in WINDOW_SCORES:
+            values = self.scores.get(name)
+            columns.append([f"{v:.2f}" for v in _as_list(values)] if values is not None
+                           else ["nan"] * n)  # fmt: skip
+        for name in WINDOW_MEANS:
+            values = self.means.get(name)
+            columns.append([f"{v:.4g}" for v in _as_list(values)] if values is not None
+                           else ["nan"] * n)  # fmt: skip
+        return ["\t".join(fields) for fields in zip(*columns, strict=True)]
+
+
+def _as_list(values: Any) -> list[Any]:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
 def iso_to_ms(value: Any) -> int:
@@ -118,6 +170,7 @@ class RedisSink:
         self._meter_ttl_s = meter_ttl_s
         self._max_delay_s = max_delay_s
         self._script = client.register_script(_UPSERT_EVENT)
+        self._windows_script = client.register_script(_WRITE_WINDOWS)
 
     async def write_events(
         self, updates: Sequence[dict[str, Any]], alert_keys: set[tuple[str, int]]
@@ -177,40 +230,23 @@ class RedisSink:
             client=pipe,
         )
 
-    async def write_windows(self, rows: Iterable[WindowRow]) -> None:
-        """Recent windows per meter; replays are rejected by Redis (ID = window end ms)."""
-        rows = list(rows)
-        if not rows:
-            return
+    async def write_windows(self, windows: WindowBatch) -> None:
+        """Recent windows per meter; replays are rejected by Redis (ID = window end ms).
 
-        async def attempt() -> None:
-            pipe = self._client.pipeline(transaction=False)
-            for row in rows:
-                key = f"mw:meter:{row.meter_id}:windows"
-                fields: dict[str, str] = {"ts_ms": str(row.end_ms)}
-                fields.update({k: f"{v:.3f}" for k, v in row.scores.items()})
-                fields.update({k: f"{v:.4f}" for k, v in row.means.items()})
-                pipe.xadd(
-                    key, fields, id=f"{row.end_ms}-1", maxlen=self._meter_stream_maxlen,
-                    approximate=True,
-                )  # fmt: skip
-                pipe.expire(key, self._meter_ttl_s)
-                pipe.hset(
-                    f"mw:meter:{row.meter_id}",
-                    mapping={
-                        "meter_id": row.meter_id,
-                        "gateway_id": row.gateway_id,
-                        "last_window_end_ms": str(row.end_ms),
-                        "last_hybrid": f"{row.scores.get('hybrid', 0.0):.3f}",
-                    },
+        One scored window per meter and hop is a lot of small writes, so windows go in
+        chunks to a Lua script, one tab-separated argument per window: the Python cost is
+        per window, not per field and command.
+        """
+        packed = windows.packed() if len(windows) else []
+        for start in range(0, len(packed), WINDOW_CHUNK):
+            chunk = packed[start : start + WINDOW_CHUNK]
+
+            async def attempt(chunk: list[str] = chunk) -> None:
+                await self._windows_script(
+                    keys=[], args=[self._meter_stream_maxlen, self._meter_ttl_s, *chunk]
                 )
-            results = await pipe.execute(raise_on_error=False)
-            for result in results:
-                # "equal or smaller than the target stream top item" = replayed window: fine.
-                if isinstance(result, Exception) and "smaller" not in str(result):
-                    raise result
 
-        await retry_until_done(
-            attempt, sink="redis", on_retry=self._on_retry, sleep=self._sleep,
-            max_delay_s=self._max_delay_s,
-        )  # fmt: skip
+            await retry_until_done(
+                attempt, sink="redis", on_retry=self._on_retry, sleep=self._sleep,
+                max_delay_s=self._max_delay_s,
+            )  # fmt: skip

@@ -116,6 +116,8 @@ class WorkerGroup:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     ports: list[int] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
+    snapshot_interval_s: float = 2.0
+    worker_args: list[str] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
         return dict(
@@ -126,7 +128,7 @@ class WorkerGroup:
             METERWATCH_TOPIC_EVENTS=f"{self.topic}.events",
             METERWATCH_READINGS_PARTITIONS=str(self.partitions),
             METERWATCH_REDIS_URL=f"redis://127.0.0.1:{self.settings.redis_port}/{REDIS_TEST_DB}",
-            METERWATCH_SNAPSHOT_INTERVAL_SECONDS="2",
+            METERWATCH_SNAPSHOT_INTERVAL_SECONDS=str(self.snapshot_interval_s),
             METERWATCH_BATCH_WITHIN_SECONDS="0.2",
             METERWATCH_STACK_DIR=str(self.tmp / "stack"),
         )
@@ -137,7 +139,7 @@ class WorkerGroup:
         exe = str(Path(sys.executable).with_name("meterwatch"))
         with open(log, "wb") as out:
             proc = subprocess.Popen(  # noqa: S603
-                [exe, "worker", "--metrics-port", str(port)],
+                [exe, "worker", "--metrics-port", str(port), *self.worker_args],
                 env=self.env(), stdout=out, stderr=subprocess.STDOUT, cwd=self.tmp,
             )  # fmt: skip
         self.processes.append(proc)
@@ -183,6 +185,17 @@ class WorkerGroup:
         from stream.cli_worker import scrape
 
         return scrape(f"http://127.0.0.1:{self.ports[index]}/metrics")
+
+    def wait_up(self, index: int, timeout_s: float) -> None:
+        """Until the worker serves /metrics."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.metrics(index):
+                return
+            if self.processes[index].poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"worker {index} has no /metrics:\n{self.log_text(index)[-3000:]}")
 
     def wait_metric(self, index: int, name: str, at_least: float, timeout_s: float) -> float:
         from stream.cli_worker import metric_sum

@@ -18,7 +18,7 @@ import pytest
 
 from stream.settings import Settings
 from stream.sinks.alertmanager import AlertmanagerSink
-from stream.sinks.redis_sink import RedisSink, WindowRow
+from stream.sinks.redis_sink import RedisSink, WindowBatch
 from stream.snapshots import KafkaSnapshotStore
 
 pytestmark = pytest.mark.integration
@@ -78,9 +78,9 @@ def test_redis_sink_writes_each_event_version_once(stack: Settings, redis_client
             await sink.write_events([v3, v2], {(eid, 3)}),  # resolve; stale v2 again
             await sink.write_events([v3], {(eid, 3)}),
         ]
-        row = WindowRow(f"M-{eid}", "GW-7", 1_767_780_000_000, {"hybrid": 70.0}, {"p": 3.5})
-        await sink.write_windows([row])
-        await sink.write_windows([row])  # replayed window: Redis rejects the same stream id
+        windows = WindowBatch([f"M-{eid}"], [1_767_780_000_000], {"hybrid": [70.0]}, {"p": [3.5]})
+        await sink.write_windows(windows)
+        await sink.write_windows(windows)  # replayed window: Redis rejects the same stream id
         await client.aclose()
         return written
 
@@ -99,6 +99,8 @@ def test_redis_sink_writes_each_event_version_once(stack: Settings, redis_client
     assert meter[b"last_event_id"] == eid.encode() and meter[b"risk"] == b"63"
     assert redis_client.xlen(f"mw:meter:M-{eid}:windows") == 1
     assert redis_client.ttl(f"mw:meter:M-{eid}:windows") > 0
+    ((_, window),) = redis_client.xrange(f"mw:meter:M-{eid}:windows")
+    assert window[b"hybrid"] == b"70.00" and window[b"p"] == b"3.5" and window[b"ae"] == b"nan"
     assert retries == []
 
 

@@ -127,8 +127,8 @@ class MemoryRedisSink:
                 written.append(event)
         return written
 
-    async def write_windows(self, rows: Any) -> None:
-        self.windows.extend(rows)
+    async def write_windows(self, windows: Any) -> None:
+        self.windows.extend(windows.packed())
 
 
 def reading(meter: str, ts: int, p: float, **extra: Any) -> bytes:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-from prometheus_client import CollectorRegistry, generate_latest
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from stream.codecs import Rejection
-from stream.metrics import StreamMetrics, top_cue_id
+from stream.metrics import SCORE_BUCKETS, StreamMetrics, observe_many, top_cue_id
 
 CONTRACT_METRICS = {
     "meterwatch_readings", "meterwatch_messages", "meterwatch_rejected",
@@ -83,3 +86,33 @@ def test_model_info_and_label_names_stay_bounded() -> None:
         for sample in family.samples:
             assert set(sample.labels) <= BOUNDED_LABELS, sample
     assert b"meter_id" not in generate_latest(registry)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(min_value=-10, max_value=200),
+            st.sampled_from([float("nan"), float("inf"), 50.0, 100.0, 5.0]),
+        ),
+        max_size=60,
+    )
+)
+def test_observe_many_equals_one_observe_per_finite_value(values: list[float]) -> None:
+    bulk_registry, loop_registry = CollectorRegistry(), CollectorRegistry()
+    bulk = Histogram("h", "h", buckets=SCORE_BUCKETS, registry=bulk_registry)
+    loop = Histogram("h", "h", buckets=SCORE_BUCKETS, registry=loop_registry)
+    observe_many(bulk, np.array(values))
+    for value in values:
+        if np.isfinite(value):
+            loop.observe(value)
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+        return {
+            (s.name, s.labels.get("le", "")): s.value
+            for f in registry.collect() for s in f.samples if not s.name.endswith("_created")
+        }  # fmt: skip
+
+    bulk_samples, loop_samples = samples(bulk_registry), samples(loop_registry)
+    assert bulk_samples.keys() == loop_samples.keys()
+    for key, value in loop_samples.items():
+        assert bulk_samples[key] == pytest.approx(value), key

@@ -1,0 +1,200 @@
+"""Streaming benchmark (run on demand: `make bench`, or
+`.venv/bin/pytest tests/benchmarks/test_bench_streaming.py -s -p no:cacheprovider`).
+
+Prints, never asserts on time:
+- A. sustained readings/s of one `meterwatch worker` draining a pre-loaded backlog of
+  gateway batches through Kafka (broker on the same cores), next to the in-process engine
+  (the replay code path) on the same messages in the same run, and the ratio;
+  worker memory (RSS growth) and engine state per 10,000 meters.
+- B. latency with the worker keeping up: the fleet published at a fixed accelerated pace;
+  p50 / p99 from the worker's histograms of Kafka record time -> window scored and
+  -> alert in Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+
+from stream_harness import (  # noqa: E402
+    WorkerGroup,
+    clear_meterwatch_keys,
+    messages_of,
+    publish,
+    redis_test_db_client,
+)
+
+from stream.settings import Settings  # noqa: E402
+
+pytestmark = [pytest.mark.benchmark, pytest.mark.timeout(1800)]
+PARTITIONS = 4
+
+
+def _fleet(meters: int, days: float, cadence_s: int, seed: int) -> tuple[Any, dict[str, Any]]:
+    from simulator.config import FleetConfig
+    from simulator.fleet import simulate
+
+    return simulate(FleetConfig(meters=meters, days=days, cadence_s=cadence_s, seed=seed))
+
+
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _quantile(samples: dict[Any, float], name: str, q: float) -> float:
+    """Upper bucket bound holding the q-quantile of a Prometheus histogram."""
+    buckets = sorted(
+        (float(dict(labels)["le"]), value)
+        for (sample, labels), value in samples.items()
+        if sample == f"{name}_bucket"
+    )
+    if not buckets or buckets[-1][1] == 0:
+        return float("nan")
+    total = buckets[-1][1]
+    for bound, count in buckets:
+        if count >= q * total:
+            return bound
+    return float("inf")
+
+
+@pytest.fixture
+def stack_settings() -> Settings:
+    from deploy.local.stack import stack_status
+
+    settings = Settings()
+    if stack_status(settings, echo=lambda *_: None) != 0:
+        pytest.skip("local stack not running: `.venv/bin/meterwatch stack up`")
+    return settings
+
+
+def _group(settings: Settings, tmp: Path, admin: Any, tag: str) -> WorkerGroup:
+    topic = f"mwbench.{tag}.{secrets.token_hex(4)}"
+    admin.create_topics(
+        {topic: {"num_partitions": PARTITIONS, "replication_factor": 1}}, wait_for_metadata=True
+    )
+    return WorkerGroup(
+        settings, tmp, topic, PARTITIONS, f"mwbench-{tag}-{secrets.token_hex(3)}",
+        snapshot_interval_s=60.0,
+        worker_args=[] if os.environ.get("MW_BENCH_WINDOWS") == "1" else ["--no-windows"],
+    )  # fmt: skip
+
+
+def _drop(admin: Any, group: WorkerGroup) -> None:
+    admin.delete_topics(
+        [group.topic, f"{group.topic}.dlq", f"{group.topic}.events",
+         f"{group.app_id}-engine-snapshots"],
+        raise_errors=False,
+    )  # fmt: skip
+
+
+def test_bench_streaming(stack_settings: Settings, tmp_path: Path) -> None:
+    from kafka import KafkaAdminClient
+
+    from stream.cli_worker import metric_sum
+    from stream.codecs import concat_batches, decode_message
+    from stream.engine import Engine
+
+    meters = int(os.environ.get("MW_BENCH_METERS", "10000"))
+    admin = KafkaAdminClient(bootstrap_servers=stack_settings.kafka_bootstrap)
+    redis = redis_test_db_client(stack_settings)
+    rows: list[tuple[str, str]] = []
+
+    # --- A. throughput on a backlog, and memory per 10k meters ---------------------
+    table, _ = _fleet(meters, days=1.0, cadence_s=900, seed=21)
+    messages = messages_of(table, max_batch=500)
+    readings = table.num_rows
+
+    started = time.perf_counter()
+    engine = Engine.from_settings(stack_settings)
+    for k in range(0, len(messages), 400):
+        batches = [decode_message(v)[0] for _, v in messages[k : k + 400]]
+        engine.process(concat_batches([b for b in batches if len(b)]))
+    in_process_rate = readings / (time.perf_counter() - started)
+    state_per_10k = engine.state_bytes() / max(engine.meters_tracked, 1) * 10_000
+    del engine
+
+    group = _group(stack_settings, tmp_path / "a", admin, "throughput")
+    (tmp_path / "a").mkdir()
+    clear_meterwatch_keys(redis)
+    try:
+        publish(stack_settings, group.topic, messages)
+        worker = group.start()
+        group.wait_up(0, timeout_s=120)
+        group.wait_metric(0, "meterwatch_readings_total", 1, timeout_s=300)
+        first = time.perf_counter()
+        # after the first batch the engine, model and libraries are loaded: memory from
+        # here on grows with the meters tracked
+        rss_first = _rss_bytes(worker.pid)
+        tracked_first = metric_sum(group.metrics(0), "meterwatch_meters_tracked")
+        done = group.wait_metric(0, "meterwatch_readings_total", readings * 0.97, 1200)
+        worker_rate = done / (time.perf_counter() - first)
+        rss_full = _rss_bytes(worker.pid)
+        tracked = metric_sum(group.metrics(0), "meterwatch_meters_tracked")
+    finally:
+        group.stop_all()
+        _drop(admin, group)
+    rss_per_10k = (rss_full - rss_first) / max(tracked - tracked_first, 1) * 10_000
+
+    # --- B. latency while keeping up (paced publishing) ----------------------------
+    pace = float(os.environ.get("MW_BENCH_PACE_READINGS_S", "5000"))
+    table_b, _ = _fleet(500, days=2.5, cadence_s=300, seed=22)
+    messages_b = messages_of(table_b, max_batch=500)
+    per_message = table_b.num_rows / len(messages_b)
+    group_b = _group(stack_settings, tmp_path / "b", admin, "latency")
+    (tmp_path / "b").mkdir()
+    clear_meterwatch_keys(redis)
+    try:
+        group_b.start()
+        group_b.wait_up(0, timeout_s=120)
+        time.sleep(5)  # partitions assigned
+        chunk = max(int(pace * 0.2 / per_message), 1)
+        t0 = time.perf_counter()
+        for k in range(0, len(messages_b), chunk):
+            publish(stack_settings, group_b.topic, messages_b[k : k + chunk])
+            lag = t0 + (k + chunk) * per_message / pace - time.perf_counter()
+            if lag > 0:
+                time.sleep(lag)
+        group_b.wait_metric(0, "meterwatch_readings_total", table_b.num_rows * 0.97, 600)
+        samples = group_b.metrics(0)
+    finally:
+        group_b.stop_all()
+        _drop(admin, group_b)
+        clear_meterwatch_keys(redis)
+        admin.close()
+
+    score_name = "meterwatch_scoring_latency_seconds"
+    alert_name = "meterwatch_alert_latency_seconds"
+    rows += [
+        ("fleet A (backlog)", f"{meters} meters x 1 day @ 15 min, {readings:,} readings, "
+                              f"{len(messages):,} gateway batches"),
+        ("in-process engine (replay path)", f"{in_process_rate:,.0f} readings/s"),
+        ("worker through Kafka (1 worker, 4 partitions)", f"{worker_rate:,.0f} readings/s"),
+        ("ratio worker / in-process", f"{worker_rate / in_process_rate:.2f}"),
+        ("worker RSS growth per 10,000 meters", f"{rss_per_10k / 1e6:,.1f} MB"),
+        ("engine state per 10,000 meters", f"{state_per_10k / 1e6:,.1f} MB"),
+        ("fleet B (paced)", f"500 meters x 2.5 days @ 5 min, {table_b.num_rows:,} readings "
+                            f"at {pace:,.0f} readings/s"),
+        ("reading -> scored p50 / p99 (bucket bound)",
+         f"<= {_quantile(samples, score_name, 0.5)} s / "
+         f"<= {_quantile(samples, score_name, 0.99)} s"),
+        ("reading -> alert in Redis p50 / p99",
+         f"<= {_quantile(samples, alert_name, 0.5)} s / <= {_quantile(samples, alert_name, 0.99)} s"
+         f" ({metric_sum(samples, alert_name + '_count'):.0f} alerts)"),
+    ]  # fmt: skip
+    width = max(len(k) for k, _ in rows)
+    print("\n== streaming benchmark ==")
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    assert worker_rate > 0 and in_process_rate > 0  # ran; never a timed assert

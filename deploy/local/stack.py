@@ -317,18 +317,29 @@ class PidRecord:
     pid: int
     start_ticks: int  # /proc/<pid>/stat field 22: tells a reused pid apart
     program: str  # must appear in /proc/<pid>/cmdline
+    port: int = 0  # the port it was started on (0: unknown); settings may change since
 
     def to_json(self) -> str:
         return json.dumps(
-            {"pid": self.pid, "start_ticks": self.start_ticks, "program": self.program}
+            {
+                "pid": self.pid,
+                "start_ticks": self.start_ticks,
+                "program": self.program,
+                "port": self.port,
+            }
         )
 
     @classmethod
     def read(cls, path: Path) -> PidRecord | None:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(int(data["pid"]), int(data["start_ticks"]), str(data["program"]))
-        except (OSError, ValueError, KeyError, TypeError):
+            return cls(
+                int(data["pid"]),
+                int(data["start_ticks"]),
+                str(data["program"]),
+                int(data.get("port", 0)),
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
 
@@ -602,6 +613,9 @@ def server_states(servers: Sequence[Server], layout: StackLayout) -> list[Server
         record = PidRecord.read(layout.pid_file(server.name))
         pid = record.pid if record is not None and owned_and_alive(record) else None
         reason = reasons[server.name]
+        if reason is not None and pid is not None and record is not None:
+            if record.port not in {0, server.port}:
+                reason += f" (the stack's {server.name} runs on port {record.port})"
         states.append(ServerState(server.name, server.address, reason is None, reason or "", pid))
     return states
 
@@ -687,6 +701,15 @@ def _stack_up(settings: Settings, layout: StackLayout, echo: Echo) -> int:
                 )
                 failed.append(server.name)
             continue
+        if ours and record is not None and record.port not in {0, server.port}:
+            echo(
+                f"{server.name}: FAILED: the stack's {server.name} (pid {record.pid}) runs on "
+                f"port {record.port}, the settings now say {server.port}: "
+                "`meterwatch stack down` first (with the settings it was started with, "
+                "or these: down goes by pid)"
+            )
+            failed.append(server.name)
+            continue
         if ours and record is not None:
             echo(f"{server.name}: started earlier (pid {record.pid}), waiting for it to be healthy")
             waiting[server.name] = server
@@ -743,7 +766,7 @@ def _start(server: Server, layout: StackLayout, echo: Echo) -> None:
     _LAUNCHED.append(process)
     stat = _proc_stat(process.pid)
     start_ticks = stat[1] if stat else -1
-    record = PidRecord(process.pid, start_ticks, server.program)
+    record = PidRecord(process.pid, start_ticks, server.program, server.port)
     layout.pid_file(server.name).write_text(record.to_json() + "\n", encoding="utf-8")
 
 

@@ -99,6 +99,17 @@ def test_up_is_idempotent_reports_the_failed_server_and_down_stops_all(
     assert "stale-receiver" not in loaded
     assert "meterwatch-webhook" in loaded
 
+    # settings changed under a running stack: `up` says so instead of waiting in vain
+    moved = settings.model_copy(update={"redis_port": _free_port()})
+    fourth: list[str] = []
+    assert stack_up(moved, echo=fourth.append) == 1
+    assert any(
+        line.startswith("redis: FAILED: the stack's redis")
+        and f"runs on port {settings.redis_port}, the settings now say {moved.redis_port}" in line
+        for line in fourth
+    ), fourth
+    assert not any(line.startswith("redis: starting") for line in fourth)
+
     stopped: list[str] = []
     assert stack_down(settings, echo=stopped.append) == 0
     for server in ("redis", "prometheus", "alertmanager"):

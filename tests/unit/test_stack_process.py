@@ -70,8 +70,12 @@ def test_ownership_needs_same_pid_start_time_and_program(
 
 def test_pid_record_round_trip_and_garbage(tmp_path: Path) -> None:
     path = tmp_path / "x.json"
-    path.write_text(PidRecord(42, 7, "prometheus").to_json())
-    assert PidRecord.read(path) == PidRecord(42, 7, "prometheus")
+    path.write_text(PidRecord(42, 7, "prometheus", 19090).to_json())
+    assert PidRecord.read(path) == PidRecord(42, 7, "prometheus", 19090)
+    path.write_text('{"pid": 42, "start_ticks": 7, "program": "redis-server"}')  # no port
+    assert PidRecord.read(path) == PidRecord(42, 7, "redis-server", 0)
+    path.write_text("[1, 2]")
+    assert PidRecord.read(path) is None
     path.write_text("not json")
     assert PidRecord.read(path) is None
     assert PidRecord.read(tmp_path / "missing.json") is None

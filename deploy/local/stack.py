@@ -353,8 +353,17 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[19])
 
 
+# Popen objects of the servers this process started. Kept so they are not garbage
+# collected (and warned about) while the servers, which outlive us, still run.
+_LAUNCHED: list[subprocess.Popen[bytes]] = []
+
+
 def _reap(pid: int) -> None:
     """Collect a zombie if this process happens to be its parent (``up`` in a test run)."""
+    for process in _LAUNCHED:
+        if process.pid == pid:
+            process.poll()  # reaps through Popen, which then knows the exit status
+            return
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
@@ -374,11 +383,6 @@ def owned_and_alive(record: PidRecord) -> bool:
     # Pid plus start time identify a process; the program name is a second check. Right
     # after exec, /proc/<pid>/cmdline can read empty for a moment: that is no mismatch.
     return not cmdline or record.program.encode() in cmdline
-
-
-# Popen objects of the servers this process started. Kept so they are not garbage
-# collected (and warned about) while the servers, which outlive us, still run.
-_LAUNCHED: list[subprocess.Popen[bytes]] = []
 
 
 # --------------------------------------------------------------------------- servers

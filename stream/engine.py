@@ -519,7 +519,11 @@ class Engine:
         # "zero" is relative to what the meter usually draws: a bypass leaves a few W of
         # residual (the metered share, the meter's own supply), a 3 kW home's 30 W is zero
         daily_m = self._daily_mean(seg_m)[segs.seg_of]
-        zero_w = np.maximum(meas["p_zero_w"], meas["zero_share_of_daily"] * daily_m)
+        hour_m = self._hour_expected(m, ts)
+        zero_w = np.maximum(
+            meas["p_zero_w"],
+            np.maximum(meas["zero_share_of_daily"] * daily_m, meas["zero_share_of_hour"] * hour_m),
+        )
         zero = (np.abs(p) <= zero_w) & (v >= meas["v_present_v"])
         neg = p < -meas["p_zero_w"]
         pf_low = real_s & (np.abs(pf) <= th.value("pf_abnormal", "max_pf"))
@@ -664,6 +668,15 @@ class Engine:
             if rows.any():
                 new[rows, c:] = old[rows, : RECENT_TS - c]
         st.recent_ts[seg_m] = new
+
+    def _hour_expected(self, m: IntArray, ts: IntArray) -> FloatArray:
+        """Baseline power of each reading's hour slot (0 where the slot is not ready)."""
+        st = self.state
+        hour = (ts // HOUR_MS) % 24
+        weekend = (((ts // DAY_MS) + 3) % 7) >= 5
+        slot = hour + 24 * weekend
+        ready = st.base_w[m, slot] >= self.thresholds.value("baseline", "slot_ready_s")
+        return np.where(ready, st.base_p[m, slot], 0.0).astype(np.float64)
 
     def _daily_mean(self, m: IntArray) -> FloatArray:
         """Mean of the meter's ready hour-of-day baseline slots (0 when none are ready)."""

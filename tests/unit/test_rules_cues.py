@@ -81,7 +81,7 @@ FIRING = {
     "reverse_flow": dict(neg_run_s=1800.0, mean_p_w=-450.0),
     "pf_abnormal": dict(pf_low_run_s=3600.0, pf_low_share=0.7, pf_mean=0.4),
     "sharp_spike": dict(max_p_w=9000.0, expected_p_w=500.0),
-    "gradual_decline": dict(trend_slope_per_day=-0.08, trend_ratio=0.5),
+    "gradual_decline": dict(trend_slope_per_day=-0.08, trend_ratio=0.5, impedance_ratio=1.4),
     "unmetered_load": dict(sag_v=2.5, sag_run_s=7200.0, sag_step_v=2.6, sag_amps=12.0),
     "impedance_rise": dict(impedance_ratio=2.2, impedance_z=4.0, impedance_run_s=100_000.0),
 }
@@ -178,6 +178,7 @@ def test_threshold_keys_carry_units() -> None:
         "_z",
         "_sigmas",
         "_of_daily",
+        "_of_hour",
         "confidence",
         "_ohm",
         "_days",
@@ -240,3 +241,22 @@ def test_theft_cue_on_a_plain_anomaly_opens_a_separate_theft_event() -> None:
     updates, alerts = tracker.drain()
     assert [(u.theft_likely, u.status) for u in updates] == [(False, "closed"), (True, "open")]
     assert alerts[0].detected_at_ms == t0 + 60_000
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "rules.cues",
+        "rules.severity",
+        "rules.events",
+        "detectors.features",
+        "stream.windows",
+        "stream.evaluation",
+    ],
+)
+def test_docstring_examples_hold(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

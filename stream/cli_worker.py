@@ -201,7 +201,7 @@ def demo_command(
     meters: Annotated[int, typer.Option(min=10, help="Meters in the simulated fleet")] = 250,
     days: Annotated[
         float, typer.Option(min=2.5, help="Simulated days (theft starts on day 3)")
-    ] = 3.5,
+    ] = 3.0,
     cadence: Annotated[str, typer.Option(help="Reading interval of the simulated meters")] = "1m",
     speed: Annotated[str, typer.Option(help="Publishing rate: max or xN real time")] = "max",
     seed: Annotated[int, typer.Option(help="Simulator seed")] = 7,

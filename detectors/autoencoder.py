@@ -53,6 +53,11 @@ deviation into an infinite error."""
 Z_CLIP = 50.0
 """Standardised inputs are clipped to +-Z_CLIP so one absurd value cannot overflow."""
 LOG_ERROR_FLOOR = 1e-9
+CONSTANT_SPREAD = 1e-9
+"""Training spread (in [0, 1] units) at or below which a feature counts as constant."""
+USUAL_SHARE_LIMIT = 0.99
+"""A feature at exactly its usual value in at least this share of normal windows (a cue
+share such as negative-power share: 0 almost always) is not modelled."""
 
 
 class ArtifactError(Exception):
@@ -144,11 +149,22 @@ class FeatureScaler:
     """Model input: each feature through its FIXED physical-range map to [0, 1] (the one
     Half-Space Trees use; it tames heavy tails such as a 10x ratio to baseline), then
     standardised with the mean and spread of the normal training windows. NaN inputs
-    become the training mean (no evidence)."""
+    become the training mean (no evidence).
+
+    A feature at its usual value in at least 99% of the normal training windows (a cue
+    share such as the share of negative power or of frozen readings: 0 almost always)
+    has no normal spread to learn: scoring it would turn the autoencoder into a hard "any
+    non-zero value is infinitely odd" threshold, which is the job of the physical rules
+    (with their baseline checks), and it made 97% of the windows of a real, idle
+    sub-circuit (AMPds2 B1E: near-zero power most of the time) score >= 75. Such features
+    are left out of the model (``modelled`` False: input and error held at 0) and listed
+    in the artifact.
+    """
 
     unit_map: UnitIntervalMap
     mean: FloatVector
     scale: FloatVector
+    modelled: npt.NDArray[np.bool_]
 
     @classmethod
     def fit(
@@ -160,13 +176,17 @@ class FeatureScaler:
         unit_map = UnitIntervalMap.build(feature_names, ranges)
         unit = np.where(np.isnan(X), np.nan, unit_map(X))
         mean = np.nan_to_num(np.nanmean(unit, axis=0), nan=0.5)
-        scale = np.maximum(np.nan_to_num(np.nanstd(unit, axis=0), nan=0.0), STD_FLOOR)
-        return cls(unit_map, mean, scale)
+        spread = np.nan_to_num(np.nanstd(unit, axis=0), nan=0.0)
+        usual = np.nanmedian(unit, axis=0)
+        at_usual = np.mean(np.abs(unit - usual) <= CONSTANT_SPREAD, axis=0)
+        modelled = (spread > CONSTANT_SPREAD) & (at_usual < USUAL_SHARE_LIMIT)
+        return cls(unit_map, mean, np.maximum(spread, STD_FLOOR), modelled)
 
     def transform(self, X: FloatMatrix) -> FloatMatrix:
         values = np.asarray(X, dtype=np.float64)
         z = (self.unit_map(values) - self.mean) / self.scale
-        return np.clip(np.where(np.isnan(values), 0.0, z), -Z_CLIP, Z_CLIP)
+        z = np.where(np.isnan(values) | ~self.modelled, 0.0, z)
+        return np.clip(z, -Z_CLIP, Z_CLIP)
 
     def to_payload(self) -> dict[str, Any]:
         import torch
@@ -177,6 +197,7 @@ class FeatureScaler:
             "range_known": torch.from_numpy(self.unit_map.has_range.copy()),
             "mean": torch.from_numpy(self.mean.copy()),
             "scale": torch.from_numpy(self.scale.copy()),
+            "modelled": torch.from_numpy(self.modelled.copy()),
         }
 
     @classmethod
@@ -184,8 +205,9 @@ class FeatureScaler:
         arrays = {k: np.asarray(data[k].numpy()) for k in ("range_low", "range_span", "mean")}
         scale = np.asarray(data["scale"].numpy(), dtype=np.float64)
         known = np.asarray(data["range_known"].numpy(), dtype=np.bool_)
+        modelled = np.asarray(data["modelled"].numpy(), dtype=np.bool_)
         width = (len(names),)
-        if any(a.shape != width for a in (*arrays.values(), scale, known)):
+        if any(a.shape != width for a in (*arrays.values(), scale, known, modelled)):
             raise ArtifactError("artifact scaler does not match its feature list")
         if np.any(scale <= 0) or np.any(arrays["range_span"] <= 0):
             raise ArtifactError("artifact scaler has non-positive scales")
@@ -195,7 +217,7 @@ class FeatureScaler:
             arrays["range_span"].astype(np.float64),
             known,
         )
-        return cls(unit_map, arrays["mean"].astype(np.float64), scale)
+        return cls(unit_map, arrays["mean"].astype(np.float64), scale, modelled)
 
 
 def holdout_mask(
@@ -249,6 +271,8 @@ def train_autoencoder(
             f"{holdout.shape[0]} to calibrate (>= 20)"
         )
     scaler = FeatureScaler.fit(train, names, ranges)
+    if not scaler.modelled.any():
+        raise ValueError("no feature varies across the normal windows: nothing to model")
     with _deterministic_torch(config.seed):
         model = build_model(len(names), config.hidden)
         inputs = torch.from_numpy(scaler.transform(train).astype(np.float32))
@@ -291,6 +315,9 @@ def train_autoencoder(
             "final_train_mse": float(loss_value),
             "holdout_median_mse": float(np.median(holdout_raw)),
             "parameters": parameter_count(model),
+            "unmodelled_features": [
+                n for n, m in zip(names, scaler.modelled, strict=True) if not m
+            ],
             "torch_version": str(torch.__version__).split("+")[0],
         },
         "recipe": dict(recipe or {}),
@@ -432,7 +459,8 @@ class AutoencoderDetector:
         finally:
             if threads != 1:
                 torch.set_num_threads(threads)
-        return np.asarray((z - recon.astype(np.float64)) ** 2, dtype=np.float64)
+        errors = (z - recon.astype(np.float64)) ** 2
+        return np.asarray(np.where(self.scaler.modelled, errors, 0.0), dtype=np.float64)
 
     def score_many(self, X: FloatMatrix) -> FloatVector:
         return np.asarray(self.reconstruction_errors(X).mean(axis=1), dtype=np.float64)

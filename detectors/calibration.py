@@ -134,6 +134,8 @@ class FrozenTailCalibrator:
         knots = np.quantile(sample, 1.0 - tails, method="linear")
         knots, first = np.unique(knots, return_index=True)
         neg_log = -np.log10(tails[first])
+        if knots.size < 2:
+            raise ValueError("normal scores do not vary: nothing to calibrate against")
         top = sample[sample >= np.quantile(sample, 0.99)]
         scale = float(np.mean(top - top[0])) if top.size > 1 else 0.0
         if not scale > 0.0:

@@ -25,6 +25,15 @@ import typer
 
 from detectors.base import FloatMatrix
 
+FEATURE_CODE = (
+    "detectors/features.py",
+    "stream/engine.py",
+    "stream/windows.py",
+    "stream/codecs.py",
+)
+"""Source files that compute the training features from readings (recorded, not checked)."""
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -155,6 +164,11 @@ def train_ae_command(
     )
     recipe = {
         "command": "meterwatch train-ae",
+        # the code that turned readings into features: a different digest explains a
+        # different content hash from the same inputs
+        "feature_code_sha256": (
+            {} if features is not None else {p: _sha256(REPO_ROOT / p) for p in FEATURE_CODE}
+        ),
         "inputs": [{"name": p.name, "sha256": _sha256(p)} for p in inputs],
         "input_kind": "features" if features is not None else "readings",
         "seed": seed,

@@ -206,3 +206,22 @@ def test_model_shape() -> None:
     sizes = [m.out_features for m in model if hasattr(m, "out_features")]
     assert sizes == [16, 6, 16, 20]
     assert parameter_count(model) == 20 * 16 + 16 + 16 * 6 + 6 + 6 * 16 + 16 + 16 * 20 + 20
+
+
+def test_features_constant_in_normal_traffic_are_not_modelled() -> None:
+    names = (*NAMES, "always_zero")
+    windows = np.column_stack([normal(1200, 0), np.zeros(1200)])
+    ranges = {**RANGES, "always_zero": (0.0, 1.0)}
+    payload = train_autoencoder(windows, names, SMALL, ranges=ranges, groups=GROUPS)
+    assert payload["training"]["unmodelled_features"] == ["always_zero"]
+    detector = AutoencoderDetector(payload)
+    probe = np.column_stack([normal(20, 8), np.zeros(20)])
+    lit = probe.copy()
+    lit[:, -1] = 1.0  # the rules judge this feature, not the autoencoder
+    np.testing.assert_array_equal(detector.score_many(probe), detector.score_many(lit))
+    assert np.all(detector.reconstruction_errors(lit)[:, -1] == 0.0)
+
+
+def test_nothing_to_model_is_refused() -> None:
+    with pytest.raises(ValueError, match="no feature varies"):
+        train_autoencoder(np.ones((400, len(NAMES))), NAMES, SMALL)

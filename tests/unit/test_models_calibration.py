@@ -91,6 +91,8 @@ def test_frozen_round_trips_through_plain_types() -> None:
 def test_frozen_rejects_too_little_data_and_malformed_knots() -> None:
     with pytest.raises(ValueError, match="at least 20"):
         FrozenTailCalibrator.fit(np.arange(5.0))
+    with pytest.raises(ValueError, match="do not vary"):
+        FrozenTailCalibrator.fit(np.ones(100))
     with pytest.raises(ValueError, match="monotone"):
         FrozenTailCalibrator.from_dict(
             {"knots": [1.0, 0.5], "neg_log10_tail": [0.0, 1.0], "tail_scale": 1.0}

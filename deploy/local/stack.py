@@ -627,6 +627,37 @@ def server_states(servers: Sequence[Server], layout: StackLayout) -> list[Server
 # --------------------------------------------------------------------------- commands
 
 
+def client_settings_elsewhere(settings: Settings) -> list[str]:
+    """Client settings (what the worker and tests connect to) that do not point at this
+    stack's servers: fine when meant (existing servers), a trap when a port was changed
+    without the matching URL."""
+    from urllib.parse import urlsplit
+
+    notes = []
+    stack_kafka = f"127.0.0.1:{settings.kafka_port}"
+    if settings.kafka_bootstrap.split(",")[0].strip() not in {
+        stack_kafka,
+        f"localhost:{settings.kafka_port}",
+    }:
+        notes.append(
+            f"METERWATCH_KAFKA_BOOTSTRAP={settings.kafka_bootstrap} (stack: {stack_kafka})"
+        )
+    for name, url, port in (
+        ("REDIS_URL", settings.redis_url, settings.redis_port),
+        ("PROMETHEUS_URL", settings.prometheus_url, settings.prometheus_port),
+        ("ALERTMANAGER_URL", settings.alertmanager_url, settings.alertmanager_port),
+    ):
+        parts = urlsplit(url)
+        if parts.hostname not in {"127.0.0.1", "localhost"} or parts.port != port:
+            notes.append(f"METERWATCH_{name}={url} (stack: 127.0.0.1:{port})")
+    return notes
+
+
+def _echo_elsewhere(settings: Settings, echo: Echo) -> None:
+    for note in client_settings_elsewhere(settings):
+        echo(f"note: clients do not use this stack's server: {note}")
+
+
 @contextlib.contextmanager
 def _exclusive(layout: StackLayout, echo: Echo) -> Iterator[None]:
     """One `up` or `down` at a time per state folder: two concurrent `up`s would both
@@ -657,6 +688,7 @@ def stack_status(settings: Settings, echo: Echo = print) -> int:
         else:
             owner, word = state.detail, "stopped"
         echo(f"{state.name:<13} {word:<10} {state.address:<16} {owner}")
+    _echo_elsewhere(settings, echo)
     healthy = sum(state.healthy for state in states)
     if healthy == len(states):
         echo(f"stack: all {healthy} servers healthy (state in {layout.root})")
@@ -728,6 +760,7 @@ def _stack_up(settings: Settings, layout: StackLayout, echo: Echo) -> int:
         waiting[server.name] = server
 
     failed += _wait_healthy(waiting, layout, settings.stack_start_timeout_s, echo, began)
+    _echo_elsewhere(settings, echo)
     if failed:
         echo(
             f"stack up: FAILED ({', '.join(failed)}) after {time.monotonic() - began:.1f}s. "

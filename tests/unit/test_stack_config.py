@@ -13,6 +13,7 @@ import yaml
 from deploy.local.stack import (
     StackError,
     alertmanager_config,
+    client_settings_elsewhere,
     kafka_properties,
     new_kafka_cluster_id,
     prometheus_config,
@@ -109,3 +110,25 @@ def test_rendered_configs_pass_the_official_checker(
         [binary, *args, str(path)], capture_output=True, text=True, timeout=60, check=False
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_client_settings_that_miss_the_stack_are_named(tmp_path: Path) -> None:
+    defaults = Settings(stack_dir=tmp_path)
+    assert client_settings_elsewhere(defaults) == []
+    moved_port = Settings(stack_dir=tmp_path, kafka_port=29092, redis_port=26379)
+    assert client_settings_elsewhere(moved_port) == [
+        "METERWATCH_KAFKA_BOOTSTRAP=127.0.0.1:19092 (stack: 127.0.0.1:29092)",
+        "METERWATCH_REDIS_URL=redis://127.0.0.1:16379/0 (stack: 127.0.0.1:26379)",
+    ]
+    consistent = Settings(
+        stack_dir=tmp_path,
+        kafka_port=29092,
+        kafka_bootstrap="localhost:29092",
+        prometheus_port=29090,
+        prometheus_url="http://localhost:29090",
+    )
+    assert client_settings_elsewhere(consistent) == []
+    existing = Settings(stack_dir=tmp_path, alertmanager_url="http://am.example:9093")
+    assert client_settings_elsewhere(existing) == [
+        "METERWATCH_ALERTMANAGER_URL=http://am.example:9093 (stack: 127.0.0.1:19094)"
+    ]

@@ -4,7 +4,8 @@
   Maven Central installed by ``deploy/local/install.sh`` into ``$STACK_DIR/kafka/libs``;
 - Redis, nothing persisted (``--save '' --appendonly no``);
 - Prometheus, scraping the worker's /metrics port, rules from ``deploy/prometheus/rules``;
-- Alertmanager, routing everything to the webhook receiver on ``settings.webhook_port``.
+- Alertmanager, config from ``deploy/alertmanager/alertmanager.yml.tmpl``, whose receivers
+  are webhooks on ``settings.webhook_port`` (tests run that receiver themselves).
 
 Everything the servers write (data, logs, pid records, rendered configs) lives in
 ``settings.stack_dir``. Every function takes the ``Settings``; only the CLI builds it.
@@ -49,8 +50,8 @@ ALERT_GROUP_INTERVAL = "5s"
 ALERT_REPEAT_INTERVAL = "4h"
 WEBHOOK_PATH = "/alertmanager"
 
-# A single-node broker for development: a small heap leaves room for the other
-# agents, workers and tests on a small machine.
+# A single-node broker for development: a small heap leaves room for the workers,
+# the other servers and the tests on a small machine.
 KAFKA_JVM_OPTIONS = (
     "-Xms256m",
     "-Xmx512m",

@@ -30,8 +30,10 @@ FEATURE_CODE = (
     "stream/engine.py",
     "stream/windows.py",
     "stream/codecs.py",
+    "rules/thresholds.toml",
 )
-"""Source files that compute the training features from readings (recorded, not checked)."""
+"""Files that decide the training features computed from readings (the thresholds file
+holds the baseline parameters); recorded in the recipe, not checked."""
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

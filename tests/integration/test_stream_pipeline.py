@@ -109,6 +109,20 @@ def test_end_to_end_alerts_equal_the_in_process_engine(
     assert metric_sum(samples, "meterwatch_alerts_total") > 0
     assert metric_sum(samples, "meterwatch_state_bytes") > 0
     assert metric_sum(samples, "meterwatch_scoring_latency_seconds_count") > 0
+    assert metric_sum(samples, "meterwatch_meters_tracked") == 40
+    lag_partitions = {
+        dict(labels)["partition"] for (name, labels) in samples
+        if name == "meterwatch_consumer_lag_messages"
+    }  # fmt: skip
+    assert lag_partitions and lag_partitions <= {"0", "1", "2", "3"}
+    # caught up: the lag gauge (refreshed every 5 s) comes down to zero
+    deadline = time.monotonic() + 20
+    while metric_sum(group.metrics(0), "meterwatch_consumer_lag_messages") and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.5)
+    assert metric_sum(group.metrics(0), "meterwatch_consumer_lag_messages") == 0
+    assert any(name == "meterwatch_model_info" for (name, _) in samples)
 
 
 def test_malformed_messages_land_on_the_dlq_and_the_worker_keeps_going(

@@ -587,9 +587,11 @@ def read_table(path: str | Path) -> tuple[ReadingBatch, list[Rejection]]:
         reasons.append((bad_num, "bad_type", f"{col_name} must be a number"))
     gateway = None
     if "gateway_id" in table.column_names:
-        gateway = np.array(
-            pc.cast(table.column("gateway_id"), pa.string()).to_pylist(), dtype=object
-        )
+        # dictionary-encode: a few thousand gateways, not a million Python strings
+        gw = pc.cast(table.column("gateway_id"), pa.string()).combine_chunks().dictionary_encode()
+        gw_codes = gw.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        gw_vocab = np.array([*gw.dictionary.to_pylist(), None], dtype=object)
+        gateway = gw_vocab[np.where(gw_codes < 0, len(gw_vocab) - 1, gw_codes)]
     e_wh = None
     if "energy_wh" in table.column_names:
         e_wh, _ = _column_to_float(table.column("energy_wh"))

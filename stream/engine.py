@@ -397,8 +397,11 @@ class Engine:
             has_gw = np.flatnonzero(batch.gateway_id != None)  # noqa: E711 - elementwise
             if has_gw.size:
                 # last gateway seen per meter (only the few distinct pairs loop in Python)
-                pairs = dict(zip(midx[has_gw].tolist(), batch.gateway_id[has_gw], strict=True))
-                for m, gw in pairs.items():
+                last_first = has_gw[::-1]
+                meters_seen, pos = np.unique(midx[last_first], return_index=True)
+                for m, gw in zip(
+                    meters_seen.tolist(), batch.gateway_id[last_first[pos]].tolist(), strict=True
+                ):
                     self.gateways[m] = gw
         # readings at or before the last released reading of their meter: too late, or a
         # duplicate of something already processed

@@ -1,0 +1,1 @@
+"""Committed model artifacts (package data: shipped inside the wheel). See README.md."""

@@ -14,6 +14,7 @@ covered by a snapshot and a restarted worker neither skips readings nor loses st
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -185,6 +186,23 @@ def create_app(
                 # then restored from their last checkpoint and replayed.
                 log.critical("processing failed, exiting without checkpoint", exc_info=exc)
                 on_fatal(exc)
+
+    preparing: set[asyncio.Task[None]] = set()
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
+        mine = {tp.partition for tp in assigned if tp.topic == readings.topics[0]}
+        # In the background: the rebalance callback returns at once; the worker's lock
+        # orders the restore before the partition's first batch.
+        task = asyncio.ensure_future(prepare_quietly(mine))
+        preparing.add(task)
+        task.add_done_callback(preparing.discard)
+
+    async def prepare_quietly(partitions: set[int]) -> None:
+        try:
+            await worker.prepare(partitions)
+        except Exception as exc:  # noqa: BLE001 - the first batch restores lazily instead
+            log.warning("preparing partitions %s failed: %r", sorted(partitions), exc)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:

@@ -328,6 +328,15 @@ class StreamWorker:
             self.metrics.set_model_versions({"hybrid": str(version)}, artifact_loaded=loaded)
 
     # --- rebalance ---------------------------------------------------------------
+    async def prepare(self, partitions: set[int]) -> None:
+        """Restore (or create) the engines of newly assigned partitions before their data
+        arrives, so the first batch does not pay for loading models and snapshots."""
+        async with self._lock:
+            for partition in sorted(partitions):
+                self._revoked.discard(partition)
+                if partition not in self.partitions:
+                    self.partitions[partition] = await self._restore(partition)
+
     async def revoke(self, partitions: set[int], *, timeout_s: float = 10.0) -> None:
         """Drop revoked partitions' state, checkpointing first when no batch is in flight.
 

@@ -6,12 +6,15 @@ its own consumer group, topics (``unique_topic``), metrics port, and Redis test 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +92,35 @@ def redis_alerts(client: Any) -> list[dict[str, Any]]:
     return [orjson.loads(fields[b"event"]) for _, fields in client.xrange("mw:alerts")]
 
 
+@contextlib.contextmanager
+def private_redis_server(directory: Path) -> Iterator[str]:
+    """A redis-server of one test alone (same Debian binary as the stack's), so tests that
+    clear and count ``mw:*`` keys cannot disturb, or be disturbed by, parallel runs."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError("redis-server is not installed (make sysdeps)")
+    port = free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(  # noqa: S603
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(directory)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("private redis-server did not start")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def redis_test_db_client(settings: Settings) -> Any:
     """A client on the integration tier's Redis db. (``Redis.from_url(url, db=...)`` keeps the
     URL's own db, so the host and port are given explicitly here.)"""
@@ -117,6 +149,7 @@ class WorkerGroup:
     ports: list[int] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
     snapshot_interval_s: float = 2.0
+    redis_url: str | None = None  # default: the stack's Redis, test db
     worker_args: list[str] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
@@ -127,7 +160,8 @@ class WorkerGroup:
             METERWATCH_TOPIC_DLQ=f"{self.topic}.dlq",
             METERWATCH_TOPIC_EVENTS=f"{self.topic}.events",
             METERWATCH_READINGS_PARTITIONS=str(self.partitions),
-            METERWATCH_REDIS_URL=f"redis://127.0.0.1:{self.settings.redis_port}/{REDIS_TEST_DB}",
+            METERWATCH_REDIS_URL=self.redis_url
+            or f"redis://127.0.0.1:{self.settings.redis_port}/{REDIS_TEST_DB}",
             METERWATCH_SNAPSHOT_INTERVAL_SECONDS=str(self.snapshot_interval_s),
             METERWATCH_BATCH_WITHIN_SECONDS="0.2",
             METERWATCH_STACK_DIR=str(self.tmp / "stack"),

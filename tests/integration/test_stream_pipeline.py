@@ -18,12 +18,11 @@ import orjson
 import pytest
 from stream_harness import (
     WorkerGroup,
-    clear_meterwatch_keys,
     first_raises,
     messages_of,
+    private_redis_server,
     publish,
     redis_alerts,
-    redis_test_db_client,
     reference_alerts,
     small_fleet,
 )
@@ -44,22 +43,29 @@ def fleet() -> dict[str, Any]:
 
 
 @pytest.fixture
-def redis_client(stack: Settings) -> Iterator[Any]:
-    """The test db (15) the workers write to, without meterwatch keys before and after."""
-    client = redis_test_db_client(stack)
-    clear_meterwatch_keys(client)
+def redis_url(stack: Settings, tmp_path: Path) -> Iterator[str]:
+    """This test's own redis-server: the workers' outputs are counted exactly, and parallel
+    test runs on the shared stack cannot add or clear keys under it."""
+    with private_redis_server(tmp_path / "redis") as url:
+        yield url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[Any]:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
     yield client
-    clear_meterwatch_keys(client)
     client.close()
 
 
 @pytest.fixture
 def group(
-    stack: Settings, unique_topic: Any, kafka_admin: Any, redis_client: Any, tmp_path: Path
+    stack: Settings, unique_topic: Any, kafka_admin: Any, redis_url: str, tmp_path: Path
 ) -> Iterator[WorkerGroup]:
     topic = unique_topic(partitions=PARTITIONS)
     app_id = f"mwtest-stream-{secrets.token_hex(4)}"
-    workers = WorkerGroup(stack, tmp_path, topic, PARTITIONS, app_id)
+    workers = WorkerGroup(stack, tmp_path, topic, PARTITIONS, app_id, redis_url=redis_url)
     yield workers
     workers.stop_all()
     extra = [f"{topic}.dlq", f"{topic}.events", f"{app_id}-engine-snapshots"]

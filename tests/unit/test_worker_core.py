@@ -243,3 +243,19 @@ def test_open_alerts_survive_in_the_snapshot_for_reposting() -> None:
 def test_decode_snapshot_rejects_foreign_blobs(bad: bytes) -> None:
     with pytest.raises(ValueError, match="not a meterwatch"):
         decode_snapshot(bad)
+
+
+def test_prepare_restores_assigned_partitions_before_their_data() -> None:
+    store = MemorySnapshotStore()
+    first = Harness(store)
+    asyncio.run(first.worker.process(messages(stream_of(2, 3), partition=2)))
+    asyncio.run(first.worker.revoke({2}))
+    second = Harness(store)
+    asyncio.run(second.worker.prepare({2, 3}))
+    assert set(second.worker.partitions) == {2, 3}
+    assert second.worker.partitions[2].next_offset == 6
+    assert second.worker.partitions[2].engine.meters_tracked == 2
+    assert second.worker.partitions[3].next_offset is None  # no snapshot: fresh engine
+    engine = second.worker.partitions[2].engine
+    asyncio.run(second.worker.process(messages([reading("MTR-000", T0 + 9 * 60_000, 1.0)], 2, 6)))
+    assert second.worker.partitions[2].engine is engine  # not restored a second time

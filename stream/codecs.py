@@ -476,6 +476,11 @@ def _column_to_float(col: Any) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
     return values, bad
 
 
+#: ISO-8601 date-time with seconds, up to millisecond digits and a zone offset: the shape
+#: Arrow's timestamp cast parses; anything else is parsed row by row
+ISO_WITH_OFFSET = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,3})?(Z|[+-]\d{2}:?\d{2})$"
+
+
 def _column_to_ts_ms(col: Any) -> tuple[IntArray, npt.NDArray[np.bool_]]:
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -493,10 +498,28 @@ def _column_to_ts_ms(col: Any) -> tuple[IntArray, npt.NDArray[np.bool_]]:
         isnull = pc.is_null(col).to_numpy(zero_copy_only=False)
         ints = pc.cast(col, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
         return ints.astype(np.int64, copy=False), isnull
-    values = pc.cast(col, pa.string()).to_pylist()
-    out = np.zeros(len(values), dtype=np.int64)
-    bad = np.zeros(len(values), dtype=bool)
-    for k, s in enumerate(values):
+    strings = pc.cast(col, pa.string())
+    n = len(strings)
+    out = np.zeros(n, dtype=np.int64)
+    bad = np.zeros(n, dtype=bool)
+    # fast path: the rows that look like plain ISO-8601 with a zone offset go through
+    # Arrow's parser in one vectorised cast; everything else (no offset, epoch ms as text,
+    # garbage) is decided row by row below, exactly as the JSON path decides it
+    iso = pc.fill_null(pc.match_substring_regex(strings, ISO_WITH_OFFSET), False)
+    iso_mask = iso.to_numpy(zero_copy_only=False).astype(bool)
+    slow_rows = np.arange(n)
+    if iso_mask.any():
+        try:
+            ms = pc.cast(pc.filter(strings, iso), pa.timestamp("ms", tz="UTC"))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass  # e.g. month 13: leave every row to the row-by-row parse
+        else:
+            out[iso_mask] = pc.cast(ms, pa.int64()).to_numpy(zero_copy_only=False)
+            slow_rows = np.flatnonzero(~iso_mask)
+    if not len(slow_rows):
+        return out, bad
+    values = pc.take(strings, pa.array(slow_rows)).to_pylist()
+    for k, s in zip(slow_rows.tolist(), values, strict=True):
         parsed: int | None = None
         if s is not None:
             parsed = int(s) if s.strip().lstrip("-").isdigit() else parse_ts(s)

@@ -197,3 +197,49 @@ def test_unusable_files_raise(tmp_path: Path) -> None:
     path.write_text("meter_id,ts,power_w\nA,1767571205000,1\n")
     with pytest.raises(UnusableInputError, match="missing column"):
         read_table(path)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 4_102_444_799),  # epoch seconds up to 2099
+            st.integers(0, 999),
+            st.integers(-14 * 4, 14 * 4),  # offset in quarter hours
+            st.sampled_from(["offset", "naive", "garbage", "month13"]),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_vectorised_iso_timestamps_agree_with_the_row_by_row_parser(
+    rows: list[tuple[int, int, int, str]],
+) -> None:
+    """The whole-column Arrow parse of ISO-8601 strings gives the same epoch ms as
+    ``parse_ts``; rows without an offset, garbage and impossible dates are still decided
+    row by row, alone or mixed with good rows."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from stream.codecs import _column_to_ts_ms, parse_ts
+
+    texts = []
+    for sec, ms, quarters, kind in rows:
+        tz = dt.timezone(dt.timedelta(minutes=15 * quarters))
+        stamp = dt.datetime.fromtimestamp(sec, tz=dt.UTC).astimezone(tz)
+        text = stamp.replace(microsecond=ms * 1000).isoformat(timespec="milliseconds")
+        if kind == "naive":
+            text = text[:23]
+        elif kind == "garbage":
+            text = "NaT?" + text
+        elif kind == "month13":
+            text = text[:5] + "13" + text[7:]
+        texts.append(text)
+    got, bad = _column_to_ts_ms(pa.chunked_array([pa.array(texts)]))
+    for k, text in enumerate(texts):
+        expected = parse_ts(text)
+        assert bool(bad[k]) == (expected is None)
+        if expected is not None:
+            # parse_ts goes through a float of seconds: allow its 1 ms truncation
+            assert abs(int(got[k]) - expected) <= 1

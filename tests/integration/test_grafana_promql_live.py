@@ -229,11 +229,6 @@ def test_fleet_panels_see_meters_and_gateways_reporting(streaming_run: Streaming
     assert _max_during_run(settings, "sum(meterwatch_gateways_seen)") > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="every window score the worker observes is 0 (meterwatch_window_score_sum = 0 "
-    "for hst, ae and hybrid); remove this mark when scores reach the histogram",
-)
 def test_score_panels_see_nonzero_scores(streaming_run: StreamingRun) -> None:
     assert _max_during_run(streaming_run.settings, "sum(meterwatch_window_score_sum)") > 0
 
@@ -364,11 +359,6 @@ def test_every_redis_panel_finds_its_keys_and_fields(streaming_run: StreamingRun
     assert problems == [], "\n".join(problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="EngineOutput has no window_means yet, so the worker writes no p/v/i/pf to "
-    "mw:meter:{id}:windows (contract section 7); remove this mark when the engine emits them",
-)
 def test_meter_timelines_find_the_window_means(streaming_run: StreamingRun) -> None:
     problems = _redis_problems(streaming_run, WINDOW_MEANS)
     assert problems == [], "\n".join(problems)

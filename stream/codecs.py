@@ -476,9 +476,15 @@ def _column_to_float(col: Any) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
     return values, bad
 
 
-#: ISO-8601 date-time with seconds, up to millisecond digits and a zone offset: the shape
-#: Arrow's timestamp cast parses; anything else is parsed row by row
-ISO_WITH_OFFSET = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,3})?(Z|[+-]\d{2}:?\d{2})$"
+#: ISO-8601 date-time with seconds, up to millisecond digits and a zone offset, fields in
+#: range: the shape Arrow's timestamp cast parses; anything else is parsed row by row
+ISO_WITH_OFFSET = (
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[T ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+    r"(\.\d{1,3})?(Z|[+-]([01]\d|2[0-3]):?[0-5]\d)$"
+)
+#: rows per vectorised timestamp cast; a block Arrow refuses (e.g. 31 February) is parsed
+#: row by row, so one odd row never sends the whole file down the slow path
+TS_CAST_BLOCK = 65_536
 
 
 def _column_to_ts_ms(col: Any) -> tuple[IntArray, npt.NDArray[np.bool_]]:
@@ -506,16 +512,17 @@ def _column_to_ts_ms(col: Any) -> tuple[IntArray, npt.NDArray[np.bool_]]:
     # Arrow's parser in one vectorised cast; everything else (no offset, epoch ms as text,
     # garbage) is decided row by row below, exactly as the JSON path decides it
     iso = pc.fill_null(pc.match_substring_regex(strings, ISO_WITH_OFFSET), False)
-    iso_mask = iso.to_numpy(zero_copy_only=False).astype(bool)
-    slow_rows = np.arange(n)
-    if iso_mask.any():
+    iso_rows = np.flatnonzero(iso.to_numpy(zero_copy_only=False))
+    slow = np.ones(n, dtype=bool)
+    for start in range(0, len(iso_rows), TS_CAST_BLOCK):
+        rows = iso_rows[start : start + TS_CAST_BLOCK]
         try:
-            ms = pc.cast(pc.filter(strings, iso), pa.timestamp("ms", tz="UTC"))
+            ms = pc.cast(pc.take(strings, pa.array(rows)), pa.timestamp("ms", tz="UTC"))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass  # e.g. month 13: leave every row to the row-by-row parse
-        else:
-            out[iso_mask] = pc.cast(ms, pa.int64()).to_numpy(zero_copy_only=False)
-            slow_rows = np.flatnonzero(~iso_mask)
+            continue  # this block goes row by row
+        out[rows] = pc.cast(ms, pa.int64()).to_numpy(zero_copy_only=False)
+        slow[rows] = False
+    slow_rows = np.flatnonzero(slow)
     if not len(slow_rows):
         return out, bad
     values = pc.take(strings, pa.array(slow_rows)).to_pylist()

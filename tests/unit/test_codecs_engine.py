@@ -206,7 +206,7 @@ def test_unusable_files_raise(tmp_path: Path) -> None:
             st.integers(0, 4_102_444_799),  # epoch seconds up to 2099
             st.integers(0, 999),
             st.integers(-14 * 4, 14 * 4),  # offset in quarter hours
-            st.sampled_from(["offset", "naive", "garbage", "month13"]),
+            st.sampled_from(["offset", "naive", "garbage", "month13", "hour25", "feb31"]),
         ),
         min_size=1,
         max_size=20,
@@ -235,6 +235,10 @@ def test_vectorised_iso_timestamps_agree_with_the_row_by_row_parser(
             text = "NaT?" + text
         elif kind == "month13":
             text = text[:5] + "13" + text[7:]
+        elif kind == "hour25":
+            text = text[:11] + "25" + text[13:]
+        elif kind == "feb31":  # the right shape, refused by the vectorised cast
+            text = "2026-02-31" + text[10:]
         texts.append(text)
     got, bad = _column_to_ts_ms(pa.chunked_array([pa.array(texts)]))
     for k, text in enumerate(texts):

@@ -122,3 +122,38 @@ def test_score_then_learn_equals_score_then_learn_masked() -> None:
         separate.learn_many(batch[learn])
         np.testing.assert_array_equal(got, expected)
     assert combined.ready
+
+
+@pytest.mark.parametrize(("n_features", "n_trees", "height", "seed"), [(18, 4, 8, 0), (3, 2, 5, 9)])
+def test_trees_are_grown_split_for_split_like_rivers(
+    n_features: int, n_trees: int, height: int, seed: int
+) -> None:
+    """Our own tree growth (no river.tree import) draws the same splits as river's
+    make_padded_tree with the same generator."""
+    import random
+
+    from river.tree.padded import PaddedBranch, make_padded_tree
+
+    from detectors.hst import _grow_river_trees
+
+    split, threshold = _grow_river_trees(n_features, n_trees, height, seed)
+    rng = random.Random(seed)  # noqa: S311 - river's generator, as in the detector
+    for tree in range(n_trees):
+        root = make_padded_tree(
+            limits={f: (0.0, 1.0) for f in range(n_features)},
+            height=height,
+            padding=0.15,
+            rng=rng,
+            r_mass=0,
+            l_mass=0,
+        )
+        stack = [(root, 0)]
+        seen = 0
+        while stack:
+            node, heap = stack.pop()
+            if isinstance(node, PaddedBranch):
+                seen += 1
+                assert split[tree, heap] == node.feature
+                assert threshold[tree, heap] == node.threshold
+                stack.extend([(node.children[0], 2 * heap + 1), (node.children[1], 2 * heap + 2)])
+        assert seen == 2**height - 1

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from stack_support import bind_with_patience
@@ -110,7 +111,10 @@ def unique_topic(kafka_admin: Any, request: pytest.FixtureRequest) -> Iterator[C
 def redis_client(stack: Settings) -> Iterator[Any]:
     import redis
 
-    client = redis.Redis.from_url(stack.redis_url, db=TEST_REDIS_DB)
+    # The URL's own db (".../0") would win over a db= keyword in from_url, so the test
+    # db goes into the URL itself.
+    url = urlsplit(stack.redis_url)._replace(path=f"/{TEST_REDIS_DB}").geturl()
+    client = redis.Redis.from_url(url)
     keys_before = set(client.scan_iter(count=1000))
     yield client
     new_keys = set(client.scan_iter(count=1000)) - keys_before

@@ -17,6 +17,23 @@ Kafka, no Faust here. See the README's architecture section for the design; in s
   with the cadence (1 s ... 15 min). A window is scored at the end of each hop in which
   the meter reported; hops without a reading are not scored (a comms gap lowers coverage
   and is counted, never a freeze, never theft).
+* **Which windows are scored, and why that is enough.** Only windows whose newest pane
+  received readings go through features, rules, HST and the autoencoder: one window per
+  (meter, hop with readings), so at a 5-minute cadence with a 1-minute hop about one
+  window per reading, not five. A window whose newest pane is empty holds the same
+  readings as the last scored window minus the ones that slid out, so it could only
+  repeat (or weaken) a verdict already given: skipping it loses no detection and adds no
+  delay (a cue fires at the first window holding the evidence, i.e. at the hop of the
+  reading that completes it; ``detected_at`` is that window's end). The state that must
+  move without readings is handled by event time, not by extra windows: persistence
+  rules count seconds between scored windows; EWMAs and baselines use the time since the
+  meter's last scored pane (``since_s``); the warm-up compares a window's end with the
+  meter's first reading; the hops skipped before a reading are counted as comms-gap
+  windows (beyond the meter's usual cadence) when that reading arrives. Events close
+  when the meter's event time passes the quiet period, i.e. at its next scored window;
+  a meter that stops reporting keeps its event open until it reports again or the
+  input ends (``flush`` closes every event), because closing needs evidence that the
+  anomaly stopped, and silence is not such evidence.
 * **Cadence coarser than the window** (e.g. 15 min readings, 10 min window): a window
   holds at most one reading and is scored once per reading. Sums, means and shares are
   those of that reading; reading-to-reading facts (steps, flatness, runs) are computed
@@ -692,17 +709,19 @@ class Engine:
         """(expected power, its std, the daily mean) for meters m at slots (hour, daytype)."""
         st = self.state
         ready_s = self.thresholds.value("baseline", "slot_ready_s")
-        w = st.base_w[m].astype(np.float64)
+        rows = np.arange(len(m))
+        ready = st.base_w[m].astype(np.float64) >= ready_s
         bp = st.base_p[m].astype(np.float64)
-        bp2 = st.base_p2[m].astype(np.float64)
-        ready = w >= ready_s
-        own = ready[np.arange(len(m)), slot]
+        own = ready[rows, slot]
         other_slot = (slot + 24) % N_SLOTS
-        other = ready[np.arange(len(m)), other_slot]
+        other = ready[rows, other_slot]
         use = np.where(own, slot, other_slot)
         have = own | other
-        mean = np.where(have, bp[np.arange(len(m)), use], np.nan)
-        var = np.maximum(bp2[np.arange(len(m)), use] - bp[np.arange(len(m)), use] ** 2, 0.0)
+        bp_use = bp[rows, use]
+        # only the one slot of the squared mean is needed: gather it, not the whole profile
+        bp2_use = st.base_p2[m, use].astype(np.float64)
+        mean = np.where(have, bp_use, np.nan)
+        var = np.maximum(bp2_use - bp_use**2, 0.0)
         std = np.where(have, np.sqrt(var), np.nan)
         # daily mean over the ready hours (pooled across day types)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -1146,12 +1165,10 @@ class Engine:
         order = np.lexsort((cat["end_ms"], cat["m"]))
         for key in cat:
             cat[key] = cat[key][order]
-        evidence: dict[str, dict[str, FloatArray]] = {}
-        for name in rounds[0]["evidence"]:
-            evidence[name] = {
-                ek: np.concatenate([r["evidence"][name][ek] for r in rounds])[order]
-                for ek in rounds[0]["evidence"][name]
-            }
+        # evidence stays in its rounds: it is read only at the few flagged windows (window
+        # kk is row order[kk] of the rounds laid end to end), so concatenating and reordering
+        # every evidence column of every window would be waste
+        round_starts = np.cumsum([0] + [len(r["m"]) for r in rounds])
         K = len(order)
         X = cat["features"]
         learn = ~cat["suspicious"]
@@ -1194,12 +1211,16 @@ class Engine:
         for kk in flagged_rows:
             mi = int(cat["m"][kk])
             cues: dict[str, tuple[str, float, dict[str, float]]] = {}
+            at = int(order[kk])
+            ri = int(np.searchsorted(round_starts, at, side="right")) - 1
+            at -= int(round_starts[ri])
+            evidence = rounds[ri]["evidence"]
             for ci, c in enumerate(CUES):
                 if cat["fired"][kk, ci]:
                     ev = {
-                        name: round(float(arr[kk]), 4)
+                        name: round(float(arr[at]), 4)
                         for name, arr in evidence[c.name].items()
-                        if np.isfinite(arr[kk])
+                        if np.isfinite(arr[at])
                     }
                     cues[c.name] = (c.id, conf[c.name], ev)
             tf = tuple((str(n), float(v)) for n, v in top[kk]) if top is not None else ()

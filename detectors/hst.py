@@ -76,10 +76,21 @@ class UnitIntervalMap:
         """Map a (K, F) matrix; returns a new array, the input is untouched."""
         # +-inf behave as the largest finite values (inf / inf would be NaN)
         values = np.clip(np.asarray(X, dtype=np.float64), -1e300, 1e300)
-        ranged = np.clip((values - self.low) / self.span, 0.0, 1.0)
-        squashed = 0.5 + 0.5 * values / (SQUASH_SCALE + np.abs(values))
-        mapped = np.where(self.has_range, ranged, squashed)
-        return np.where(np.isnan(mapped), 0.5, mapped)
+        # each column gets only its own map (computing both and picking one doubles the
+        # work); the same arithmetic per element, so the same values
+        if self.has_range.all():
+            mapped = np.clip((values - self.low) / self.span, 0.0, 1.0)
+        else:
+            ranged = np.flatnonzero(self.has_range)
+            squashed = np.flatnonzero(~self.has_range)
+            mapped = np.empty_like(values)
+            mapped[..., ranged] = np.clip(
+                (values[..., ranged] - self.low[ranged]) / self.span[ranged], 0.0, 1.0
+            )
+            part = values[..., squashed]
+            mapped[..., squashed] = 0.5 + 0.5 * part / (SQUASH_SCALE + np.abs(part))
+        mapped[np.isnan(mapped)] = 0.5
+        return mapped
 
 
 # --- flattened river trees -------------------------------------------------------------

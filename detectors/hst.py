@@ -207,11 +207,17 @@ class HalfSpaceTreesDetector:
         tree_base = (np.arange(self.n_trees, dtype=np.int64) * (2**self.height - 1))[None, :]
         split_flat, threshold_flat = self._split_feature.ravel(), self._threshold.ravel()
         node = np.zeros((n_windows, self.n_trees), dtype=np.int64)
+        internal = np.empty_like(node)
         for _depth in range(self.height):
-            internal = tree_base + node
-            value = flat_unit.take(window_base + split_flat.take(internal))
-            node = 2 * node + 1 + (value >= threshold_flat.take(internal))
-        return np.asarray(node - (2**self.height - 1), dtype=np.int64)
+            np.add(tree_base, node, out=internal)
+            column = split_flat.take(internal)
+            column += window_base
+            went_right = flat_unit.take(column) >= threshold_flat.take(internal)
+            node *= 2
+            node += 1
+            node += went_right
+        node -= 2**self.height - 1
+        return node
 
     def _leaf_scores(self) -> FloatMatrix:
         """River's per-tree score for a walk ending in each leaf, shape (T, 2**height).
@@ -258,7 +264,7 @@ class HalfSpaceTreesDetector:
         for depth in range(self.height, -1, -1):
             counts[:, 2**depth - 1 : 2 ** (depth + 1) - 1] = level
             if depth:
-                level = level.reshape(self.n_trees, -1, 2).sum(axis=2)
+                level = level[:, 0::2] + level[:, 1::2]  # left child + right child
         return counts.astype(np.int32)
 
     def _learn_leaves(self, leaves: IntArray) -> None:

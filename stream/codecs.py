@@ -13,8 +13,11 @@ decoders and again by the engine (a batch built by hand gets the same checks).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import compress
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +249,14 @@ def validate_arrays(
     ``newest_ms`` is the newest accepted event time so far (or the clock); readings more
     than a day ahead of it are absurd. The first failing check of a row gives its reason.
     """
+    return _validate(batch, newest_ms, check_ids=True)
+
+
+def _validate(
+    batch: ReadingBatch, newest_ms: int | None, *, check_ids: bool
+) -> tuple[npt.NDArray[np.bool_], list[tuple[int, str, str]]]:
+    """:func:`validate_arrays`; ``check_ids=False`` when every meter_id is already known
+    to match the pattern (the JSON decoder checks ids before building the batch)."""
     n = len(batch)
     ok = np.ones(n, dtype=bool)
     problems: list[tuple[int, str, str]] = []
@@ -260,7 +271,9 @@ def validate_arrays(
             ok[hit] = False
 
     ids = batch.meter_id
-    if batch.meter_vocab is not None and batch.meter_codes is not None:
+    if not check_ids:
+        bad_id = np.zeros(n, dtype=bool)
+    elif batch.meter_vocab is not None and batch.meter_codes is not None:
         bad_vocab = np.array(
             [not (isinstance(m, str) and _METER_ID_RE.match(m)) for m in batch.meter_vocab],
             dtype=bool,
@@ -295,7 +308,13 @@ def split_valid(
     batch: ReadingBatch, newest_ms: int | None = None
 ) -> tuple[ReadingBatch, list[Rejection]]:
     """The valid part of ``batch`` and a Rejection for every invalid row."""
-    ok, problems = validate_arrays(batch, newest_ms)
+    return _split_valid(batch, newest_ms, check_ids=True)
+
+
+def _split_valid(
+    batch: ReadingBatch, newest_ms: int | None, *, check_ids: bool
+) -> tuple[ReadingBatch, list[Rejection]]:
+    ok, problems = _validate(batch, newest_ms, check_ids=check_ids)
     if not problems:
         return batch, []
     rejections = [Rejection(reason, detail, batch.row(k)) for k, reason, detail in problems]
@@ -378,10 +397,14 @@ def _check_reading(obj: Any, gateway: Any) -> tuple[tuple[Any, ...] | None, str,
     )
 
 
-def decode_objects(
+def _decode_objects_reference(
     objs: list[Any], gateway: Any = None, newest_ms: int | None = None
 ) -> tuple[ReadingBatch, list[Rejection]]:
-    """Readings from already-parsed JSON objects."""
+    """Readings from already-parsed JSON objects, one :func:`_check_reading` per object.
+
+    The specification of :func:`decode_objects`, which must give exactly the same result
+    (the differential test in ``tests/unit/test_codecs_decode_fast.py`` holds it to that).
+    """
     rows: list[tuple[Any, ...]] = []
     rejections: list[Rejection] = []
     for obj in objs:
@@ -407,6 +430,199 @@ def decode_objects(
     return valid, rejections + more
 
 
+_REQUIRED_KEYS = frozenset(REQUIRED_FIELDS)
+_NUMBER_TYPES = frozenset({int, float})
+_OPTIONAL_NUMBER_TYPES = frozenset({int, float, type(None)})
+_GATEWAY_TYPES = frozenset({str, type(None)})
+_INT_TYPES = frozenset({int})
+_STR_TYPES = frozenset({str})
+_DICT_TYPES = frozenset({dict})
+_TS_LIMIT = 2**62
+_ROW_GETTER = itemgetter("meter_id", "ts", "p", "v", "i", "pf")
+#: the characters of the meter_id pattern; a concatenation of ids made only of these, with
+#: every id 1-64 long, means every id matches (one regex pass for the whole column)
+_METER_ID_CHARS_RE = re.compile(r"[A-Za-z0-9_.:\-]*")
+
+
+def _types_ok(values: list[Any], allowed: frozenset[type]) -> npt.NDArray[np.bool_] | None:
+    """None when every value's exact type is in ``allowed`` (one C-level pass over the
+    types), else a per-row mask of the rows whose type is."""
+    if set(map(type, values)) <= allowed:
+        return None
+    return np.fromiter((type(x) in allowed for x in values), dtype=bool, count=len(values))
+
+
+def _key_shapes(objs: list[Any]) -> tuple[npt.NDArray[np.bool_] | None, set[tuple[str, ...]]]:
+    """Which objects are dicts with the contract's keys (None: all are), and their distinct
+    key tuples: a gateway batch has one or two shapes, so the key check runs per shape."""
+    is_dict = _types_ok(objs, _DICT_TYPES)
+    dicts = objs if is_dict is None else list(compress(objs, is_dict))
+    shapes = set(map(tuple, dicts))
+    good = {s for s in shapes if _REQUIRED_KEYS <= set(s) <= ALLOWED_FIELDS}
+    if is_dict is None and len(good) == len(shapes):
+        return None, good
+    mask = (type(r) is dict and tuple(r) in good for r in objs)
+    return np.fromiter(mask, dtype=bool, count=len(objs)), good
+
+
+def _ids_ok(meter_id: list[Any]) -> npt.NDArray[np.bool_] | None:
+    """:func:`_types_ok` for meter_id, plus the pattern (None: every id is a matching str)."""
+    mask = _types_ok(meter_id, _STR_TYPES)
+    ids: list[str] = meter_id if mask is None else list(compress(meter_id, mask))
+    if not ids:
+        return mask
+    lengths = list(map(len, ids))
+    joined = "".join(ids)
+    if (
+        min(lengths) >= 1
+        and max(lengths) <= 64
+        and _METER_ID_CHARS_RE.fullmatch(joined) is not None
+    ):
+        return mask
+    # some id is odd: the exact pattern, once per distinct id
+    bad = {mid for mid in set(ids) if _METER_ID_RE.match(mid) is None}
+    if not bad:
+        return mask
+    in_pattern = (type(x) is str and x not in bad for x in meter_id)
+    return np.fromiter(in_pattern, dtype=bool, count=len(meter_id))
+
+
+def _fast_columns(
+    cand: list[dict[str, Any]], gateway: Any, shapes: set[tuple[str, ...]]
+) -> tuple[npt.NDArray[np.bool_] | None, list[list[Any]]]:
+    """Columns (meter_id, ts, p, v, i, pf, gateway_id, e_wh) of dicts whose keys are known
+    to be right, and a mask of the rows that certainly pass every structural check of
+    :func:`_check_reading` (None: all do).
+
+    A row outside the mask is not judged here: the caller gives it to ``_check_reading``,
+    so the reason of its rejection (or its acceptance) is the reference's own.
+    """
+    m = len(cand)
+    columns = [list(col) for col in zip(*map(_ROW_GETTER, cand), strict=True)]
+    if any("gateway_id" in s for s in shapes):
+        gw = [r.get("gateway_id", gateway) for r in cand]
+    else:
+        gw = [gateway] * m
+    e_wh = [r.get("e_wh") for r in cand] if any("e_wh" in s for s in shapes) else [None] * m
+    columns.extend((gw, e_wh))
+    good: npt.NDArray[np.bool_] | None = None
+
+    def narrow(mask: npt.NDArray[np.bool_] | None) -> None:
+        nonlocal good
+        if mask is not None:
+            good = mask if good is None else good & mask
+
+    narrow(_ids_ok(columns[0]))
+    for col in columns[2:6]:
+        narrow(_types_ok(col, _NUMBER_TYPES))
+    narrow(_types_ok(e_wh, _OPTIONAL_NUMBER_TYPES))
+    narrow(_types_ok(gw, _GATEWAY_TYPES))
+    # ts: only integer epoch ms inside (-2**62, 2**62) here; floats and ISO strings are
+    # parsed by the reference path (orjson's ints go up to 2**64 - 1, beyond int64)
+    ts = columns[1]
+    ts_types = _types_ok(ts, _INT_TYPES)
+    narrow(ts_types)
+    ints = ts if ts_types is None else list(compress(ts, ts_types))
+    if ints and not (-_TS_LIMIT < min(ints) and max(ints) < _TS_LIMIT):
+        in_range = (type(t) is int and -_TS_LIMIT < t < _TS_LIMIT for t in ts)
+        narrow(np.fromiter(in_range, dtype=bool, count=m))
+    return good, columns
+
+
+def _all_values_valid(batch: ReadingBatch, newest_ms: int | None) -> bool:
+    """True when no row of ``batch`` fails a value check of :func:`validate_arrays`
+    (meter_id aside): a handful of reductions instead of the per-check masks. False
+    sends the batch through the full checks, so a NaN anywhere is never a false pass."""
+    numbers = (batch.p, batch.v, batch.i, batch.pf)
+    if not all(np.isfinite(x).all() for x in numbers):
+        return False
+    if batch.e_wh is not None and np.isinf(batch.e_wh).any():
+        return False
+    if not (np.abs(batch.pf).max() <= 1.0 and batch.v.min() > 0.0 and batch.i.min() >= 0.0):
+        return False
+    if batch.ts_ms.min() < MIN_TS_MS:
+        return False
+    return newest_ms is None or batch.ts_ms.max() <= MAX_AHEAD_MS + newest_ms
+
+
+def decode_objects(
+    objs: list[Any], gateway: Any = None, newest_ms: int | None = None
+) -> tuple[ReadingBatch, list[Rejection]]:
+    """Readings from already-parsed JSON objects: exactly what
+    :func:`_decode_objects_reference` gives, computed column-wise.
+
+    Rows whose keys are the contract's and whose values have the plain types (str id
+    matching the pattern, int/float numbers, int epoch-ms ts, str/None gateway) are
+    decoded as columns; every other row goes through the per-reading checks, and the two
+    parts are merged back in input order before the vectorised value checks.
+    """
+    n = len(objs)
+    if n == 0:
+        return ReadingBatch.empty(), []
+    keys_ok, shapes = _key_shapes(objs)
+    cand_pos = np.arange(n) if keys_ok is None else np.flatnonzero(keys_ok)
+    cand: list[dict[str, Any]] = objs if keys_ok is None else list(compress(objs, keys_ok))
+    good: npt.NDArray[np.bool_] | None = None
+    columns: list[list[Any]] = [[] for _ in range(8)]
+    if cand:
+        good, columns = _fast_columns(cand, gateway, shapes)
+    if good is not None:
+        columns = [list(compress(col, good)) for col in columns]
+        cand_pos = cand_pos[good]
+    fast_rows = len(cand_pos)
+
+    rejections: list[Rejection] = []
+    slow_rows: list[tuple[Any, ...]] = []
+    slow_pos: list[int] = []
+    if fast_rows < n:
+        is_fast = np.zeros(n, dtype=bool)
+        is_fast[cand_pos] = True
+        for k in np.flatnonzero(~is_fast).tolist():
+            obj = objs[k]
+            row, reason, detail = _check_reading(obj, gateway)
+            if row is None:
+                rejections.append(Rejection(reason, detail, _raw_json(obj)))
+            else:
+                slow_rows.append(row)
+                slow_pos.append(k)
+    if not fast_rows and not slow_rows:
+        return ReadingBatch.empty(), rejections
+
+    try:
+        # the four numeric columns in one conversion; each row of it is a contiguous array
+        p, v, i, pf = np.array(columns[2:6], dtype=np.float64).reshape(4, fast_rows)
+        e_wh = np.array(columns[7], dtype=np.float64)  # None -> NaN, as in the reference
+    except OverflowError:
+        # an int beyond float range (only from objects not parsed by orjson, whose ints
+        # stop at 2**64): the reference words that rejection
+        return _decode_objects_reference(objs, gateway, newest_ms)
+    meter_id = np.array(columns[0], dtype=object)
+    ts_ms = np.array(columns[1], dtype=np.int64)
+    gateway_id = np.array(columns[6], dtype=object)
+    if slow_rows:
+        slow_cols = list(zip(*slow_rows, strict=True))
+        order = np.argsort(np.concatenate([cand_pos, slow_pos]), kind="stable")
+
+        def merged(fast: Any, slow: tuple[Any, ...], dtype: Any) -> Any:
+            return np.concatenate([fast, np.array(slow, dtype=dtype)])[order]
+
+        meter_id = merged(meter_id, slow_cols[0], object)
+        ts_ms = merged(ts_ms, slow_cols[1], np.int64)
+        p, v, i, pf = (
+            merged(col, slow_cols[2 + j], np.float64) for j, col in enumerate((p, v, i, pf))
+        )
+        gateway_id = merged(gateway_id, slow_cols[6], object)
+        e_wh = merged(e_wh, slow_cols[7], np.float64)
+    batch = ReadingBatch(
+        meter_id=meter_id, ts_ms=ts_ms, p=p, v=v, i=i, pf=pf, gateway_id=gateway_id, e_wh=e_wh
+    )
+    if _all_values_valid(batch, newest_ms):
+        return batch, rejections
+    # every meter_id in the batch has passed the pattern (fast columns or _check_reading)
+    valid, more = _split_valid(batch, newest_ms, check_ids=False)
+    return valid, rejections + more
+
+
 def _raw_json(obj: Any) -> Any:
     try:
         orjson.dumps(obj)
@@ -415,11 +631,12 @@ def _raw_json(obj: Any) -> Any:
         return repr(obj)[:500]
 
 
-def decode_message(
-    value: bytes | str, newest_ms: int | None = None
+_ObjectsDecoder = Callable[[list[Any], Any, "int | None"], tuple[ReadingBatch, list[Rejection]]]
+
+
+def _decode_message_with(
+    value: bytes | str, newest_ms: int | None, decode: _ObjectsDecoder
 ) -> tuple[ReadingBatch, list[Rejection]]:
-    """Decode one Kafka message: a single reading or a gateway batch ``{"gateway_id",
-    "readings": [...]}``. Never raises on bad input."""
     try:
         obj = orjson.loads(value)
     except (orjson.JSONDecodeError, TypeError, ValueError):
@@ -441,8 +658,24 @@ def decode_message(
             return ReadingBatch.empty(), [
                 Rejection("bad_type", "batch needs readings: list, gateway_id: str", _raw_json(obj))
             ]
-        return decode_objects(readings, gateway, newest_ms)
-    return decode_objects([obj], None, newest_ms)
+        return decode(readings, gateway, newest_ms)
+    return decode([obj], None, newest_ms)
+
+
+def decode_message(
+    value: bytes | str, newest_ms: int | None = None
+) -> tuple[ReadingBatch, list[Rejection]]:
+    """Decode one Kafka message: a single reading or a gateway batch ``{"gateway_id",
+    "readings": [...]}``. Never raises on bad input."""
+    return _decode_message_with(value, newest_ms, decode_objects)
+
+
+def _decode_message_reference(
+    value: bytes | str, newest_ms: int | None = None
+) -> tuple[ReadingBatch, list[Rejection]]:
+    """:func:`decode_message` with the per-reading decoder: the specification the fast
+    path is tested against, and the baseline of ``tests/benchmarks/test_bench_codecs.py``."""
+    return _decode_message_with(value, newest_ms, _decode_objects_reference)
 
 
 def encode_reading(batch: ReadingBatch, k: int) -> bytes:

@@ -86,6 +86,8 @@ BoolArray = npt.NDArray[np.bool_]
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
+# a gateway is "silent" when none of its meters reported for this many windows (>= 30 min)
+GATEWAY_SILENT_WINDOWS = 3
 SNAPSHOT_FORMAT = "meterwatch.engine.snapshot.v1"
 
 # pane statistics (columns of the pane ring)
@@ -320,6 +322,35 @@ class Engine:
     @property
     def meters_tracked(self) -> int:
         return len(self.meter_ids)
+
+    def meters_reporting(self) -> int:
+        """Meters with a reading in the last window, in event time (relative to the newest
+        reading this engine has seen, so a replay and a stream report the same)."""
+        if self.newest_ms is None:
+            return 0
+        last = self.state.max_ts[: self.meters_tracked]
+        return int(np.count_nonzero(last >= self.newest_ms - self.config.window_s * 1000))
+
+    def _gateway_newest_ms(self) -> dict[str, int]:
+        newest: dict[str, int] = {}
+        last = self.state.max_ts[: self.meters_tracked].tolist()
+        for gateway, ts in zip(self.gateways, last, strict=True):
+            if gateway is not None and ts > newest.get(gateway, -1):
+                newest[gateway] = ts
+        return newest
+
+    def gateways_seen(self) -> int:
+        """Distinct gateways whose readings this engine has seen."""
+        return len(self._gateway_newest_ms())
+
+    def gateways_silent(self) -> int:
+        """Gateways none of whose meters reported for ``GATEWAY_SILENT_WINDOWS`` windows (at
+        least 30 minutes) of event time: a gateway down, not a single meter's comms gap."""
+        if self.newest_ms is None:
+            return 0
+        silent_ms = max(GATEWAY_SILENT_WINDOWS * self.config.window_s, 1800) * 1000
+        cutoff = self.newest_ms - silent_ms
+        return sum(1 for ts in self._gateway_newest_ms().values() if ts < cutoff)
 
     def state_bytes(self) -> int:
         """Bytes of per-meter state for the meters tracked (arrays sized to capacity are

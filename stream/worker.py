@@ -45,6 +45,7 @@ from stream.sinks.redis_sink import RedisSink, WindowBatch
 log = logging.getLogger(__name__)
 
 SNAPSHOT_MAGIC = b"MWS1"
+FLEET_GAUGES_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +147,7 @@ class StreamWorker:
         self._wall = wall
         self._write_windows = write_windows
         self.partitions: dict[int, PartitionState] = {}
+        self._fleet_gauges_at = float("-inf")
         self._lock = asyncio.Lock()
         self._revoked: set[int] = set()
 
@@ -243,6 +245,11 @@ class StreamWorker:
         self.metrics.state_bytes.set(sum(int(e.state_bytes()) for e in engines))
         self.metrics.meters_tracked.set(sum(int(e.meters_tracked) for e in engines))
         self.metrics.open_events.set(sum(len(s.open_event_ids) for s in self.partitions.values()))
+        # The fleet gauges walk every meter of the partition: at most every few seconds.
+        now = self._monotonic()
+        if now - self._fleet_gauges_at < FLEET_GAUGES_INTERVAL_S:
+            return
+        self._fleet_gauges_at = now
         for name in ("meters_reporting", "gateways_seen", "gateways_silent"):
             values = [getattr(e, name, None) for e in engines]
             known = [int(v() if callable(v) else v) for v in values if v is not None]

@@ -218,11 +218,6 @@ def test_fleet_panels_count_the_simulated_meters(streaming_run: StreamingRun) ->
     assert _max_during_run(streaming_run.settings, "meterwatch:meters_tracked:sum") == meters
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the engine exposes no meters_reporting / gateways_seen, so the worker leaves "
-    "those gauges at 0 (stream/worker.py _update_gauges); remove this mark when it does",
-)
 def test_fleet_panels_see_meters_and_gateways_reporting(streaming_run: StreamingRun) -> None:
     settings = streaming_run.settings
     assert _max_during_run(settings, "meterwatch:meters_reporting:sum") > 0

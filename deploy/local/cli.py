@@ -1,4 +1,4 @@
-"""``meterwatch stack up|down|status``: the local stack (see deploy/local/stack.py)."""
+"""``meterwatch stack up|down|status|restart``: the local stack (see deploy/local/stack.py)."""
 
 from __future__ import annotations
 
@@ -41,3 +41,13 @@ def status_command() -> None:
     from deploy.local.stack import stack_status
 
     raise typer.Exit(code=stack_status(_settings()))
+
+
+@stack_app.command("restart")
+def restart_command(
+    server: str = typer.Argument(help="kafka, redis, prometheus or alertmanager"),
+) -> None:
+    """Stop one server `stack up` started (by recorded pid), start it again, wait for health."""
+    from deploy.local.stack import restart_server
+
+    raise typer.Exit(code=restart_server(_settings(), server))

@@ -902,3 +902,77 @@ def _wait_gone(record: PidRecord, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while owned_and_alive(record) and time.monotonic() < deadline:
         time.sleep(0.1)
+
+
+def restart_server(
+    settings: Settings, name: str, echo: Echo = print, timeout_s: float = STOP_TIMEOUT_S
+) -> int:
+    """Stop one server of the stack by its recorded pid, start it again, wait for health.
+
+    The same safety as ``down``: only a pid this stack recorded, still alive and still
+    the same program, is signalled. A server with a stale record (it died) is started
+    again; one with no record (not started by this stack) is left alone. Returns 0 when
+    the server is healthy again, 1 when it cannot be restarted, 2 for an unknown name.
+    """
+    servers = {server.name: server for server in build_servers(settings)}
+    server = servers.get(name)
+    if server is None:
+        echo(f"unknown server {name!r}: one of {', '.join(servers)}")
+        return 2
+    layout = StackLayout(settings.stack_dir)
+    with _exclusive(layout, echo):
+        return _restart(server, settings, layout, echo, timeout_s)
+
+
+def _restart(
+    server: Server, settings: Settings, layout: StackLayout, echo: Echo, timeout_s: float
+) -> int:
+    began = time.monotonic()
+    pid_file = layout.pid_file(server.name)
+    record = PidRecord.read(pid_file)
+    if record is None:
+        echo(
+            f"{server.name}: not started by this stack (no pid record in {layout.pids}), "
+            "not touching it: `meterwatch stack up` starts it"
+        )
+        return 1
+    if record.port not in {0, server.port}:
+        echo(
+            f"{server.name}: FAILED: the stack's {server.name} (pid {record.pid}) runs on "
+            f"port {record.port}, the settings now say {server.port}: restart it with the "
+            "settings it was started with"
+        )
+        return 1
+    if owned_and_alive(record):
+        echo(f"{server.name}: stopping pid {record.pid} (SIGTERM)")
+        os.kill(record.pid, signal.SIGTERM)
+        _wait_gone(record, timeout_s)
+        if owned_and_alive(record):
+            echo(f"{server.name}: still running after {timeout_s:.0f}s, SIGKILL pid {record.pid}")
+            os.kill(record.pid, signal.SIGKILL)
+            _wait_gone(record, 5.0)
+        echo(f"{server.name}: stopped ({time.monotonic() - began:.1f}s)")
+    else:
+        echo(
+            f"{server.name}: pid {record.pid} is gone or is no longer {record.program}; "
+            "not killing it, starting a new one"
+        )
+    pid_file.unlink(missing_ok=True)
+    try:
+        _start(server, layout, echo)
+    except (StackError, OSError) as error:  # OSError: its folders cannot be prepared
+        echo(f"{server.name}: FAILED to start: {error}")
+        return 1
+    failed = _wait_healthy(
+        {server.name: server}, layout, settings.stack_start_timeout_s, echo, began
+    )
+    if failed:
+        echo(f"stack restart {server.name}: FAILED after {time.monotonic() - began:.1f}s")
+        return 1
+    new = PidRecord.read(pid_file)
+    new_pid = new.pid if new is not None else "?"
+    echo(
+        f"stack restart {server.name}: healthy again in {time.monotonic() - began:.1f}s "
+        f"(pid {record.pid} -> {new_pid})"
+    )
+    return 0

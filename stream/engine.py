@@ -45,7 +45,9 @@ Kafka, no Faust here. See the README's architecture section for the design; in s
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import logging
 import pickle  # noqa: S403 - snapshots are our own state, written and read by the engine
 import time
 from collections.abc import Callable
@@ -80,6 +82,8 @@ from rules.thresholds import Thresholds, load_thresholds
 from stream.codecs import ReadingBatch, Rejection, concat_batches, split_valid
 from stream.windows import Segments, runs_in_segments, shift_in_segments
 
+log = logging.getLogger(__name__)
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -88,7 +92,7 @@ HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 # a gateway is "silent" when none of its meters reported for this many windows (>= 30 min)
 GATEWAY_SILENT_WINDOWS = 3
-SNAPSHOT_FORMAT = "meterwatch.engine.snapshot.v1"
+SNAPSHOT_FORMAT = "meterwatch.engine.snapshot.v2"
 
 # pane statistics (columns of the pane ring)
 (
@@ -130,6 +134,93 @@ N_RUNS = 4
 
 RECENT_TS = 4  # ring of recent timestamps per meter, for duplicates of released readings
 N_SLOTS = 48  # hour of day x (weekday, weekend)
+
+
+class SnapshotIncompatible(ValueError):
+    """A snapshot the current engine cannot restore: another format version, different
+    state-shaping settings (window, hop, trend days), or bytes that are not a snapshot."""
+
+
+class SnapshotCorrupt(SnapshotIncompatible):
+    """Bytes that do not decode as an engine snapshot at all (truncated, overwritten)."""
+
+
+# the learned, shared model state of a scorer (see detectors.hybrid.HybridScorer); the
+# frozen parts (autoencoder) always come from the current artifact
+_LEARNED_PARTS = ("hst", "hst_calibration", "normal_moments")
+_PENDING_FIELDS = ("m", "ts", "p", "v", "i", "pf")
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Loads only builtins and numpy arrays: the non-model sections must not depend on
+    any class of ours, so that they load whatever the code version."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "numpy" or module.startswith(("numpy.", "numpy_")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not plain snapshot state")
+
+
+def _load_plain(blob: bytes) -> Any:
+    try:
+        return _PlainUnpickler(io.BytesIO(blob)).load()
+    except Exception as exc:  # noqa: BLE001 - any decoding failure means "not a snapshot"
+        raise SnapshotCorrupt(f"not a readable engine snapshot: {exc!r}") from exc
+
+
+def _load_model_blob(blob: bytes) -> Any:
+    return pickle.loads(blob)  # noqa: S301 - our own checkpoint, never untrusted input
+
+
+def _model_section(scorer: Any) -> dict[str, Any]:
+    if scorer is None:
+        return {"kind": None, "class": None, "blob": None}
+    cls_name = f"{type(scorer).__module__}.{type(scorer).__qualname__}"
+    if all(hasattr(scorer, name) for name in _LEARNED_PARTS):
+        learned: Any = {name: getattr(scorer, name) for name in _LEARNED_PARTS}
+        kind = "learned"
+    else:
+        learned, kind = scorer, "whole"
+    blob = pickle.dumps(learned, protocol=pickle.HIGHEST_PROTOCOL)
+    return {"kind": kind, "class": cls_name, "blob": blob}
+
+
+def _check_same_layout(name: str, old: Any, new: Any, depth: int = 2) -> None:
+    """Raise when ``old`` (unpickled) does not have the layout the current code builds in
+    ``new``: another class, a missing attribute, an array of another shape."""
+    if type(old) is not type(new):
+        raise TypeError(f"{name}: {type(old).__qualname__} is not {type(new).__qualname__}")
+    if isinstance(new, np.ndarray):
+        if old.shape != new.shape:
+            raise TypeError(f"{name}: shape {old.shape} is not {new.shape}")
+        return
+    if depth <= 0:
+        return
+    new_attrs = getattr(new, "__dict__", None)
+    if new_attrs is None:
+        return
+    old_attrs = getattr(old, "__dict__", {})
+    missing = sorted(set(new_attrs) - set(old_attrs))
+    if missing:
+        raise AttributeError(f"{name}: missing {', '.join(missing)}")
+    for attr, value in new_attrs.items():
+        if attr == "feature_names" and tuple(old_attrs[attr]) != tuple(value):
+            raise ValueError(f"{name}: feature names differ")
+        if value is not None and old_attrs[attr] is not None:
+            _check_same_layout(f"{name}.{attr}", old_attrs[attr], value, depth - 1)
+
+
+def _event_to_plain(ev: Event) -> dict[str, Any]:
+    plain = dataclasses.asdict(ev)
+    plain["top_features"] = [[str(f), float(v)] for f, v in ev.top_features]
+    return plain
+
+
+def _event_from_plain(plain: dict[str, Any]) -> Event:
+    known = {f.name for f in dataclasses.fields(Event)}
+    kwargs = {k: v for k, v in plain.items() if k in known}
+    kwargs["top_features"] = [(str(f), float(v)) for f, v in kwargs.get("top_features", [])]
+    return Event(**kwargs)
 
 
 @dataclass
@@ -259,6 +350,11 @@ class MeterState:
             return arrays[name]
         raise AttributeError(name)
 
+    @property
+    def spec(self) -> dict[str, tuple[tuple[int, ...], Any, Any]]:
+        """name -> (shape per meter, dtype, fill) of every per-meter array."""
+        return self._spec
+
     def bytes_per_meter(self) -> int:
         total = 0
         for shape, dtype, _ in self._spec.values():
@@ -383,44 +479,177 @@ class Engine:
         return out
 
     def snapshot(self) -> bytes:
-        """The whole engine state as bytes (numpy arrays, events, scorer)."""
+        """The engine state as bytes, in sections that survive an upgrade.
+
+        * ``shape``: the settings that shape per-meter state (window, hop, trend days) and
+          the array layout; a mismatch makes the snapshot incompatible.
+        * ``meters``: per-meter state as plain numpy arrays (trimmed to the meters tracked)
+          and plain Python types (ids, gateways); open events as plain dicts.
+        * ``model``: the learned shared model state (HST and its calibration) pickled in its
+          own bytes, so a class that changed between versions only costs that section.
+
+        Thresholds are not stored: :meth:`restore` always applies the current ones.
+        """
+        n = self.meters_tracked
         payload = {
             "format": SNAPSHOT_FORMAT,
-            "config": self.config,
-            "thresholds": self.thresholds,
-            "capacity": self.state.capacity,
-            "arrays": self.state.arrays,
-            "meter_ids": self.meter_ids,
-            "gateways": self.gateways,
+            "shape": self._state_shape(),
+            "config": {
+                "window_s": self.config.window_s,
+                "hop_s": self.config.hop_s,
+                "lateness_s": self.config.lateness_s,
+                "warmup_s": self.config.warmup_s,
+            },
+            "meters": {
+                "meter_ids": list(self.meter_ids),
+                "gateways": list(self.gateways),
+                "arrays": {name: arr[:n].copy() for name, arr in self.state.arrays.items()},
+            },
             "newest_ms": self.newest_ms,
-            "pending": self.pending,
-            "counters": self.counters,
-            "events": self.events,
-            "scorer": self.scorer,
+            "pending": {name: getattr(self.pending, name) for name in _PENDING_FIELDS},
+            "counters": dict(self.counters),
+            "events": [_event_to_plain(ev) for ev in self.events.open.values()],
+            "model": _model_section(self.scorer),
         }
         buf = io.BytesIO()
         pickle.dump(payload, buf, protocol=pickle.HIGHEST_PROTOCOL)
         return buf.getvalue()
 
+    def _state_shape(self) -> dict[str, Any]:
+        """What a snapshot's per-meter arrays must agree on to be restored."""
+        return {
+            "window_s": self.config.window_s,
+            "hop_s": self.config.hop_s,
+            "trend_days": self.state.trend_days,
+        }
+
     @classmethod
-    def restore(cls, settings: Any, blob: bytes, clock: Callable[[], float] = time.time) -> Engine:
-        """An engine from :meth:`snapshot` bytes (``settings`` is accepted for symmetry;
-        the snapshot's own configuration wins so that windows stay consistent)."""
-        payload = pickle.loads(blob)  # noqa: S301 - our own checkpoint, never untrusted input
+    def restore(
+        cls,
+        settings: Any,
+        blob: bytes,
+        clock: Callable[[], float] = time.time,
+        *,
+        thresholds: Thresholds | None = None,
+        scorer: Any = "auto",
+    ) -> Engine:
+        """An engine from :meth:`snapshot` bytes, with the CURRENT code and thresholds.
+
+        ``settings`` gives the current configuration, thresholds file and model artifact
+        (``None``: keep the snapshot's window settings, packaged thresholds, no scorer
+        unless one is in the snapshot). Per-meter state, events and counters are restored
+        when the state-shaping settings agree; otherwise :class:`SnapshotIncompatible` is
+        raised (so is it for bytes that are not an engine snapshot of this format). When
+        the learned model section cannot be loaded by the current code, the engine keeps
+        the meter state and starts a fresh model, with a WARNING.
+        """
+        payload = _load_plain(blob)
         if not isinstance(payload, dict) or payload.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError("not a meterwatch engine snapshot")
-        engine = cls(payload["config"], payload["thresholds"], payload["scorer"], clock)
-        engine.state.grow(payload["capacity"])
-        engine.state.arrays = payload["arrays"]
-        engine.state.capacity = payload["capacity"]
-        engine.meter_ids = payload["meter_ids"]
-        engine.gateways = payload["gateways"]
-        engine.index = {m: k for k, m in enumerate(engine.meter_ids)}
-        engine.newest_ms = payload["newest_ms"]
-        engine.pending = payload["pending"]
-        engine.counters = payload["counters"]
-        engine.events = payload["events"]
+            found = payload.get("format") if isinstance(payload, dict) else type(payload)
+            raise SnapshotIncompatible(f"snapshot format {found!r}, expected {SNAPSHOT_FORMAT!r}")
+        try:
+            saved_config = EngineConfig(**payload["config"])
+            if settings is None:
+                config = saved_config
+                if thresholds is None:
+                    thresholds = load_thresholds()
+            else:
+                config = EngineConfig(
+                    window_s=settings.window_seconds,
+                    hop_s=settings.hop_seconds,
+                    lateness_s=settings.allowed_lateness_seconds,
+                    warmup_s=settings.warmup_seconds,
+                )
+                if thresholds is None:
+                    thresholds = load_thresholds(settings.thresholds_file)
+            fresh_scorer = None
+            if isinstance(scorer, str) and scorer == "auto":
+                fresh_scorer = _load_scorer(settings) if settings is not None else None
+            else:
+                fresh_scorer = scorer
+            engine = cls(config, thresholds, fresh_scorer, clock)
+            saved_shape = dict(payload["shape"])
+            if saved_shape != engine._state_shape():
+                raise SnapshotIncompatible(
+                    f"state-shaping settings changed: snapshot {saved_shape}, "
+                    f"current {engine._state_shape()}"
+                )
+            engine._restore_meters(payload["meters"])
+            engine.newest_ms = None if payload["newest_ms"] is None else int(payload["newest_ms"])
+            engine.pending = _Pending(
+                **{k: np.asarray(payload["pending"][k]) for k in _PENDING_FIELDS}
+            )
+            engine.counters.update({k: int(v) for k, v in payload["counters"].items()})
+            for plain in payload["events"]:
+                ev = _event_from_plain(plain)
+                engine.events.open[ev.meter_id] = ev
+        except SnapshotIncompatible:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SnapshotIncompatible(
+                f"snapshot state does not fit the current engine: {exc!r}"
+            ) from exc
+        engine._restore_model(payload.get("model"))
         return engine
+
+    def _restore_meters(self, meters: dict[str, Any]) -> None:
+        ids = [str(m) for m in meters["meter_ids"]]
+        gateways = [None if g is None else str(g) for g in meters["gateways"]]
+        if len(gateways) != len(ids) or len(set(ids)) != len(ids):
+            raise SnapshotIncompatible("snapshot meter ids and gateways do not line up")
+        self.state.grow(len(ids))
+        saved: dict[str, Any] = meters["arrays"]
+        for name, (shape, dtype, _fill) in self.state.spec.items():
+            arr = saved.get(name)
+            if arr is None:
+                # a state array added since the snapshot: the fresh fill is its "unknown"
+                log.warning("snapshot has no %r state; it starts empty for every meter", name)
+                continue
+            arr = np.asarray(arr)
+            if arr.shape != (len(ids), *shape):
+                raise SnapshotIncompatible(
+                    f"state {name!r} has shape {arr.shape[1:]}, expected {shape}"
+                )
+            if not np.can_cast(arr.dtype, dtype, casting="same_kind"):
+                raise SnapshotIncompatible(
+                    f"state {name!r} has dtype {arr.dtype}, expected {dtype}"
+                )
+            self.state.arrays[name][: len(ids)] = arr
+        dropped = sorted(set(saved) - set(self.state.spec))
+        if dropped:
+            log.warning("snapshot state no longer used, ignored: %s", ", ".join(dropped))
+        self.meter_ids = ids
+        self.gateways = gateways
+        self.index = {m: k for k, m in enumerate(ids)}
+
+    def _restore_model(self, section: Any) -> None:
+        """Put the snapshot's learned model state into this engine's (current) scorer."""
+        if not section or section.get("blob") is None:
+            return
+        try:
+            learned = _load_model_blob(section["blob"])
+            if self.scorer is None:
+                if section.get("kind") != "whole":
+                    raise SnapshotIncompatible("no current scorer to take the learned state")
+                self.scorer = learned
+                self.model_version = str(getattr(learned, "model_version", "rules-only"))
+                self.events.model_version = self.model_version
+                return
+            if section.get("kind") == "whole":
+                _check_same_layout("scorer", learned, self.scorer)
+                self.scorer = learned
+                return
+            for name, value in learned.items():
+                _check_same_layout(name, value, getattr(self.scorer, name))
+            for name, value in learned.items():
+                setattr(self.scorer, name, value)
+        except Exception as exc:  # noqa: BLE001 - any failure here only costs the model section
+            log.warning(
+                "snapshot model state (%s) cannot be loaded by the current code (%s); "
+                "keeping meter state and starting a fresh model",
+                section.get("class", "?"),
+                exc,
+            )
 
     # ------------------------------------------------------------------ admission
     def _meter_index(self, batch: ReadingBatch) -> IntArray:
@@ -1336,4 +1565,12 @@ class _Pending:
         )
 
 
-__all__ = ["Engine", "EngineConfig", "EngineOutput", "ReadingBatch", "concat_batches"]
+__all__ = [
+    "Engine",
+    "EngineConfig",
+    "EngineOutput",
+    "ReadingBatch",
+    "SnapshotCorrupt",
+    "SnapshotIncompatible",
+    "concat_batches",
+]

@@ -19,6 +19,9 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 3
 BATCH_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 DETECTORS = ("hst", "ae", "hybrid")
 SINKS = ("redis", "alertmanager", "kafka")
+# why a partition snapshot was not restored: another format or state-shaping settings
+# (window/hop changed by an upgrade), or bytes that do not decode as a snapshot
+SNAPSHOT_RESTORE_FAILURE_REASONS = ("incompatible", "corrupt")
 
 
 class StreamMetrics:
@@ -119,6 +122,12 @@ class StreamMetrics:
             ["sink"],
             registry=registry,
         )
+        self.snapshot_restore_failures = Counter(
+            "meterwatch_snapshot_restore_failures",
+            "Partition snapshots that could not be restored; the partition started fresh",
+            ["reason"],
+            registry=registry,
+        )
         self.batch_seconds = Histogram(
             "meterwatch_batch_seconds",
             "Wall time to process one micro-batch (decode, engine, sinks)",
@@ -140,6 +149,8 @@ class StreamMetrics:
             self.sink_retries.labels(sink=sink)
         for form in ("single", "batch"):
             self.messages.labels(form=form)
+        for reason in SNAPSHOT_RESTORE_FAILURE_REASONS:
+            self.snapshot_restore_failures.labels(reason=reason)
 
     # --- input ------------------------------------------------------------------
     def count_message(self, form: str) -> None:
@@ -188,6 +199,13 @@ class StreamMetrics:
 
     def count_sink_retry(self, sink: str) -> None:
         self.sink_retries.labels(sink=sink).inc()
+
+    def count_snapshot_restore_failure(self, reason: str) -> None:
+        """``reason``: one of ``SNAPSHOT_RESTORE_FAILURE_REASONS`` (anything else is
+        counted as ``corrupt`` so the label stays bounded)."""
+        if reason not in SNAPSHOT_RESTORE_FAILURE_REASONS:
+            reason = "corrupt"
+        self.snapshot_restore_failures.labels(reason=reason).inc()
 
 
 def observe_many(histogram: Any, values: Any) -> None:

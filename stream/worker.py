@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
+from stream.engine import SnapshotCorrupt, SnapshotIncompatible
 from stream.metrics import StreamMetrics
 from stream.sinks.alertmanager import AlertmanagerSink
 from stream.sinks.events import event_to_dict
@@ -95,6 +96,14 @@ def decode_snapshot(blob: bytes) -> tuple[dict[str, Any], bytes]:
     (length,) = struct.unpack(">I", blob[4:8])
     header: dict[str, Any] = orjson.loads(blob[8 : 8 + length])
     return header, blob[8 + length :]
+
+
+def _header_offset(header: dict[str, Any] | None) -> int | None:
+    """The snapshot header's ``next_offset`` when it is readable, else None."""
+    try:
+        return None if header is None else int(header["next_offset"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def message_form(value: bytes) -> str:
@@ -307,26 +316,52 @@ class StreamWorker:
         now = self._monotonic()
         if blob is None:
             log.info("partition %d: no snapshot, starting with a fresh engine", partition)
-            engine = self._new_engine()
-            self._report_model(engine)
-            return PartitionState(engine, None, now)
-        header, engine_blob = decode_snapshot(blob)
-        engine = self._restore_engine(engine_blob)
+            return self._fresh(partition, None, now)
+        header: dict[str, Any] | None = None
+        try:
+            header, engine_blob = decode_snapshot(blob)
+            next_offset = int(header["next_offset"])
+            engine = self._restore_engine(engine_blob)
+        except Exception as exc:  # noqa: BLE001 - any unrestorable snapshot: see below
+            # Exiting here would crash-loop the worker on every restart. Trade-off: this
+            # partition's baselines are relearned (its meters go through warm-up again, so
+            # empty baselines raise no alerts); offsets keep their meaning.
+            readable = isinstance(exc, SnapshotIncompatible) and not isinstance(
+                exc, SnapshotCorrupt
+            )
+            reason = "incompatible" if readable else "corrupt"
+            self.metrics.count_snapshot_restore_failure(reason)
+            log.error(
+                "partition %d: snapshot not restored (%s: %s); starting a fresh engine, "
+                "its meters' baselines are relearned",
+                partition,
+                reason,
+                exc,
+            )
+            resume = _header_offset(header)
+            return self._fresh(partition, resume, now)
         self._report_model(engine)
         self.sinks.alertmanager.import_partition(partition, header.get("open_alerts", []))
         log.info(
             "partition %d: restored snapshot at offset %d (%d meters)",
             partition,
-            header["next_offset"],
+            next_offset,
             int(engine.meters_tracked),
         )
         return PartitionState(
             engine,
-            int(header["next_offset"]),
+            next_offset,
             now,
             newest_ts_ms=int(header.get("newest_ts_ms", 0)),
             open_event_ids=set(header.get("open_event_ids", [])),
         )
+
+    def _fresh(self, partition: int, next_offset: int | None, now: float) -> PartitionState:
+        """A partition state with a new engine; ``next_offset`` from a readable snapshot
+        header keeps skipping input that snapshot already covered (its outputs were sent)."""
+        engine = self._new_engine()
+        self._report_model(engine)
+        return PartitionState(engine, next_offset, now)
 
     def _report_model(self, engine: Any) -> None:
         version = getattr(engine, "model_version", None)

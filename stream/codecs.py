@@ -12,7 +12,9 @@ decoders and again by the engine (a batch built by hand gets the same checks).
 
 from __future__ import annotations
 
+import math
 import re
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -438,6 +440,9 @@ _INT_TYPES = frozenset({int})
 _STR_TYPES = frozenset({str})
 _DICT_TYPES = frozenset({dict})
 _TS_LIMIT = 2**62
+_DICT_TYPE_SET = {dict}
+_STR_TYPE_SET = {str}
+_INT_TYPE_SET = {int}
 _ROW_GETTER = itemgetter("meter_id", "ts", "p", "v", "i", "pf")
 #: the characters of the meter_id pattern; a concatenation of ids made only of these, with
 #: every id 1-64 long, means every id matches (one regex pass for the whole column)
@@ -529,20 +534,89 @@ def _fast_columns(
     return good, columns
 
 
-def _all_values_valid(batch: ReadingBatch, newest_ms: int | None) -> bool:
-    """True when no row of ``batch`` fails a value check of :func:`validate_arrays`
-    (meter_id aside): a handful of reductions instead of the per-check masks. False
-    sends the batch through the full checks, so a NaN anywhere is never a false pass."""
-    numbers = (batch.p, batch.v, batch.i, batch.pf)
-    if not all(np.isfinite(x).all() for x in numbers):
+def _plainly_valid(columns: list[list[Any]], newest_ms: int | None) -> bool:
+    """True when no row fails a value check of :func:`validate_arrays` (meter_id aside),
+    decided on the Python columns with a few C-level reductions (a 20-reading message is
+    too small for numpy's per-call cost to pay). Exact where it says True: the values are
+    ints and floats, compared exactly; a NaN, an infinity or a float sum that overflows
+    only makes it say False, and False sends the batch through the full checks."""
+    _, ts, p, v, i, pf, _, e_wh = columns
+    try:
+        if not math.isfinite(sum(p) + sum(v) + sum(i) + sum(pf)):
+            return False
+        present = [x for x in e_wh if x is not None]
+        if present and not math.isfinite(sum(present)):
+            return False
+    except OverflowError:  # an int beyond float range (objects not parsed by orjson)
         return False
-    if batch.e_wh is not None and np.isinf(batch.e_wh).any():
+    if not (min(v) > 0 and min(i) >= 0 and min(pf) >= -1 and max(pf) <= 1):
         return False
-    if not (np.abs(batch.pf).max() <= 1.0 and batch.v.min() > 0.0 and batch.i.min() >= 0.0):
+    if min(ts) < MIN_TS_MS:
         return False
-    if batch.ts_ms.min() < MIN_TS_MS:
-        return False
-    return newest_ms is None or batch.ts_ms.max() <= MAX_AHEAD_MS + newest_ms
+    return newest_ms is None or max(ts) <= MAX_AHEAD_MS + newest_ms
+
+
+_PLAIN_ROW_LENGTHS = {len(REQUIRED_FIELDS)}
+_GATEWAY_TYPE_SET = {str, type(None)}
+
+
+def _decode_plain(
+    objs: list[Any], gateway: Any, newest_ms: int | None
+) -> tuple[ReadingBatch, list[Rejection]] | None:
+    """The common gateway batch in a handful of C-level passes: every reading a dict with
+    exactly the six required keys, a str id of the pattern, int/float numbers and an int
+    epoch-ms ts. None when any reading is not like that (:func:`decode_objects` then
+    sorts the rows out). Value checks that fail go through :func:`_split_valid`."""
+    if {type(r) for r in objs} != _DICT_TYPE_SET or type(gateway) not in _GATEWAY_TYPE_SET:
+        return None
+    if set(map(len, objs)) != _PLAIN_ROW_LENGTHS:
+        return None
+    try:
+        rows = list(map(_ROW_GETTER, objs))  # six keys, all required: exactly the contract's
+    except KeyError:
+        return None
+    meter_id, ts, p, v, i, pf = zip(*rows, strict=True)
+    numbers = p + v + i + pf
+    if (
+        set(map(type, meter_id)) != _STR_TYPE_SET
+        or set(map(type, ts)) != _INT_TYPE_SET
+        or not set(map(type, numbers)) <= _NUMBER_TYPES
+    ):
+        return None
+    lengths = list(map(len, meter_id))
+    if min(lengths) < 1 or max(lengths) > 64:
+        return None
+    if _METER_ID_CHARS_RE.fullmatch("".join(meter_id)) is None:
+        return None
+    ts_min, ts_max = min(ts), max(ts)
+    if ts_max >= _TS_LIMIT or ts_min <= -_TS_LIMIT:
+        return None
+    m = len(objs)
+    try:
+        p_arr, v_arr, i_arr, pf_arr = np.array((p, v, i, pf), dtype=np.float64)
+    except OverflowError:  # an int beyond float range: not from orjson
+        return None
+    batch = ReadingBatch(
+        meter_id=np.array(meter_id, dtype=object),
+        ts_ms=np.array(ts, dtype=np.int64),
+        p=p_arr,
+        v=v_arr,
+        i=i_arr,
+        pf=pf_arr,
+        gateway_id=np.full(m, gateway, dtype=object),
+        e_wh=np.full(m, np.nan),
+    )
+    if (
+        math.isfinite(sum(numbers))
+        and min(v) > 0
+        and min(i) >= 0
+        and min(pf) >= -1
+        and max(pf) <= 1
+        and ts_min >= MIN_TS_MS
+        and (newest_ms is None or ts_max <= MAX_AHEAD_MS + newest_ms)
+    ):
+        return batch, []
+    return _split_valid(batch, newest_ms, check_ids=False)
 
 
 def decode_objects(
@@ -554,11 +628,14 @@ def decode_objects(
     Rows whose keys are the contract's and whose values have the plain types (str id
     matching the pattern, int/float numbers, int epoch-ms ts, str/None gateway) are
     decoded as columns; every other row goes through the per-reading checks, and the two
-    parts are merged back in input order before the vectorised value checks.
+    parts are merged back in input order before the value checks.
     """
     n = len(objs)
     if n == 0:
         return ReadingBatch.empty(), []
+    plain = _decode_plain(objs, gateway, newest_ms)
+    if plain is not None:
+        return plain
     keys_ok, shapes = _key_shapes(objs)
     cand_pos = np.arange(n) if keys_ok is None else np.flatnonzero(keys_ok)
     cand: list[dict[str, Any]] = objs if keys_ok is None else list(compress(objs, keys_ok))
@@ -572,51 +649,46 @@ def decode_objects(
     fast_rows = len(cand_pos)
 
     rejections: list[Rejection] = []
-    slow_rows: list[tuple[Any, ...]] = []
-    slow_pos: list[int] = []
     if fast_rows < n:
+        fast_pos: list[int] = cand_pos.tolist()
         is_fast = np.zeros(n, dtype=bool)
         is_fast[cand_pos] = True
+        rows: list[tuple[Any, ...]] | None = None
         for k in np.flatnonzero(~is_fast).tolist():
             obj = objs[k]
             row, reason, detail = _check_reading(obj, gateway)
             if row is None:
                 rejections.append(Rejection(reason, detail, _raw_json(obj)))
-            else:
-                slow_rows.append(row)
-                slow_pos.append(k)
-    if not fast_rows and not slow_rows:
-        return ReadingBatch.empty(), rejections
-
+                continue
+            if rows is None:
+                rows = list(zip(*columns, strict=True))
+            # its place among the accepted rows: the fast rows before it plus the slow
+            # rows already placed (they all came before it)
+            rows.insert(bisect_left(fast_pos, k) + len(rows) - fast_rows, row)
+        if rows is not None:
+            columns = [list(col) for col in zip(*rows, strict=True)]
+        elif not fast_rows:
+            return ReadingBatch.empty(), rejections
+    m = len(columns[0])
     try:
         # the four numeric columns in one conversion; each row of it is a contiguous array
-        p, v, i, pf = np.array(columns[2:6], dtype=np.float64).reshape(4, fast_rows)
+        p, v, i, pf = np.array(columns[2:6], dtype=np.float64).reshape(4, m)
         e_wh = np.array(columns[7], dtype=np.float64)  # None -> NaN, as in the reference
     except OverflowError:
         # an int beyond float range (only from objects not parsed by orjson, whose ints
         # stop at 2**64): the reference words that rejection
         return _decode_objects_reference(objs, gateway, newest_ms)
-    meter_id = np.array(columns[0], dtype=object)
-    ts_ms = np.array(columns[1], dtype=np.int64)
-    gateway_id = np.array(columns[6], dtype=object)
-    if slow_rows:
-        slow_cols = list(zip(*slow_rows, strict=True))
-        order = np.argsort(np.concatenate([cand_pos, slow_pos]), kind="stable")
-
-        def merged(fast: Any, slow: tuple[Any, ...], dtype: Any) -> Any:
-            return np.concatenate([fast, np.array(slow, dtype=dtype)])[order]
-
-        meter_id = merged(meter_id, slow_cols[0], object)
-        ts_ms = merged(ts_ms, slow_cols[1], np.int64)
-        p, v, i, pf = (
-            merged(col, slow_cols[2 + j], np.float64) for j, col in enumerate((p, v, i, pf))
-        )
-        gateway_id = merged(gateway_id, slow_cols[6], object)
-        e_wh = merged(e_wh, slow_cols[7], np.float64)
     batch = ReadingBatch(
-        meter_id=meter_id, ts_ms=ts_ms, p=p, v=v, i=i, pf=pf, gateway_id=gateway_id, e_wh=e_wh
+        meter_id=np.array(columns[0], dtype=object),
+        ts_ms=np.array(columns[1], dtype=np.int64),
+        p=p,
+        v=v,
+        i=i,
+        pf=pf,
+        gateway_id=np.array(columns[6], dtype=object),
+        e_wh=e_wh,
     )
-    if _all_values_valid(batch, newest_ms):
+    if _plainly_valid(columns, newest_ms):
         return batch, rejections
     # every meter_id in the batch has passed the pattern (fast columns or _check_reading)
     valid, more = _split_valid(batch, newest_ms, check_ids=False)

@@ -172,6 +172,40 @@ clean_batches = st.builds(
     st.just("GW-0001"),
     st.lists(valid_readings(), min_size=1, max_size=40),
 )
+
+
+@st.composite
+def plain_batches(draw: st.DrawFn) -> dict[str, Any]:
+    """Only the six required keys, plain types: the shortest path, with some rows whose
+    values the checks reject (and ids near the pattern's edges)."""
+    rows = []
+    for _ in range(draw(st.integers(1, 30))):
+        row = {k: v for k, v in draw(valid_readings()).items() if k in REQUIRED}
+        if draw(st.integers(0, 5)) == 0:
+            field, value = draw(
+                st.sampled_from(
+                    [
+                        ("pf", 1.0000001),
+                        ("pf", -2),
+                        ("v", 0.0),
+                        ("v", -1),
+                        ("i", -1e-300),
+                        ("ts", MIN_TS_MS - 1),
+                        ("ts", TS0 + 3 * 86_400_000),
+                        ("meter_id", "x" * 64),
+                        ("meter_id", "x" * 65),
+                        ("meter_id", "MTR-1\n"),
+                        ("p", 2**64 - 1),
+                        ("ts", 2**62),
+                    ]
+                )
+            )
+            row[field] = value
+        rows.append(row)
+    gateway = draw(st.sampled_from(["GW-0001", None]))
+    return {"gateway_id": gateway, "readings": rows}
+
+
 newest = st.one_of(st.none(), st.integers(MIN_TS_MS, TS0 + 10**9))
 
 
@@ -185,6 +219,14 @@ def both(raw: bytes, newest_ms: int | None) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(clean_batches, newest)
 def test_clean_gateway_batches_decode_like_the_reference(
+    msg: dict[str, Any], newest_ms: int | None
+) -> None:
+    both(orjson.dumps(msg), newest_ms)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plain_batches(), newest)
+def test_plain_batches_with_rejected_values_decode_like_the_reference(
     msg: dict[str, Any], newest_ms: int | None
 ) -> None:
     both(orjson.dumps(msg), newest_ms)

@@ -155,7 +155,7 @@ def test_the_worker_survives_a_broker_restart_mid_stream(
         group.wait_up(0, timeout_s=120)
         publish(settings, topic, messages[:half])
         # mid-stream: the worker has begun on the first half, then the broker goes away
-        group.wait_metric(0, "meterwatch_readings_total", 1, timeout_s=120)
+        at_restart = group.wait_metric(0, "meterwatch_readings_total", 1, timeout_s=120)
         kafka = StackLayout(settings.stack_dir).pid_file("kafka")
         old_broker = PidRecord.read(kafka)
         restart_lines: list[str] = []
@@ -193,7 +193,8 @@ def test_the_worker_survives_a_broker_restart_mid_stream(
         keys = [(event["event_id"], event["version"]) for event in streamed]
         assert len(keys) == len(set(keys)), "an alert was duplicated in mw:alerts"
         print(
-            f"broker restart {restart_s:.1f}s; worker pid {worker.pid} stayed up; "
+            f"broker restart {restart_s:.1f}s, begun at {at_restart:.0f} readings accepted; "
+            f"worker pid {worker.pid} stayed up; "
             f"{accepted:.0f} readings accepted (in-process {fleet['accepted']}), "
             f"{len(streamed)} alerts, {len(fleet['reference'])} raised as in-process"
         )

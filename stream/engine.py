@@ -151,6 +151,10 @@ _LEARNED_PARTS = ("hst", "hst_calibration", "normal_moments")
 _PENDING_FIELDS = ("m", "ts", "p", "v", "i", "pf")
 
 
+class _CodeInSnapshot(pickle.UnpicklingError):
+    """The snapshot references a class: an older format (v1 pickled engine objects)."""
+
+
 class _PlainUnpickler(pickle.Unpickler):
     """Loads only builtins and numpy arrays: the non-model sections must not depend on
     any class of ours, so that they load whatever the code version."""
@@ -158,12 +162,16 @@ class _PlainUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if module == "numpy" or module.startswith(("numpy.", "numpy_")):
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"{module}.{name} is not plain snapshot state")
+        raise _CodeInSnapshot(f"{module}.{name}")
 
 
 def _load_plain(blob: bytes) -> Any:
     try:
         return _PlainUnpickler(io.BytesIO(blob)).load()
+    except _CodeInSnapshot as exc:
+        raise SnapshotIncompatible(
+            f"snapshot holds code objects ({exc}), an older format than {SNAPSHOT_FORMAT!r}"
+        ) from exc
     except Exception as exc:  # noqa: BLE001 - any decoding failure means "not a snapshot"
         raise SnapshotCorrupt(f"not a readable engine snapshot: {exc!r}") from exc
 

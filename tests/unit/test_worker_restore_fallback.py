@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pickle
 from datetime import UTC, datetime
 
 import pytest
@@ -157,6 +158,17 @@ def test_incompatible_snapshot_starts_fresh_logs_and_counts(
     asyncio.run(h.worker.process(messages(values, partition=3, start=38)))
     assert state.engine.meters_tracked == 2
     assert state.next_offset == 38 + len(values)
+
+
+def test_old_format_snapshot_counts_as_incompatible() -> None:
+    # a v1 snapshot pickled engine objects (thresholds, detectors) with the engine blob
+    old = {"format": "meterwatch.engine.snapshot.v1", "thresholds": load_thresholds()}
+    store = MemorySnapshotStore()
+    store.blobs[2] = encode_snapshot({"partition": 2, "next_offset": 3}, pickle.dumps(old))
+    h = Harness(Settings(), store)
+    asyncio.run(h.worker.prepare({2}))
+    assert h.failures("incompatible") == 1.0 and h.failures("corrupt") == 0.0
+    assert h.fresh_engines == 1 and h.worker.partitions[2].next_offset == 3
 
 
 @pytest.mark.parametrize(

@@ -557,25 +557,27 @@ class Engine:
             raise SnapshotIncompatible(f"snapshot format {found!r}, expected {SNAPSHOT_FORMAT!r}")
         try:
             saved_config = EngineConfig(**payload["config"])
-            if settings is None:
-                config = saved_config
-                if thresholds is None:
-                    thresholds = load_thresholds()
-            else:
-                config = EngineConfig(
-                    window_s=settings.window_seconds,
-                    hop_s=settings.hop_seconds,
-                    lateness_s=settings.allowed_lateness_seconds,
-                    warmup_s=settings.warmup_seconds,
-                )
-                if thresholds is None:
-                    thresholds = load_thresholds(settings.thresholds_file)
-            fresh_scorer = None
-            if isinstance(scorer, str) and scorer == "auto":
-                fresh_scorer = _load_scorer(settings) if settings is not None else None
-            else:
-                fresh_scorer = scorer
-            engine = cls(config, thresholds, fresh_scorer, clock)
+        except TypeError as exc:
+            raise SnapshotIncompatible(f"snapshot config does not fit: {exc!r}") from exc
+        # the current configuration, thresholds and model: errors here are the current
+        # deployment's (a bad thresholds file), not the snapshot's, so they propagate
+        if settings is None:
+            config = saved_config
+            if thresholds is None:
+                thresholds = load_thresholds()
+        else:
+            config = EngineConfig(
+                window_s=settings.window_seconds,
+                hop_s=settings.hop_seconds,
+                lateness_s=settings.allowed_lateness_seconds,
+                warmup_s=settings.warmup_seconds,
+            )
+            if thresholds is None:
+                thresholds = load_thresholds(settings.thresholds_file)
+        if isinstance(scorer, str) and scorer == "auto":
+            scorer = _load_scorer(settings) if settings is not None else None
+        engine = cls(config, thresholds, scorer, clock)
+        try:
             saved_shape = dict(payload["shape"])
             if saved_shape != engine._state_shape():
                 raise SnapshotIncompatible(

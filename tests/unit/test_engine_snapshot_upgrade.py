@@ -14,7 +14,7 @@ import pytest
 
 from detectors.features import FEATURE_NAMES
 from detectors.hybrid import HybridScorer
-from rules.thresholds import DEFAULT_THRESHOLDS_FILE
+from rules.thresholds import DEFAULT_THRESHOLDS_FILE, ThresholdError
 from stream.codecs import ReadingBatch
 from stream.engine import Engine, SnapshotCorrupt, SnapshotIncompatible
 from stream.settings import Settings
@@ -267,3 +267,14 @@ def test_changed_array_layout_is_incompatible(data) -> None:  # type: ignore[no-
     payload["meters"]["arrays"]["base_p"] = base[:, :24]
     with pytest.raises(SnapshotIncompatible, match="base_p"):
         Engine.restore(settings_for(), pickle.dumps(payload), clock=CLOCK, scorer=None)
+
+
+def test_a_broken_current_thresholds_file_is_not_blamed_on_the_snapshot(  # type: ignore[no-untyped-def]
+    data, tmp_path: Path
+) -> None:
+    blob = trained_engine(settings_for(), data[0]).snapshot()
+    broken = tmp_path / "thresholds.toml"
+    broken.write_text("[events]\nquiet_period_s = 'soon'\n")
+    with pytest.raises(ThresholdError) as raised:
+        Engine.restore(settings_for(thresholds_file=broken), blob, clock=CLOCK, scorer=None)
+    assert not isinstance(raised.value, SnapshotIncompatible)

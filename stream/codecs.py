@@ -433,16 +433,13 @@ def _decode_objects_reference(
 
 
 _REQUIRED_KEYS = frozenset(REQUIRED_FIELDS)
-_NUMBER_TYPES = frozenset({int, float})
-_OPTIONAL_NUMBER_TYPES = frozenset({int, float, type(None)})
-_GATEWAY_TYPES = frozenset({str, type(None)})
-_INT_TYPES = frozenset({int})
-_STR_TYPES = frozenset({str})
-_DICT_TYPES = frozenset({dict})
+_NUMBER_TYPES: frozenset[type] = frozenset({int, float})
+_OPTIONAL_NUMBER_TYPES: frozenset[type] = frozenset({int, float, type(None)})
+_GATEWAY_TYPES: frozenset[type] = frozenset({str, type(None)})
+_INT_TYPES: frozenset[type] = frozenset({int})
+_STR_TYPES: frozenset[type] = frozenset({str})
+_DICT_TYPES: frozenset[type] = frozenset({dict})
 _TS_LIMIT = 2**62
-_DICT_TYPE_SET = {dict}
-_STR_TYPE_SET = {str}
-_INT_TYPE_SET = {int}
 _ROW_GETTER = itemgetter("meter_id", "ts", "p", "v", "i", "pf")
 #: the characters of the meter_id pattern; a concatenation of ids made only of these, with
 #: every id 1-64 long, means every id matches (one regex pass for the whole column)
@@ -556,8 +553,7 @@ def _plainly_valid(columns: list[list[Any]], newest_ms: int | None) -> bool:
     return newest_ms is None or max(ts) <= MAX_AHEAD_MS + newest_ms
 
 
-_PLAIN_ROW_LENGTHS = {len(REQUIRED_FIELDS)}
-_GATEWAY_TYPE_SET = {str, type(None)}
+_PLAIN_ROW_LENGTHS = frozenset({len(REQUIRED_FIELDS)})
 
 
 def _decode_plain(
@@ -567,7 +563,7 @@ def _decode_plain(
     exactly the six required keys, a str id of the pattern, int/float numbers and an int
     epoch-ms ts. None when any reading is not like that (:func:`decode_objects` then
     sorts the rows out). Value checks that fail go through :func:`_split_valid`."""
-    if {type(r) for r in objs} != _DICT_TYPE_SET or type(gateway) not in _GATEWAY_TYPE_SET:
+    if {type(r) for r in objs} != _DICT_TYPES or type(gateway) not in _GATEWAY_TYPES:
         return None
     if set(map(len, objs)) != _PLAIN_ROW_LENGTHS:
         return None
@@ -578,8 +574,8 @@ def _decode_plain(
     meter_id, ts, p, v, i, pf = zip(*rows, strict=True)
     numbers = p + v + i + pf
     if (
-        set(map(type, meter_id)) != _STR_TYPE_SET
-        or set(map(type, ts)) != _INT_TYPE_SET
+        set(map(type, meter_id)) != _STR_TYPES
+        or set(map(type, ts)) != _INT_TYPES
         or not set(map(type, numbers)) <= _NUMBER_TYPES
     ):
         return None

@@ -632,6 +632,9 @@ def decode_objects(
     plain = _decode_plain(objs, gateway, newest_ms)
     if plain is not None:
         return plain
+    if n == 1:
+        # one odd reading: sorting rows into fast and slow would cost more than checking it
+        return _decode_objects_reference(objs, gateway, newest_ms)
     keys_ok, shapes = _key_shapes(objs)
     cand_pos = np.arange(n) if keys_ok is None else np.flatnonzero(keys_ok)
     cand: list[dict[str, Any]] = objs if keys_ok is None else list(compress(objs, keys_ok))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,16 +15,18 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from stream.codecs import Rejection
 from stream.metrics import SCORE_BUCKETS, StreamMetrics, observe_many, top_cue_id
 
-CONTRACT_METRICS = {
-    "meterwatch_readings", "meterwatch_messages", "meterwatch_rejected",
-    "meterwatch_duplicates", "meterwatch_windows_scored", "meterwatch_comms_gap_windows",
-    "meterwatch_window_score", "meterwatch_open_events", "meterwatch_alerts",
-    "meterwatch_est_unbilled_kwh", "meterwatch_scoring_latency_seconds",
-    "meterwatch_alert_latency_seconds", "meterwatch_consumer_lag_messages",
-    "meterwatch_state_bytes", "meterwatch_meters_tracked", "meterwatch_meters_reporting",
-    "meterwatch_gateways_seen", "meterwatch_gateways_silent", "meterwatch_sink_retries",
-    "meterwatch_batch_seconds", "meterwatch_model", "meterwatch_model_artifact_loaded",
-}  # fmt: skip
+CONTRACT = Path(__file__).resolve().parents[2] / "stream" / "schemas" / "README.md"
+
+
+def contract_metric_families() -> set[str]:
+    """Metric family names in the table of contract section 6 (counters without _total)."""
+    text = CONTRACT.read_text(encoding="utf-8")
+    section = text[text.index("## 6.") : text.index("## 7.")]
+    names = set(re.findall(r"`(meterwatch_[a-z_]+)`", section))
+    return {name.removesuffix("_total") for name in names}
+
+
+CONTRACT_METRICS = contract_metric_families()
 BOUNDED_LABELS = {"form", "reason", "detector", "severity", "cue", "partition", "sink",
                   "model_version", "le"}  # fmt: skip
 

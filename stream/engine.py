@@ -445,16 +445,27 @@ class Engine:
 
     def gateways_seen(self) -> int:
         """Distinct gateways whose readings this engine has seen."""
-        return len(self._gateway_newest_ms())
+        return self.fleet_gauges()["gateways_seen"]
 
     def gateways_silent(self) -> int:
         """Gateways none of whose meters reported for ``GATEWAY_SILENT_WINDOWS`` windows (at
         least 30 minutes) of event time: a gateway down, not a single meter's comms gap."""
-        if self.newest_ms is None:
-            return 0
-        silent_ms = max(GATEWAY_SILENT_WINDOWS * self.config.window_s, 1800) * 1000
-        cutoff = self.newest_ms - silent_ms
-        return sum(1 for ts in self._gateway_newest_ms().values() if ts < cutoff)
+        return self.fleet_gauges()["gateways_silent"]
+
+    def fleet_gauges(self) -> dict[str, int]:
+        """Meters reporting, gateways seen and gateways silent, from one pass over the
+        meters (the worker's gauges)."""
+        newest = self._gateway_newest_ms()
+        silent = 0
+        if self.newest_ms is not None:
+            silent_ms = max(GATEWAY_SILENT_WINDOWS * self.config.window_s, 1800) * 1000
+            cutoff = self.newest_ms - silent_ms
+            silent = sum(1 for ts in newest.values() if ts < cutoff)
+        return {
+            "meters_reporting": self.meters_reporting(),
+            "gateways_seen": len(newest),
+            "gateways_silent": silent,
+        }
 
     def state_bytes(self) -> int:
         """Bytes of per-meter state for the meters tracked (arrays sized to capacity are

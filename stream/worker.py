@@ -259,11 +259,12 @@ class StreamWorker:
         if now - self._fleet_gauges_at < FLEET_GAUGES_INTERVAL_S:
             return
         self._fleet_gauges_at = now
-        for name in ("meters_reporting", "gateways_seen", "gateways_silent"):
-            values = [getattr(e, name, None) for e in engines]
-            known = [int(v() if callable(v) else v) for v in values if v is not None]
-            if known:
-                getattr(self.metrics, name).set(sum(known))
+        totals = {"meters_reporting": 0, "gateways_seen": 0, "gateways_silent": 0}
+        for engine in engines:
+            for name, value in engine.fleet_gauges().items():
+                totals[name] += value
+        for name, value in totals.items():
+            getattr(self.metrics, name).set(value)
 
     # --- checkpoints -------------------------------------------------------------
     def _snapshot_due(self, partition: int) -> bool:

@@ -28,16 +28,18 @@ import json
 import os
 import re
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from stack_support import bind_with_patience
+from stack_support import bind_with_patience, free_port
 
 from stream.settings import Settings
 
@@ -182,3 +184,29 @@ def webhook_receiver(settings: Settings) -> Iterator[WebhookReceiver]:
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
+
+
+@pytest.fixture
+def private_settings(tmp_path: Path) -> Iterator[Settings]:
+    """Settings of a private stack (own state folder, free ports) that the test starts
+    itself; whatever it started is stopped afterwards. Kafka is left to the test."""
+    from deploy.local.stack import stack_down
+
+    missing = [
+        p for p in ("redis-server", "prometheus", "prometheus-alertmanager") if not shutil.which(p)
+    ]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed: run `make sysdeps`")
+    settings = Settings(
+        stack_dir=tmp_path / "stack",
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        redis_port=free_port(),
+        prometheus_port=free_port(),
+        alertmanager_port=free_port(),
+        webhook_port=free_port(),
+        metrics_port=free_port(),
+        stack_start_timeout_s=30,
+    )
+    yield settings
+    stack_down(settings, echo=lambda _line: None)

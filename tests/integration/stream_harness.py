@@ -20,17 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from stack_support import free_port
 
 from stream.settings import Settings
 
 REDIS_TEST_DB = 15
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def small_fleet(meters: int = 40, days: float = 3.0, seed: int = 11) -> tuple[Any, dict[str, Any]]:

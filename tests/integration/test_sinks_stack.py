@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
+from stack_support import free_port
 
 from stream.settings import Settings
 from stream.sinks.alertmanager import AlertmanagerSink
@@ -104,19 +105,13 @@ def test_redis_sink_writes_each_event_version_once(stack: Settings, redis_client
     assert retries == []
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A redis-server of this test alone, which the test stops and starts."""
     exe = shutil.which("redis-server")
     if exe is None:
         pytest.skip("redis-server is not installed (make sysdeps)")
-    port = _free_port()
+    port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
 
     def start() -> None:

@@ -8,15 +8,13 @@ is reported. Never leaves a process behind: `down` runs in a finalizer.
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import threading
 import urllib.request
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 
 import pytest
+from stack_support import free_port
 
 from deploy.local.stack import StackLayout, http_reload, stack_down, stack_status, stack_up
 from stream.settings import Settings
@@ -27,34 +25,6 @@ pytestmark = pytest.mark.integration
 def _alertmanager_config_loaded(base_url: str) -> str:
     with urllib.request.urlopen(f"{base_url}/api/v2/status", timeout=10) as response:  # noqa: S310
         return str(json.load(response)["config"]["original"])
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def private_settings(tmp_path: Path) -> Iterator[Settings]:
-    missing = [
-        p for p in ("redis-server", "prometheus", "prometheus-alertmanager") if not shutil.which(p)
-    ]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed: run `make sysdeps`")
-    settings = Settings(
-        stack_dir=tmp_path / "stack",
-        kafka_port=_free_port(),
-        kafka_controller_port=_free_port(),
-        redis_port=_free_port(),
-        prometheus_port=_free_port(),
-        alertmanager_port=_free_port(),
-        webhook_port=_free_port(),
-        metrics_port=_free_port(),
-        stack_start_timeout_s=30,
-    )
-    yield settings
-    stack_down(settings, echo=lambda _line: None)
 
 
 def test_up_is_idempotent_reports_the_failed_server_and_down_stops_all(
@@ -100,7 +70,7 @@ def test_up_is_idempotent_reports_the_failed_server_and_down_stops_all(
     assert "meterwatch-webhook" in loaded
 
     # settings changed under a running stack: `up` says so instead of waiting in vain
-    moved = settings.model_copy(update={"redis_port": _free_port()})
+    moved = settings.model_copy(update={"redis_port": free_port()})
     fourth: list[str] = []
     assert stack_up(moved, echo=fourth.append) == 1
     assert any(

@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from stack_support import free_port
 
 from deploy.local.stack import (
     PidRecord,
@@ -23,40 +21,11 @@ from deploy.local.stack import (
     owned_and_alive,
     redis_health,
     restart_server,
-    stack_down,
     stack_up,
 )
 from stream.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def private_settings(tmp_path: Path) -> Iterator[Settings]:
-    missing = [
-        p for p in ("redis-server", "prometheus", "prometheus-alertmanager") if not shutil.which(p)
-    ]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed: run `make sysdeps`")
-    settings = Settings(
-        stack_dir=tmp_path / "stack",
-        kafka_port=_free_port(),
-        kafka_controller_port=_free_port(),
-        redis_port=_free_port(),
-        prometheus_port=_free_port(),
-        alertmanager_port=_free_port(),
-        webhook_port=_free_port(),
-        metrics_port=_free_port(),
-        stack_start_timeout_s=30,
-    )
-    yield settings
-    stack_down(settings, echo=lambda _line: None)
 
 
 def _record(layout: StackLayout, name: str) -> PidRecord:
@@ -111,7 +80,7 @@ def test_restart_replaces_the_process_and_refuses_what_the_stack_does_not_own(
 
     # settings moved under a running server: refused, the running one keeps running
     running = _record(layout, "redis")
-    moved = settings.model_copy(update={"redis_port": _free_port()})
+    moved = settings.model_copy(update={"redis_port": free_port()})
     refused: list[str] = []
     assert restart_server(moved, "redis", echo=refused.append) == 1
     assert f"runs on port {settings.redis_port}" in refused[-1]

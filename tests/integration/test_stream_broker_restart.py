@@ -12,7 +12,6 @@ engine raises on the same messages, none of them twice.
 from __future__ import annotations
 
 import secrets
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from stack_support import free_port
 from stream_harness import (
     WorkerGroup,
     first_raises,
@@ -35,12 +35,6 @@ from stream.settings import Settings
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 PARTITIONS = 2
 METERS = 20
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -82,17 +76,17 @@ def private_stack(tmp_path: Path) -> Iterator[Settings]:
         pytest.skip(f"no Kafka jars in {shared_libs}: run `make sysdeps`")
     settings = Settings(
         stack_dir=tmp_path / "stack",
-        kafka_port=(kafka_port := _free_port()),
-        kafka_controller_port=_free_port(),
+        kafka_port=(kafka_port := free_port()),
+        kafka_controller_port=free_port(),
         kafka_bootstrap=f"127.0.0.1:{kafka_port}",
-        redis_port=(redis_port := _free_port()),
+        redis_port=(redis_port := free_port()),
         redis_url=f"redis://127.0.0.1:{redis_port}/0",
-        prometheus_port=(prometheus_port := _free_port()),
+        prometheus_port=(prometheus_port := free_port()),
         prometheus_url=f"http://127.0.0.1:{prometheus_port}",
-        alertmanager_port=(alertmanager_port := _free_port()),
+        alertmanager_port=(alertmanager_port := free_port()),
         alertmanager_url=f"http://127.0.0.1:{alertmanager_port}",
-        webhook_port=_free_port(),
-        metrics_port=_free_port(),
+        webhook_port=free_port(),
+        metrics_port=free_port(),
         stack_start_timeout_s=120,
     )
     libs = StackLayout(settings.stack_dir).kafka_libs

@@ -25,6 +25,9 @@ class ToyEngine:
     def state_bytes(self) -> int:
         return 100 * len(self.state)
 
+    def fleet_gauges(self) -> dict[str, int]:
+        return {"meters_reporting": len(self.state), "gateways_seen": 0, "gateways_silent": 0}
+
     def process(self, batch: Any) -> SimpleNamespace:
         updates: list[dict[str, Any]] = []
         alerts: list[dict[str, Any]] = []

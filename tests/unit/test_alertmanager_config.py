@@ -7,25 +7,19 @@ tests; under `make test` it fails them.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from system_tools import require_tool
 
 from deploy.local.stack import alertmanager_config
 from stream.settings import Settings
 
 
 def _amtool() -> str:
-    path = shutil.which("amtool")
-    if path is None:
-        if os.environ.get("METERWATCH_REQUIRE_STACK"):
-            pytest.fail("amtool is missing: run `make sysdeps` (Debian prometheus-alertmanager)")
-        pytest.skip("amtool not installed (Debian package prometheus-alertmanager; `make sysdeps`)")
-    return path
+    return require_tool("amtool", "prometheus-alertmanager")
 
 
 @pytest.fixture

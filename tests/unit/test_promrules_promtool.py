@@ -7,14 +7,12 @@ under `make test` it fails them.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
+from system_tools import require_tool
 
 from deploy.grafana.promql import RULES_DIR, rule_queries, series_selectors
 
@@ -23,12 +21,7 @@ RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
 
 
 def _promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("METERWATCH_REQUIRE_STACK"):
-            pytest.fail("promtool is missing: run `make sysdeps` (Debian package prometheus)")
-        pytest.skip("promtool not installed (Debian package prometheus; `make sysdeps`)")
-    return path
+    return require_tool("promtool", "prometheus")
 
 
 def test_promtool_check_rules_passes() -> None:

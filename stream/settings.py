@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     allowed_lateness_seconds: int = Field(120, ge=0, description="Late readings reordered within")
     warmup_seconds: int = Field(86_400, ge=0, description="Per-meter warm-up before alerting")
     model_artifact: Path = Field(
-        REPO_ROOT / "detectors" / "artifacts" / "autoencoder-v1.pt",
+        REPO_ROOT / "detectors" / "artifacts" / "autoencoder-v2.npz",
         description="Frozen autoencoder artifact",
     )
     thresholds_file: Path = Field(

@@ -70,7 +70,7 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
         TrainingConfig(seed=3, epochs=8),
         groups=[f"m{i % 60}" for i in range(3000)],
     )
-    path = tmp_path_factory.mktemp("ae") / "ae.pt"
+    path = tmp_path_factory.mktemp("ae") / "ae.npz"
     save_artifact(payload, path)
     return path
 

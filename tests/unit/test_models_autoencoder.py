@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import pickle
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +80,7 @@ def test_training_leaves_global_torch_settings_alone() -> None:
 
 
 def test_artifact_round_trips(payload: dict[str, Any], tmp_path: Path) -> None:
-    path = tmp_path / "ae.pt"
+    path = tmp_path / "ae.npz"
     save_artifact(payload, path)
     loaded = load_artifact(path)
     assert loaded["content_hash"] == payload["content_hash"] == content_hash(loaded)
@@ -88,33 +92,102 @@ def test_artifact_round_trips(payload: dict[str, Any], tmp_path: Path) -> None:
     assert path.stat().st_size < 100_000
 
 
-def test_tampered_artifact_fails_the_hash_check(payload: dict[str, Any], tmp_path: Path) -> None:
-    import torch
+def _write_unchecked(payload: dict[str, Any], path: Path) -> None:
+    """Save an edited payload (save_artifact refuses a stale hash, so recompute it)."""
+    save_artifact({**payload, "content_hash": content_hash(payload)}, path)
 
-    tampered = dict(payload)
-    state = dict(payload["state_dict"])
-    first = next(iter(state))
-    state[first] = state[first] + 1e-3
-    tampered["state_dict"] = state
-    path = tmp_path / "ae.pt"
-    torch.save(tampered, path)
+
+def test_tampered_artifact_fails_the_hash_check(payload: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "ae.npz"
+    save_artifact(payload, path)
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    weights = next(n for n in entries if n.endswith("weight.npy"))
+    array = np.lib.format.read_array(io.BytesIO(entries[weights]), allow_pickle=False)
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array + np.float32(1e-3), allow_pickle=False)
+    entries[weights] = buffer.getvalue()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
     with pytest.raises(ArtifactError, match="content hash"):
         load_artifact(path)
 
 
-def test_unreadable_or_foreign_files_are_artifact_errors(tmp_path: Path) -> None:
-    import torch
-
-    garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(b"\x00not a torch file")
+def test_unreadable_or_foreign_files_are_artifact_errors(
+    payload: dict[str, Any], tmp_path: Path
+) -> None:
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"\x00not an artifact")
     with pytest.raises(ArtifactError, match="unreadable"):
         load_artifact(garbage)
-    foreign = tmp_path / "foreign.pt"
-    torch.save({"format": "something.else"}, foreign)
+    foreign = tmp_path / "foreign.npz"
+    _write_unchecked({**payload, "format": "something.else"}, foreign)
     with pytest.raises(ArtifactError, match="not a"):
         load_artifact(foreign)
+    pickled = tmp_path / "pickled.npz"  # an object array would need pickle to load: refused
+    with zipfile.ZipFile(pickled, "w") as archive:
+        archive.writestr("meta.json", '{"format": "x", "w": {"__array__": "arrays/w.npy"}}')
+        buffer = io.BytesIO()
+        np.lib.format.write_array(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+        archive.writestr("arrays/w.npy", buffer.getvalue())
+    with pytest.raises(ArtifactError, match="unreadable"):
+        load_artifact(pickled)
     with pytest.raises(ArtifactError, match="no autoencoder artifact"):
-        load_artifact(tmp_path / "missing.pt")
+        load_artifact(tmp_path / "missing.npz")
+
+
+def test_saving_twice_gives_the_same_bytes(payload: dict[str, Any], tmp_path: Path) -> None:
+    save_artifact(payload, tmp_path / "one.npz")
+    save_artifact(payload, tmp_path / "two.npz")
+    assert (tmp_path / "one.npz").read_bytes() == (tmp_path / "two.npz").read_bytes()
+
+
+def test_numpy_inference_equals_the_torch_model(payload: dict[str, Any]) -> None:
+    import torch
+
+    detector = AutoencoderDetector(payload)
+    model = build_model(len(NAMES), SMALL.hidden).double()
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in payload["state_dict"].items()})
+    model.eval()
+    windows = normal(300, 11)
+    z = detector.scaler.transform(windows)
+    with torch.no_grad():
+        recon = model(torch.from_numpy(z)).numpy()
+    expected = np.where(detector.scaler.modelled, (z - recon) ** 2, 0.0)
+    np.testing.assert_allclose(detector.reconstruction_errors(windows), expected, atol=1e-9)
+
+
+def test_weights_that_do_not_fit_the_architecture_are_refused(payload: dict[str, Any]) -> None:
+    state = dict(payload["state_dict"])
+    missing = {k: v for k, v in state.items() if k != "2.bias"}
+    with pytest.raises(ArtifactError, match="do not fit"):
+        AutoencoderDetector({**payload, "state_dict": missing})
+    wrong = {**state, "0.weight": np.zeros((3, 3), dtype=np.float32)}
+    with pytest.raises(ArtifactError, match="layer 0"):
+        AutoencoderDetector({**payload, "state_dict": wrong})
+    bad = {**state, "0.bias": np.full_like(state["0.bias"], np.nan)}
+    with pytest.raises(ArtifactError, match="not finite"):
+        AutoencoderDetector({**payload, "state_dict": bad})
+
+
+def test_scoring_with_the_artifact_does_not_import_torch(
+    payload: dict[str, Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "ae.npz"
+    save_artifact(payload, path)
+    script = (
+        "import sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from detectors.autoencoder import AutoencoderDetector\n"
+        f"d = AutoencoderDetector.load(Path({str(path)!r}))\n"
+        "d.score_many(np.ones((4, 5)))\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "False"
 
 
 def test_save_refuses_a_payload_whose_hash_is_stale(
@@ -123,7 +196,7 @@ def test_save_refuses_a_payload_whose_hash_is_stale(
     stale = dict(payload)
     stale["recipe"] = {"cmd": "edited afterwards"}
     with pytest.raises(ValueError, match="content_hash"):
-        save_artifact(stale, tmp_path / "x.pt")
+        save_artifact(stale, tmp_path / "x.npz")
 
 
 def test_reconstruction_error_points_at_the_broken_feature(payload: dict[str, Any]) -> None:
@@ -147,7 +220,7 @@ def test_nan_and_inf_inputs_give_finite_scores(payload: dict[str, Any]) -> None:
 
 
 def test_hybrid_with_artifact(payload: dict[str, Any], tmp_path: Path) -> None:
-    path = tmp_path / "ae.pt"
+    path = tmp_path / "ae.npz"
     save_artifact(payload, path)
     scorer = HybridScorer.create(NAMES, path, seed=0, window_size=100, calibration_min_count=50)
     assert scorer.artifact_loaded
@@ -165,9 +238,9 @@ def test_hybrid_with_artifact(payload: dict[str, Any], tmp_path: Path) -> None:
 def test_missing_or_corrupt_artifact_degrades_with_a_log_line(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    corrupt = tmp_path / "corrupt.pt"
+    corrupt = tmp_path / "corrupt.npz"
     corrupt.write_bytes(b"PK\x03\x04 truncated")
-    for path in (tmp_path / "missing.pt", corrupt):
+    for path in (tmp_path / "missing.npz", corrupt):
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="detectors.hybrid"):
             scorer = HybridScorer.create(NAMES, path, seed=0)
@@ -179,7 +252,7 @@ def test_missing_or_corrupt_artifact_degrades_with_a_log_line(
 
 
 def test_feature_list_mismatch_is_an_error(payload: dict[str, Any], tmp_path: Path) -> None:
-    path = tmp_path / "ae.pt"
+    path = tmp_path / "ae.npz"
     save_artifact(payload, path)
     with pytest.raises(ArtifactFeatureMismatch, match="engine-only: \\['f'\\]"):
         HybridScorer.create((*NAMES, "f"), path, seed=0)

@@ -51,6 +51,26 @@ def test_windows_are_walked_in_event_time_order() -> None:
     np.testing.assert_array_equal(shuffled.hst_raw[order], in_order.hst_raw)
 
 
+def test_one_batch_equals_the_same_windows_in_small_batches() -> None:
+    """The whole batch is walked through the trees at once (the walk does not depend on
+    what HST learned); scoring and learning still go chunk by chunk, so a replay-sized
+    batch gives exactly what a stream of small batches gives."""
+    batch = windows(2500, 5)
+    batch[1800:, 0] *= 3.0  # a shift, so scores change along the batch
+    learn = np.random.default_rng(6).random(2500) < 0.8
+    whole = scorer(window_size=150)
+    whole.learn_chunk = 60  # several pivots inside the batch, chunk edges not aligned
+    big = whole.score_windows(batch, learn)
+    small_model = scorer(window_size=150)
+    small_model.learn_chunk = 60
+    parts = [
+        small_model.score_windows(batch[a : a + 60], learn[a : a + 60]) for a in range(0, 2500, 60)
+    ]
+    np.testing.assert_array_equal(big.hst_raw, np.concatenate([r.hst_raw for r in parts]))
+    np.testing.assert_array_equal(big.hst, np.concatenate([r.hst for r in parts]))
+    assert np.count_nonzero(big.hst_raw) > 2000
+
+
 def test_suspected_windows_are_never_learned() -> None:
     """Learning from nothing leaves the model empty, whatever it is shown."""
     model = scorer(window_size=100)

@@ -47,9 +47,9 @@ log = logging.getLogger(__name__)
 HST_VERSION = "hst-1"
 AE_WEIGHT = 0.5
 TOP_K = 3
-WALK_BLOCK = 32_768
-"""Windows per vectorised tree walk: large enough to amortise numpy's per-call cost,
-small enough that the (block x trees) index arrays stay a few MB."""
+WALK_BLOCK = 4096
+"""Windows per vectorised tree walk: measured flat from 500 to 4,096 windows (the walk is
+bound by element count); larger blocks fall out of the CPU cache and get slower."""
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,10 @@ class Event:
             "theft_likely": self.theft_likely,
             "cues": [
                 {"id": c["id"], "name": name, "evidence": dict(c["evidence"])}
-                for name, c in sorted(self.cues.items(), key=lambda kv: str(kv[1]["id"]))
+                # strongest first (the alert's "top cue"), ties by id so the order is stable
+                for name, c in sorted(
+                    self.cues.items(), key=lambda kv: (-float(kv[1]["conf"]), str(kv[1]["id"]))
+                )
             ],
             "top_features": [
                 {"name": n, "contribution": round(float(v), 6)} for n, v in self.top_features

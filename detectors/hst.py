@@ -152,7 +152,7 @@ class HalfSpaceTreesDetector:
         self,
         feature_names: Sequence[str],
         *,
-        n_trees: int = 25,
+        n_trees: int = 10,
         height: int = 8,
         window_size: int = 1000,
         seed: int = 0,

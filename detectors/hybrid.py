@@ -111,7 +111,7 @@ class HybridScorer:
         artifact_path: Path | None,
         seed: int = 0,
         *,
-        n_trees: int = 25,
+        n_trees: int = 10,
         height: int = 8,
         window_size: int = 1000,
         feature_ranges: Mapping[str, tuple[float, float]] | None = None,

@@ -501,10 +501,14 @@ class AutoencoderDetector:
         z = self.scaler.transform(matrix)
         if z.shape[0] == 0:
             return np.zeros_like(z)
+        # einsum, not matmul: a row's result must not depend on the batch around it
+        # (replay and stream batch the same windows differently), and BLAS picks kernels
+        # by matrix shape and may change the last bits; for these 18 x 16 products einsum's
+        # own loop is also faster than a BLAS thread pool waking up (measured 2x)
         recon = z
         last = len(self.layers) - 1
         for index, (weight, bias) in enumerate(self.layers):
-            recon = recon @ weight + bias
+            recon = np.einsum("kf,fh->kh", recon, weight) + bias
             if index < last:
                 np.tanh(recon, out=recon)
         errors = (z - recon) ** 2

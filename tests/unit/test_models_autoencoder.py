@@ -158,6 +158,18 @@ def test_numpy_inference_equals_the_torch_model(payload: dict[str, Any]) -> None
     np.testing.assert_allclose(detector.reconstruction_errors(windows), expected, atol=1e-9)
 
 
+def test_a_windows_error_does_not_depend_on_its_batch(payload: dict[str, Any]) -> None:
+    """Replay and stream batch the same windows differently: results must be bit-equal."""
+    detector = AutoencoderDetector(payload)
+    windows = normal(257, 12)
+    whole = detector.reconstruction_errors(windows)
+    order = np.random.default_rng(1).permutation(len(windows))
+    np.testing.assert_array_equal(detector.reconstruction_errors(windows[order]), whole[order])
+    for row in (0, 1, 100, 256):
+        alone = detector.reconstruction_errors(windows[row : row + 1])
+        np.testing.assert_array_equal(alone[0], whole[row])
+
+
 def test_weights_that_do_not_fit_the_architecture_are_refused(payload: dict[str, Any]) -> None:
     state = dict(payload["state_dict"])
     missing = {k: v for k, v in state.items() if k != "2.bias"}

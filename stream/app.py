@@ -59,6 +59,10 @@ def default_sinks(
             on_retry=metrics.count_sink_retry,
             clock=lambda: datetime.now(tz=UTC),
             repost_interval_s=repost_interval_s,
+            # alerts of two deployments (say staging and production) sharing one
+            # Alertmanager must not merge: the same event_id is the same event only
+            # within one worker group
+            extra_labels={"app": settings.app_id},
         ),
     )
 

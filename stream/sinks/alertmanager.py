@@ -9,13 +9,27 @@ once more with ``endsAt`` = now, which resolves it.
 
 ``startsAt``/``endsAt`` are wall-clock times of the worker (Alertmanager compares
 them with its own clock); the event's own times (event time) are annotations.
+
+Two things Alertmanager does that shape this sink:
+
+- It never notifies a group it first sees with resolved alerts only (its dedup stage
+  needs a firing alert before a resolved one is news). An event that opens and closes
+  within seconds of wall time (a backlog being caught up, a short theft) would then never
+  reach on-call. So a resolve is held until the alert has been firing for at least
+  ``min_firing_s`` (default one repost interval, longer than any sane ``group_wait``);
+  until then the closed event is re-posted as firing, and :meth:`repost_open` resolves it.
+  A held resolve is an open alert with a closed event, so it rides in the snapshot too.
+- An alert's identity is its label set, and ``severity`` and ``cue`` are labels. When an
+  update changes them, the previous label set is resolved in the same post; otherwise it
+  would stay firing until Alertmanager's ``resolve_timeout`` and then resolve on its own
+  while the event is still open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import urllib.request
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,7 +45,7 @@ Post = Callable[[str, bytes], Awaitable[None]]
 
 @dataclass
 class OpenAlert:
-    event: dict[str, Any]
+    event: dict[str, Any]  # the latest version; a closed one is a resolve being held
     partition: int
     starts_at: str  # ISO-8601 wall clock of the first raise
 
@@ -53,7 +67,13 @@ def urllib_post(timeout_s: float = 5.0) -> Post:
     return post
 
 
-def alert_payload(event: dict[str, Any], *, starts_at: str, ends_at: str | None) -> dict[str, Any]:
+def alert_payload(
+    event: dict[str, Any],
+    *,
+    starts_at: str,
+    ends_at: str | None,
+    extra_labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     cues = event.get("cues") or []
     evidence = {str(c.get("id")): c.get("evidence", {}) for c in cues}
     labels = {
@@ -63,6 +83,7 @@ def alert_payload(event: dict[str, Any], *, starts_at: str, ends_at: str | None)
         "severity": str(event.get("severity", "info")),
         "cue": top_cue_id(event),
         "gateway": str(event.get("gateway_id") or "unknown"),
+        **(extra_labels or {}),
     }
     annotations = {
         "summary": (
@@ -99,6 +120,8 @@ class AlertmanagerSink:
         post: Post | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         repost_interval_s: float = 60.0,
+        min_firing_s: float | None = None,
+        extra_labels: Mapping[str, str] | None = None,
         max_delay_s: float = 5.0,
     ) -> None:
         self._url = base_url.rstrip("/") + "/api/v2/alerts"
@@ -108,36 +131,60 @@ class AlertmanagerSink:
         self._sleep = sleep
         self._max_delay_s = max_delay_s
         self.repost_interval_s = repost_interval_s
+        self.min_firing_s = repost_interval_s if min_firing_s is None else min_firing_s
+        self.extra_labels = dict(extra_labels or {})
         self.open_alerts: dict[str, OpenAlert] = {}
 
-    def _now_iso(self) -> str:
-        return self._clock().isoformat()
+    def _payload(
+        self, event: dict[str, Any], *, starts_at: str, ends_at: str | None
+    ) -> dict[str, Any]:
+        return alert_payload(
+            event, starts_at=starts_at, ends_at=ends_at, extra_labels=self.extra_labels
+        )
 
     async def send(self, alerts: Sequence[dict[str, Any]], partition: int) -> None:
-        """Raise or update open alerts; resolve the closed ones."""
+        """Raise or update open alerts; resolve the closed ones (or hold them, see above)."""
         payload = []
-        now = self._now_iso()
+        now = self._clock()
         for event in alerts:
             if not event.get("theft_likely"):
                 continue
             event_id = str(event["event_id"])
             known = self.open_alerts.get(event_id)
-            starts_at = known.starts_at if known else now
-            if event.get("status") == "closed":
+            starts_at = known.starts_at if known else now.isoformat()
+            if known is not None:
+                previous = self._payload(known.event, starts_at=starts_at, ends_at=None)
+                if previous["labels"] != self._payload(event, starts_at="", ends_at=None)["labels"]:
+                    # a new label set is a new alert: end the superseded one now
+                    payload.append(dict(previous, endsAt=now.isoformat()))
+            if event.get("status") == "closed" and self._fired_long_enough(starts_at, now):
                 self.open_alerts.pop(event_id, None)
-                payload.append(alert_payload(event, starts_at=starts_at, ends_at=now))
+                payload.append(self._payload(event, starts_at=starts_at, ends_at=now.isoformat()))
             else:
                 self.open_alerts[event_id] = OpenAlert(event, partition, starts_at)
-                payload.append(alert_payload(event, starts_at=starts_at, ends_at=None))
+                payload.append(self._payload(event, starts_at=starts_at, ends_at=None))
         await self._post_all(payload)
 
+    def _fired_long_enough(self, starts_at: str, now: datetime) -> bool:
+        return (now - datetime.fromisoformat(starts_at)).total_seconds() >= self.min_firing_s
+
     async def repost_open(self) -> int:
-        """Re-send every open alert so Alertmanager keeps it firing; returns how many."""
-        payload = [
-            alert_payload(a.event, starts_at=a.starts_at, ends_at=None)
-            for a in list(self.open_alerts.values())
-        ]
+        """Re-send every open alert so Alertmanager keeps it firing, and resolve the held
+        closed ones that have fired long enough; returns how many alerts were posted."""
+        now = self._clock()
+        payload = []
+        resolved = []
+        for event_id, held in list(self.open_alerts.items()):
+            resolve = held.event.get("status") == "closed" and self._fired_long_enough(
+                held.starts_at, now
+            )
+            ends_at = now.isoformat() if resolve else None
+            payload.append(self._payload(held.event, starts_at=held.starts_at, ends_at=ends_at))
+            if resolve:
+                resolved.append(event_id)
         await self._post_all(payload)
+        for event_id in resolved:  # only once Alertmanager has accepted the resolve
+            self.open_alerts.pop(event_id, None)
         return len(payload)
 
     async def _post_all(self, payload: list[dict[str, Any]]) -> None:

@@ -83,6 +83,61 @@ def reference_alerts(settings: Settings, messages: list[tuple[bytes | None, byte
     return alerts
 
 
+def write_fleet_file(path: Path, meters: int = 40, days: float = 3.0, seed: int = 11) -> Path:
+    """The simulator writes the fleet of :func:`small_fleet` to a readings file (Parquet) and
+    its labels next to it; returns the labels path."""
+    from simulator.config import FleetConfig
+    from simulator.fleet import write_files
+
+    config = FleetConfig(
+        meters=meters, days=days, cadence_s=60, seed=seed, theft_share=0.25,
+        meters_per_transformer=5, transformers_per_gateway=1,
+    )  # fmt: skip
+    _, labels_path = write_files(config, path)
+    return labels_path
+
+
+def replay_cli(path: Path, out_dir: Path) -> dict[str, dict[str, Any]]:
+    """``meterwatch replay FILE --out DIR`` as a subprocess: event_id -> final event."""
+    exe = str(Path(sys.executable).with_name("meterwatch"))
+    done = subprocess.run(  # noqa: S603
+        [exe, "replay", str(path), "--out", str(out_dir), "--no-progress"],
+        capture_output=True, timeout=600, check=False, cwd=REPO,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise AssertionError(f"meterwatch replay failed:\n{done.stderr.decode()[-3000:]}")
+    lines = (out_dir / "events.jsonl").read_bytes().splitlines()
+    return {e["event_id"]: e for e in map(orjson.loads, lines)}
+
+
+def kafka_final_events(settings: Settings, topic: str) -> dict[str, dict[str, Any]]:
+    """event_id -> the highest version of that event on the events topic."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
+                             auto_offset_reset="earliest", consumer_timeout_ms=5000)  # fmt: skip
+    latest: dict[str, dict[str, Any]] = {}
+    try:
+        for record in consumer:
+            event = orjson.loads(record.value)
+            assert record.key == event["event_id"].encode(), "theft.events not keyed by event_id"
+            held = latest.get(event["event_id"])
+            if held is None or event["version"] > held["version"]:
+                latest[event["event_id"]] = event
+    finally:
+        consumer.close()
+    return latest
+
+
+def redis_final_events(client: Any) -> dict[str, dict[str, Any]]:
+    """event_id -> the event JSON held in its ``mw:event:{event_id}`` hash."""
+    out: dict[str, dict[str, Any]] = {}
+    for key in client.scan_iter(match="mw:event:*", count=1000):
+        event = orjson.loads(client.hget(key, "event"))
+        out[event["event_id"]] = event
+    return out
+
+
 def redis_alerts(client: Any) -> list[dict[str, Any]]:
     return [orjson.loads(fields[b"event"]) for _, fields in client.xrange("mw:alerts")]
 

@@ -107,6 +107,63 @@ def test_alertmanager_labels_annotations_and_resolution() -> None:
     assert asyncio.run(sink.repost_open()) == 0
 
 
+def test_alertmanager_holds_a_resolve_until_the_alert_has_fired_long_enough() -> None:
+    rec = Recorder()
+    sink = rec.sink()
+    # raised and closed within seconds (a backlog caught up): Alertmanager would drop a
+    # group it first sees resolved, so the close is posted as still firing
+    asyncio.run(sink.send([an_event()], partition=0))
+    rec.now += timedelta(seconds=2)
+    asyncio.run(sink.send([an_event("closed", 2)], partition=0))
+    assert "endsAt" not in rec.bodies[-1][0]
+    assert rec.bodies[-1][0]["annotations"]["event_version"] == "2"
+    rec.now += timedelta(seconds=sink.min_firing_s - 3)
+    assert asyncio.run(sink.repost_open()) == 1
+    assert "endsAt" not in rec.bodies[-1][0]
+    rec.now += timedelta(seconds=1)
+    assert asyncio.run(sink.repost_open()) == 1
+    resolved = rec.bodies[-1][0]
+    assert resolved["endsAt"] == rec.now.isoformat()
+    assert resolved["startsAt"] == rec.bodies[0][0]["startsAt"]
+    assert sink.open_alerts == {}
+    assert asyncio.run(sink.repost_open()) == 0
+
+
+def test_alertmanager_resolves_the_superseded_label_set_when_severity_grows() -> None:
+    rec = Recorder()
+    sink = rec.sink()
+    asyncio.run(sink.send([an_event(severity="low")], partition=0))
+    asyncio.run(sink.send([an_event(version=2, severity="high")], partition=0))
+    old, new = rec.bodies[-1]
+    assert old["labels"]["severity"] == "low" and old["endsAt"] == rec.now.isoformat()
+    assert new["labels"]["severity"] == "high" and "endsAt" not in new
+    assert old["startsAt"] == new["startsAt"]
+    # an update with the same labels posts the alert alone
+    asyncio.run(sink.send([an_event(version=3, severity="high")], partition=0))
+    assert len(rec.bodies[-1]) == 1
+
+
+def test_alertmanager_extra_labels_tell_worker_groups_apart() -> None:
+    rec = Recorder()
+    sinks = [
+        AlertmanagerSink(
+            "http://am",
+            on_retry=lambda _: None,
+            clock=lambda: rec.now,
+            post=rec.post,
+            extra_labels={"app": app},
+        )  # fmt: skip
+        for app in ("meterwatch-staging", "meterwatch")
+    ]
+    for sink in sinks:
+        asyncio.run(sink.send([an_event()], partition=0))
+    staging, production = (body[0]["labels"] for body in rec.bodies)
+    assert staging["app"] == "meterwatch-staging" and production["app"] == "meterwatch"
+    assert {k: v for k, v in staging.items() if k != "app"} == {
+        k: v for k, v in production.items() if k != "app"
+    }
+
+
 def test_alertmanager_ignores_events_that_are_not_theft() -> None:
     rec = Recorder()
     sink = rec.sink()

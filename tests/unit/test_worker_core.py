@@ -148,11 +148,18 @@ def test_alerts_reach_redis_alertmanager_and_kafka_with_metrics() -> None:
     events = [orjson.loads(v) for t, _, v in h.kafka_records if t == "theft.events"]
     assert len(events) == 6  # open, update, close per meter
     posted = [a for batch in h.posts for a in batch]
-    assert [("endsAt" in a) for a in posted] == [False, True, False, True]
+    # both events opened and closed within the same wall-clock second: Alertmanager would
+    # never notify an alert it first sees resolved, so the closes are held, still firing
+    assert [("endsAt" in a) for a in posted] == [False, False, False, False]
     assert h.value("meterwatch_alerts_total", severity="high", cue="reverse_flow") == 2
     assert h.value("meterwatch_alert_latency_seconds_count") == 4
     assert h.value("meterwatch_open_events") == 0
-    assert not h.worker.sinks.alertmanager.open_alerts
+    sink = h.worker.sinks.alertmanager
+    assert {a.event["status"] for a in sink.open_alerts.values()} == {"closed"}
+    h.clock.wall_s += sink.min_firing_s
+    assert asyncio.run(sink.repost_open()) == 2
+    assert all("endsAt" in a for a in h.posts[-1])
+    assert not sink.open_alerts
 
 
 def test_checkpoint_is_written_before_the_commit_and_only_when_due() -> None:
@@ -233,10 +240,29 @@ def test_open_alerts_survive_in_the_snapshot_for_reposting() -> None:
     asyncio.run(h.worker.checkpoint_due())
     assert len(h.worker.sinks.alertmanager.open_alerts) == 1
     again = Harness(store)
+    again.clock.wall_s += again.worker.sinks.alertmanager.min_firing_s  # it has fired a while
     asyncio.run(again.worker.process(messages([reading("MTR-000", T0 + 9 * 60_000, 1.0)], start=3)))
     closing = [a for batch in again.posts for a in batch]
     assert len(closing) == 1 and "endsAt" in closing[0]
     assert closing[0]["startsAt"] == h.posts[0][0]["startsAt"]
+
+
+def test_a_held_resolve_survives_the_snapshot_and_resolves_after_the_restart() -> None:
+    store = MemorySnapshotStore()
+    h = Harness(store)
+    asyncio.run(h.worker.process(messages(stream_of(1, 8))))  # raised and closed at once
+    h.clock.mono += 11.0
+    asyncio.run(h.worker.checkpoint_due())
+    [held] = h.worker.sinks.alertmanager.open_alerts.values()
+    assert held.event["status"] == "closed"
+    again = Harness(store)
+    asyncio.run(again.worker.prepare({0}))
+    sink = again.worker.sinks.alertmanager
+    assert asyncio.run(sink.repost_open()) == 1 and "endsAt" not in again.posts[-1][0]
+    again.clock.wall_s += sink.min_firing_s
+    assert asyncio.run(sink.repost_open()) == 1 and "endsAt" in again.posts[-1][0]
+    assert again.posts[-1][0]["startsAt"] == h.posts[0][0]["startsAt"]
+    assert not sink.open_alerts
 
 
 @pytest.mark.parametrize("bad", [b"", b"MWS0\x00\x00\x00\x02{}"])

@@ -188,3 +188,89 @@ def _publish(
         f"published {stats.readings:,} readings in {stats.messages:,} messages to "
         f"{settings.topic_readings}; labels in {labels_out}"
     )
+
+
+def inject_command(
+    input: Annotated[Path, typer.Argument(help="Real AMPds2 minutely CSV (optionally .xz)")],
+    out: Annotated[Path, typer.Option(help="Write readings here (.parquet or .csv)")],
+    labels_out: Annotated[
+        Path | None, typer.Option(help="Labels file [next to --out: NAME.labels.json]")
+    ] = None,
+    per_type: Annotated[int, typer.Option(min=0, help="Copies per theft type")] = 2,
+    clean: Annotated[int, typer.Option(min=0, help="Clean (untouched) copies")] = 2,
+    types: Annotated[str, typer.Option(help="Comma-separated theft types [all of them]")] = "",
+    seed: Annotated[int, typer.Option(help="Random seed (starts and parameters)")] = 0,
+    days: Annotated[
+        float | None, typer.Option(min=2.25, help="Use only the first D days of the file")
+    ] = None,
+    utc_offset_h: Annotated[
+        float, typer.Option(help="Local time of the meter, h from UTC (AMPds2: -8)")
+    ] = -8.0,
+    meter_prefix: Annotated[str, typer.Option(help="Meter id prefix")] = "AMPDS2-B1E",
+) -> None:
+    """Inject labelled theft into copies of a real meter: an evaluation fleet."""
+    import numpy as np
+
+    from simulator.config import THEFT_TYPES
+    from simulator.fleet import labels_path_for, write_labels
+    from simulator.inject import AMPDS2_RESOLUTION, MeterSeries, build_fleet
+    from stream.codecs import UnusableInputError
+    from stream.datasets import read_ampds2
+
+    def fail(message: str) -> None:
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(code=2)
+
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise typer.BadParameter("--out must end in .parquet or .csv")
+    theft_types = tuple(t.strip() for t in types.split(",") if t.strip()) or THEFT_TYPES
+    unknown = sorted(set(theft_types) - set(THEFT_TYPES))
+    if unknown:
+        raise typer.BadParameter(f"unknown theft type(s) {unknown}; known: {THEFT_TYPES}")
+    try:
+        batch = read_ampds2(input, meter_id=meter_prefix)
+    except UnusableInputError as exc:
+        fail(str(exc))
+        return
+    keep = np.ones(len(batch), dtype=bool)
+    if days is not None:
+        keep = batch.ts_ms < batch.ts_ms[0] + int(days * 86_400_000) if len(batch) else keep
+    try:
+        series = MeterSeries.of(
+            batch.ts_ms[keep], batch.p[keep], batch.v[keep], batch.i[keep], batch.pf[keep]
+        )
+        fleet = build_fleet(
+            series,
+            theft_types=theft_types,
+            per_type=per_type,
+            clean=clean,
+            seed=seed,
+            utc_offset_h=utc_offset_h,
+            resolution=AMPDS2_RESOLUTION,
+            prefix=meter_prefix,
+            source=input.name,
+        )
+    except ValueError as exc:
+        fail(f"{input}: {exc}")
+        return
+    _write_table(fleet.columns(), out)
+    labels_path = labels_out if labels_out is not None else labels_path_for(out)
+    write_labels(fleet.labels, labels_path)
+    typer.echo(
+        f"wrote {fleet.labels['readings']:,} readings of {len(fleet.meter_ids)} meters "
+        f"({len(theft_types)} theft types x {per_type}, {clean} clean) to {out}; "
+        f"labels in {labels_path}"
+    )
+
+
+def _write_table(columns: dict[str, object], out: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    table = pa.table(columns)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".parquet":
+        pq.write_table(table, out, compression="zstd")
+    else:
+        pacsv.write_csv(table, out)

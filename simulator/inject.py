@@ -654,3 +654,105 @@ def inject(
     rng = np.random.default_rng(np.random.SeedSequence([seed, 41]))
     draw = draw_theft(theft_type, series, rng, earliest_ms)
     return apply_theft(series, draw, utc_offset_h, resolution)
+
+
+# --- an evaluation fleet from one real meter --------------------------------------------------
+
+
+def fleet_meter_id(prefix: str, kind: str, k: int) -> str:
+    """``AMPDS2-B1E-register_tamper-2``; clean copies are ``PREFIX-clean-K``."""
+    return f"{prefix}-{kind}-{k}"
+
+
+@dataclass(frozen=True)
+class InjectedFleet:
+    """Copies of one real meter, each with one theft (or none), and their labels."""
+
+    meter_ids: list[str]
+    copies: list[MeterSeries]
+    labels: dict[str, Any]
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The replay file's columns, time-major (each minute, every copy), like a stream."""
+        n_meters, n = len(self.copies), len(self.copies[0])
+
+        def order(cols: list[np.ndarray]) -> np.ndarray:  # (meters x time) -> time-major
+            return np.stack(cols).T.reshape(-1)
+
+        return {
+            "meter_id": np.tile(np.array(self.meter_ids, dtype=object), n),
+            "ts": np.repeat(self.copies[0].ts_ms, n_meters),
+            "power_w": order([c.p for c in self.copies]),
+            "voltage_v": order([c.v for c in self.copies]),
+            "current_a": order([c.i for c in self.copies]),
+            "pf": order([c.pf for c in self.copies]),
+        }
+
+
+def build_fleet(
+    series: MeterSeries,
+    *,
+    theft_types: tuple[str, ...] = THEFT_TYPES,
+    per_type: int = 2,
+    clean: int = 2,
+    seed: int = 0,
+    utc_offset_h: float = 0.0,
+    resolution: Resolution | None = None,
+    prefix: str = "REAL",
+    source: str = "",
+) -> InjectedFleet:
+    """``per_type`` copies of ``series`` per theft type, each with one theft drawn from
+    (seed, type, copy), plus ``clean`` untouched copies; labels in ``meterwatch.labels.v1``.
+
+    >>> n = 4 * 24
+    >>> s = MeterSeries.of(np.arange(n) * HOUR_MS, np.full(n, 96.0), np.full(n, 120.0),
+    ...                    np.full(n, 1.0), np.full(n, 0.8))
+    >>> fleet = build_fleet(s, theft_types=("reverse_meter",), per_type=1, clean=1)
+    >>> fleet.meter_ids
+    ['REAL-reverse_meter-1', 'REAL-clean-1']
+    >>> [len(m["theft"]) for m in fleet.labels["meters"]]
+    [1, 0]
+    """
+    unknown = [t for t in theft_types if t not in THEFT_TYPES]
+    if unknown:
+        raise ValueError(f"unknown theft type(s) {unknown}; known: {', '.join(THEFT_TYPES)}")
+    if per_type < 0 or clean < 0 or per_type * len(theft_types) + clean == 0:
+        raise ValueError("the fleet needs at least one meter (per_type, clean >= 0)")
+    meter_ids: list[str] = []
+    copies: list[MeterSeries] = []
+    entries: list[dict[str, Any]] = []
+
+    def entry(meter_id: str, theft: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "meter_id": meter_id,
+            "gateway_id": f"GW-{prefix}",
+            "transformer_id": f"TX-{prefix}",
+            "household": "house",
+            "theft": theft,
+            "behaviours": [],
+            "faults": [],
+        }
+
+    for type_index, kind in enumerate(theft_types):
+        for k in range(1, per_type + 1):
+            copy_seed = int(np.random.SeedSequence([seed, type_index, k]).generate_state(1)[0])
+            out = inject(series, kind, copy_seed, utc_offset_h=utc_offset_h, resolution=resolution)
+            meter_ids.append(fleet_meter_id(prefix, kind, k))
+            copies.append(out.series)
+            entries.append(entry(meter_ids[-1], out.label_entries()))
+    for k in range(1, clean + 1):
+        meter_ids.append(fleet_meter_id(prefix, "clean", k))
+        copies.append(series)
+        entries.append(entry(meter_ids[-1], []))
+    labels = {
+        "schema": "meterwatch.labels.v1",
+        "seed": seed,
+        "start_ms": int(series.ts_ms[0]),
+        "end_ms": series.end_ms,
+        "cadence_s": series.step_ms // 1000,
+        "nominal_voltage_v": nominal_voltage(series),
+        "readings": len(series) * len(copies),
+        "source": {"file": source, "utc_offset_h": utc_offset_h, "injected": True},
+        "meters": entries,
+    }
+    return InjectedFleet(meter_ids, copies, labels)

@@ -12,7 +12,7 @@ import typer
 from deploy.grafana.cli import grafana_app
 from deploy.local.cli import stack_app
 from detectors.cli import train_ae_command
-from simulator.cli import simulate_command
+from simulator.cli import inject_command, simulate_command
 from stream.cli_engine import evaluate_command, replay_command
 from stream.cli_worker import demo_command, worker_command
 
@@ -25,6 +25,7 @@ app = typer.Typer(
 app.add_typer(stack_app, name="stack", help="Local stack: Kafka, Redis, Prometheus, Alertmanager.")
 app.add_typer(grafana_app, name="grafana", help="Grafana dashboards: publish.")
 app.command("simulate", help="Simulate a meter fleet with labelled theft.")(simulate_command)
+app.command("inject", help="Inject labelled theft into copies of a real meter.")(inject_command)
 app.command("replay", help="Replay a CSV or Parquet file through the engine.")(replay_command)
 app.command("evaluate", help="Score events.jsonl against simulator labels.")(evaluate_command)
 app.command("train-ae", help="Train and export the frozen autoencoder artifact.")(train_ae_command)

@@ -287,3 +287,102 @@ def test_malformed_series_are_refused() -> None:
         MeterSeries.of([0, 0], [1, 2], [120, 120], [1, 1], [1, 1])
     with pytest.raises(ValueError, match="at least two"):
         MeterSeries.of([0], [1], [120], [1], [1])
+
+
+# --- meterwatch inject (CLI) ----------------------------------------------------------------
+
+
+def write_ampds2_csv(path: Any, days: float, cadence_s: int = 600) -> int:
+    """An AMPds2-format file: a 20 W evening load every day, 120 V."""
+    n = int(days * 86_400 // cadence_s)
+    ts = 1_393_263_000 + np.arange(n) * cadence_s
+    load = ((ts // 3600) % 24 == 3).astype(float)
+    p, i = 20.0 * load, 0.2 * load
+    v = 120.0 + 0.1 * (np.arange(n) % 7)
+    apf = np.where(load > 0, 0.83, 0.05)
+    rows = ["unix_ts,V,I,f,DPF,APF,P,Pt,Q,Qt,S,St"]
+    rows += [
+        f"{t},{vv:.1f},{ii:.1f},60.0,1.0,{a:.2f},{pp:.0f},0,0,0,0,0"
+        for t, vv, ii, a, pp in zip(ts, v, i, apf, p, strict=True)
+    ]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return n
+
+
+def run_cli(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from stream.cli import app
+
+    return CliRunner().invoke(app, ["inject", *args])
+
+
+def test_cli_builds_a_labelled_fleet_that_evaluate_reads(tmp_path: Any) -> None:
+    import json
+
+    import pyarrow.csv as pacsv
+
+    from stream.evaluation import evaluate
+
+    src = tmp_path / "real.csv"
+    n = write_ampds2_csv(src, days=4.0)
+    out = tmp_path / "fleet.csv"
+    res = run_cli(str(src), "--out", str(out), "--per-type", "2", "--clean", "1", "--seed", "4")
+    assert res.exit_code == 0, res.output
+    labels = json.loads((tmp_path / "fleet.labels.json").read_text(encoding="utf-8"))
+    assert labels["schema"] == "meterwatch.labels.v1" and labels["cadence_s"] == 600
+    meters = labels["meters"]
+    assert len(meters) == 2 * len(THEFT_TYPES) + 1
+    assert [m["meter_id"] for m in meters][-1] == "AMPDS2-B1E-clean-1"
+    assert sorted({m["theft"][0]["type"] for m in meters if m["theft"]}) == sorted(THEFT_TYPES)
+    for m in meters:
+        for theft in m["theft"]:
+            assert theft["start_ms"] >= labels["start_ms"] + 2 * DAY_MS
+            assert theft["end_ms"] <= labels["end_ms"]
+            assert theft["params"]["unbilled_kwh"] >= 0
+    table = pacsv.read_csv(out)
+    assert table.column_names == ["meter_id", "ts", "power_w", "voltage_v", "current_a", "pf"]
+    assert table.num_rows == n * len(meters) == labels["readings"]
+    ids = np.asarray(table.column("meter_id").to_pylist())
+    clean_p = table.column("power_w").to_numpy()[ids == "AMPDS2-B1E-clean-1"]
+    assert clean_p.max() == 20.0 and len(clean_p) == n
+    # the same seed gives the same file; another seed other starts
+    again = tmp_path / "again.csv"
+    assert (
+        run_cli(
+            str(src), "--out", str(again), "--per-type", "2", "--clean", "1", "--seed", "4"
+        ).exit_code
+        == 0
+    )
+    assert again.read_bytes() == out.read_bytes()
+    result = evaluate(labels, [])
+    assert result.thieves == 2 * len(THEFT_TYPES) and result.caught == 0
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        (None, [], "no such file"),
+        ("unix_ts,V,I\n1,120,0\n2,120,0\n", [], "missing AMPds2 column"),
+        ("days:1", [], "too short"),
+        ("days:4", ["--types", "magnet"], "unknown theft type"),
+        ("days:4", ["--out-suffix", ".json"], "must end in .parquet or .csv"),
+        ("days:4", ["--per-type", "0", "--clean", "0"], "at least one meter"),
+    ],
+)
+def test_cli_refuses_unusable_input_with_a_clear_error(
+    tmp_path: Any, setup: str | None, args: list[str], message: str
+) -> None:
+    src = tmp_path / "real.csv"
+    if setup is not None and setup.startswith("days:"):
+        write_ampds2_csv(src, days=float(setup.split(":")[1]))
+    elif setup is not None:
+        src.write_text(setup, encoding="utf-8")
+    out = tmp_path / "fleet.csv"
+    if "--out-suffix" in args:
+        out = tmp_path / "fleet.json"
+        args = []
+    res = run_cli(str(src), "--out", str(out), *args)
+    assert res.exit_code != 0
+    assert message in res.output, res.output
+    assert not out.exists()

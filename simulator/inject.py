@@ -510,7 +510,11 @@ class TheftDraw:
 
 
 def nominal_voltage(series: MeterSeries) -> float:
-    """The service's nominal voltage (120 or 230 V), from the median reading."""
+    """The service's nominal voltage (120 or 230 V), from the median reading.
+
+    >>> nominal_voltage(MeterSeries.of([0, 1], [0, 0], [118.9, 121.0], [0, 0], [1, 1]))
+    120.0
+    """
     median = float(np.median(series.v))
     return 120.0 if abs(median - 120.0) < abs(median - 230.0) else 230.0
 
@@ -593,7 +597,13 @@ def apply_theft(
     utc_offset_h: float = 0.0,
     resolution: Resolution | None = None,
 ) -> Injected:
-    """Inject a drawn theft (dispatch to the function of its type)."""
+    """Inject a drawn theft (dispatch to the function of its type).
+
+    >>> s = MeterSeries.of([0, 60_000], [100, 100], [120, 120], [1.0, 1.0], [0.8, 0.8])
+    >>> out = apply_theft(s, TheftDraw("partial_bypass", 60_000, None, {"bypassed_fraction": 0.5}))
+    >>> out.series.p.tolist(), out.label_entries()[0]["params"]
+    ([100.0, 50.0], {'bypassed_fraction': 0.5, 'unbilled_kwh': 0.001})
+    """
     kind, start, end, params = draw.theft_type, draw.start_ms, draw.end_ms, dict(draw.params)
     if kind == "full_bypass":
         return full_bypass(
@@ -660,7 +670,11 @@ def inject(
 
 
 def fleet_meter_id(prefix: str, kind: str, k: int) -> str:
-    """``AMPDS2-B1E-register_tamper-2``; clean copies are ``PREFIX-clean-K``."""
+    """The id of copy ``k`` of a theft type; clean copies are ``PREFIX-clean-K``.
+
+    >>> fleet_meter_id("AMPDS2-B1E", "register_tamper", 2)
+    'AMPDS2-B1E-register_tamper-2'
+    """
     return f"{prefix}-{kind}-{k}"
 
 

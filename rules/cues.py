@@ -66,27 +66,47 @@ def meter_freeze(f: Facts, t: Section) -> CueResult:
     """R01: every channel repeats the previous reading while readings keep arriving.
 
     A comms gap sends nothing, so it can never look like this (a reading after a gap
-    resets the run). A meter idling at 0 W / 0 A is left to ``bypass_zero``.
+    resets the run). A meter with load freezes in minutes. A meter frozen while idling
+    (0 W, 0 A) looks like an idle circuit whose voltage register happens not to move, so
+    it fires only when the repeat, with voltage present, lasts hours and far longer than
+    any repeat this meter has shown before (a real supply voltage wanders; a coarse
+    register on a stiff supply repeats longer, and the meter's own history says so).
+    Value at risk is nil until load comes on, which the frozen register hides.
 
-    >>> r = meter_freeze({"warm": np.array([1.0]), "flat_run_n": np.array([4.0]),
-    ...     "flat_run_s": np.array([1200.0]), "last_abs_p_w": np.array([350.0]),
-    ...     "last_i_a": np.array([1.6])},
-    ...     {"min_readings_n": 3, "min_duration_s": 900, "min_abs_p_w": 5})
-    >>> bool(r.fired[0]), float(r.evidence["frozen_p_w"][0])
-    (True, 350.0)
+    >>> r = meter_freeze({"warm": np.array([1.0, 1.0, 1.0]),
+    ...     "flat_run_n": np.array([4.0, 400.0, 400.0]),
+    ...     "flat_run_s": np.array([1200.0, 24000.0, 24000.0]),
+    ...     "last_abs_p_w": np.array([350.0, 0.0, 0.0]), "last_i_a": np.array([1.6, 0.0, 0.0]),
+    ...     "mean_v_v": np.array([230.0, 119.0, 119.0]),
+    ...     "flat_max_s": np.array([60.0, 540.0, 7200.0])},
+    ...     {"min_readings_n": 3, "min_duration_s": 900, "min_abs_p_w": 5,
+    ...      "idle_min_duration_s": 21600, "idle_history_ratio": 4.0,
+    ...      "idle_min_readings_n": 12, "idle_min_v_v": 50})
+    >>> r.fired.tolist(), float(r.evidence["frozen_p_w"][0])
+    ([True, True, False], 350.0)
     """
-    fired = (
+    repeats = (
         _warm(f)
         & (f["flat_run_n"] >= t["min_readings_n"])
         & (f["flat_run_s"] >= t["min_duration_s"])
-        & ((f["last_abs_p_w"] > t["min_abs_p_w"]) | (f["last_i_a"] > 0.0))
     )
+    loaded = (f["last_abs_p_w"] > t["min_abs_p_w"]) | (f["last_i_a"] > 0.0)
+    idle_frozen = (
+        (f["flat_run_n"] >= t["idle_min_readings_n"])
+        & (f["mean_v_v"] >= t["idle_min_v_v"])
+        & (
+            f["flat_run_s"]
+            >= np.maximum(t["idle_min_duration_s"], t["idle_history_ratio"] * f["flat_max_s"])
+        )
+    )
+    fired = repeats & (loaded | idle_frozen)
     return CueResult(
         fired,
         {
             "repeated_readings": f["flat_run_n"],
             "frozen_for_s": f["flat_run_s"],
             "frozen_p_w": f["last_abs_p_w"],
+            "longest_earlier_repeat_s": f["flat_max_s"],
         },
     )
 

@@ -302,6 +302,10 @@ class MeterState:
             "v_step": ((), np.float32, np.inf),
             "run_n": ((N_RUNS,), np.float32, 0.0),
             "run_start": ((N_RUNS,), np.int64, -1),
+            # the longest all-channel flat run that has ENDED (ms): how long this meter's
+            # readings can naturally repeat (an idle circuit on a stiff supply, a coarse
+            # voltage register); an idle freeze must last far longer than that
+            "flat_max_ms": ((), np.int64, 0),
             "ring_id": ((panes,), np.int64, -1),
             "ring": ((panes, N_STATS), np.float32, 0.0),
             "last_pane": ((), np.int64, -1),
@@ -844,6 +848,8 @@ class Engine:
             )
 
         # ---- runs
+        flat_carry_start = st.run_start[seg_m, RUN_FLAT].copy()
+        flat_carry_last = st.last_ts[seg_m].copy()
         run_true = [flat, zero, res_bad, neg]
         run_reset = [~flat, ~zero, real_i & ~res_bad, p > meas["p_zero_w"]]
         run_n_end = np.zeros((n, N_RUNS))
@@ -913,6 +919,19 @@ class Engine:
         g_pane = pane[g0]
         g_runs_n = run_n_end[g_last]
         g_runs_s = run_s_end[g_last]
+        g_flat_max_s = (
+            self._longest_ended_flat_ms(
+                ts,
+                flat,
+                segs,
+                seg_m,
+                run_n_end[:, RUN_FLAT],
+                run_s_end[:, RUN_FLAT],
+                flat_carry_start,
+                flat_carry_last,
+            )[g_last]
+            / 1000.0
+        )
         g_last_p = p[g_last]
         g_last_i = i[g_last]
         # rank of each pane within its meter: one vectorised pass per rank
@@ -930,6 +949,7 @@ class Engine:
                     g_runs_s[sel],
                     g_last_p[sel],
                     g_last_i[sel],
+                    g_flat_max_s[sel],
                     out,
                 )
             )
@@ -942,6 +962,35 @@ class Engine:
         c = np.add.reduceat(mask.astype(np.float64), segs.starts)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(c > 0, s / np.maximum(c, 1), np.nan)
+
+    def _longest_ended_flat_ms(
+        self,
+        ts: IntArray,
+        flat: BoolArray,
+        segs: Segments,
+        seg_m: IntArray,
+        flat_n: FloatArray,
+        flat_s: FloatArray,
+        carry_start: IntArray,
+        carry_last_ts: IntArray,
+    ) -> IntArray:
+        """Per reading: the longest flat run of its meter that had ended by then (ms), from
+        the state and the runs ending inside this release, as a running maximum, so a pane
+        is judged with what was known at its time whatever the batching. Stores the
+        meter's new maximum."""
+        st = self.state
+        # a flat run ends at the first reading that is not flat; its length is the
+        # previous reading's (the first reading's previous one is the carried state)
+        run_ms = np.where(flat_n > 0, np.rint(flat_s * 1000.0), 0).astype(np.int64)
+        carried = np.where(carry_start >= 0, carry_last_ts - carry_start, 0)
+        before = shift_in_segments(run_ms, segs, carried)
+        ended = np.where(flat, 0, np.clip(before, 0, (1 << 40) - 1))
+        # running max inside each segment: offset the segments apart, one accumulate
+        offset = segs.seg_of.astype(np.int64) << 40
+        running = np.maximum.accumulate(ended + offset) - offset
+        running = np.maximum(running, st.flat_max_ms[seg_m][segs.seg_of])
+        st.flat_max_ms[seg_m] = running[segs.ends]
+        return running
 
     def _update_resolution(
         self, segs: Segments, seg_m: IntArray, adi: FloatArray, adv: FloatArray, ok: BoolArray
@@ -1020,6 +1069,7 @@ class Engine:
         runs_s: FloatArray,
         last_p: FloatArray,
         last_i: FloatArray,
+        flat_max_s: FloatArray,
         out: EngineOutput,
     ) -> dict[str, Any]:
         """One pane per meter (meters distinct): update rings, build the windows, apply the
@@ -1235,6 +1285,7 @@ class Engine:
             "expected_daily_p_w": fill_nan(daily, 0.0),
             "flat_run_n": runs_n[:, RUN_FLAT],
             "flat_run_s": runs_s[:, RUN_FLAT],
+            "flat_max_s": flat_max_s,
             "last_abs_p_w": np.abs(last_p),
             "last_i_a": last_i,
             "zero_run_s": runs_s[:, RUN_ZERO],

@@ -35,6 +35,7 @@ def facts(**values: float) -> dict[str, np.ndarray]:
         "expected_daily_p_w": 450.0,
         "flat_run_n": 0.0,
         "flat_run_s": 0.0,
+        "flat_max_s": 0.0,
         "last_abs_p_w": 500.0,
         "last_i_a": 2.2,
         "zero_run_s": 0.0,
@@ -117,7 +118,7 @@ def test_freeze_needs_duration_not_just_repeats() -> None:
     assert not C.meter_freeze(f, TH.section("meter_freeze")).fired.any()
 
 
-def test_freeze_at_zero_load_is_left_to_bypass_zero() -> None:
+def test_an_hour_of_repeats_at_zero_load_is_not_a_freeze() -> None:
     f = facts(flat_run_n=10.0, flat_run_s=3600.0, last_abs_p_w=0.0, last_i_a=0.0)
     assert not C.meter_freeze(f, TH.section("meter_freeze")).fired.any()
 

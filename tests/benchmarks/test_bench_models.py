@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_support import judged_windows, score_fleet
 
-from detectors.evaluation import roc_auc, window_truth
+from detectors.evaluation import roc_auc
 from detectors.features import FEATURE_NAMES, FEATURE_RANGES
 from detectors.hybrid import HybridScorer
 from stream.settings import Settings
@@ -33,30 +34,6 @@ METERS = int(os.environ.get("METERWATCH_BENCH_METERS", "100"))
 DAYS = float(os.environ.get("METERWATCH_BENCH_DAYS", "7"))
 SEED = int(os.environ.get("METERWATCH_BENCH_SEED", "101"))
 CADENCE = os.environ.get("METERWATCH_BENCH_CADENCE", "1m")
-
-
-def score_fleet(readings: Path, settings: Settings) -> dict[str, np.ndarray]:
-    from stream.codecs import read_table
-    from stream.engine import Engine
-
-    scorer = HybridScorer.create(FEATURE_NAMES, settings.model_artifact, seed=0)
-    engine = Engine.from_settings(settings, scorer=scorer)
-    batch, _ = read_table(readings)
-    parts: dict[str, list[np.ndarray]] = {"meter": [], "end": [], "hst": [], "ae": [], "hybrid": []}
-    step = 200_000  # feed in chunks, as the worker and replay do
-    outputs = [
-        engine.process(batch.take(np.arange(start, min(start + step, len(batch)))))
-        for start in range(0, len(batch), step)
-    ]
-    outputs.append(engine.flush())
-    for out in outputs:
-        if out.windows_scored == 0:
-            continue
-        parts["meter"].append(np.asarray(out.window_meter_ids, dtype=object))
-        parts["end"].append(np.asarray(out.window_end_ms, dtype=np.int64))
-        for name in ("hst", "ae", "hybrid"):
-            parts[name].append(np.asarray(out.scores[name], dtype=np.float64))
-    return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def test_window_auc_on_held_out_fleet(tmp_path: Path) -> None:
@@ -73,19 +50,7 @@ def test_window_auc_on_held_out_fleet(tmp_path: Path) -> None:
     started = time.perf_counter()
     scored = score_fleet(readings, settings)
     seconds = time.perf_counter() - started
-    first_end: dict[str, int] = {}
-    for meter, end in zip(scored["meter"].tolist(), scored["end"].tolist(), strict=True):
-        first_end[meter] = min(first_end.get(meter, end), end)
-    warm = scored["end"] >= np.array([first_end[m] for m in scored["meter"]]) + (
-        settings.warmup_seconds * 1000
-    )
-    truth = window_truth(
-        readings.with_suffix(".labels.json"),
-        scored["meter"].tolist(),
-        scored["end"],
-        settings.window_seconds * 1000,
-    )
-    judged = warm & (truth.theft | truth.clean)
+    truth, judged = judged_windows(scored, readings, settings)
     print(
         f"\nfleet seed {SEED}: {METERS} meters x {DAYS} days @ {CADENCE}, "
         f"{judged.sum()} judged windows ({truth.theft[judged].sum()} theft), "

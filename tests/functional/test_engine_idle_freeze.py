@@ -5,20 +5,17 @@ repeat the meter showed before; the clean copy stays quiet; batching does not ma
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from ampds2_copies import DATA, DAY_MS, copies_batch, first_days
 
 from simulator.inject import HOUR_MS, MeterSeries, meter_freeze
 from stream.codecs import ReadingBatch
-from stream.datasets import read_ampds2
 from stream.engine import Engine
 from stream.settings import Settings
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "ampds2_B1E_part11_1min.csv.xz"
-DAY_MS = 86_400_000
 IDLE_FOR_MS = 12 * HOUR_MS
 
 
@@ -51,23 +48,11 @@ def strip_versions(events: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.slow
 @pytest.mark.skipif(not DATA.is_file(), reason=f"AMPds2 sample not found at {DATA}")
 def test_a_meter_frozen_while_idle_is_caught_after_hours_and_the_clean_copy_is_not() -> None:
-    real = read_ampds2(DATA)
-    keep = real.ts_ms < real.ts_ms[0] + 4 * DAY_MS
-    s = MeterSeries.of(real.ts_ms[keep], real.p[keep], real.v[keep], real.i[keep], real.pf[keep])
+    s = first_days(4)
     at = first_idle_start(s)
     frozen = meter_freeze(s, at, at + IDLE_FOR_MS).series
     assert frozen.p[s.ts_ms >= at][0] == 0.0  # frozen at 0 W: the loaded-freeze test cannot fire
-    copies = {"REAL-frozen-idle": frozen, "REAL-clean": s}
-    n = len(s)
-    batch = ReadingBatch.from_columns(
-        meter_id=np.repeat(np.array(list(copies), dtype=object), n),
-        ts_ms=np.tile(s.ts_ms, len(copies)),
-        p=np.concatenate([c.p for c in copies.values()]),
-        v=np.concatenate([c.v for c in copies.values()]),
-        i=np.concatenate([c.i for c in copies.values()]),
-        pf=np.concatenate([c.pf for c in copies.values()]),
-    )
-    batch = batch.take(np.argsort(batch.ts_ms, kind="stable"))
+    batch = copies_batch({"REAL-frozen-idle": frozen, "REAL-clean": s})
     events = run(batch, 20_000)
     alerts = [e for e in events.values() if e["theft_likely"]]
     assert [e["meter_id"] for e in alerts] == ["REAL-frozen-idle"], alerts

@@ -12,11 +12,11 @@ are found from the readings (the first sustained load after the warm-up), not ha
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from ampds2_copies import DATA, DAY_MS, copies_batch, first_days
 
 from simulator.inject import (
     AMPDS2_RESOLUTION,
@@ -26,14 +26,9 @@ from simulator.inject import (
     nominal_voltage,
     reverse_meter,
 )
-from stream.codecs import ReadingBatch
-from stream.datasets import read_ampds2
 from stream.engine import Engine
 from stream.evaluation import evaluate
 from stream.settings import Settings
-
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "ampds2_B1E_part11_1min.csv.xz"
-DAY_MS = 86_400_000
 
 
 def first_sustained_load(s: MeterSeries, min_w: float, minutes: int, peak_w: float = 0.0) -> int:
@@ -51,9 +46,7 @@ def first_sustained_load(s: MeterSeries, min_w: float, minutes: int, peak_w: flo
 @pytest.mark.slow
 @pytest.mark.skipif(not DATA.is_file(), reason=f"AMPds2 sample not found at {DATA}")
 def test_freeze_and_reverse_injected_into_real_readings_are_caught() -> None:
-    real = read_ampds2(DATA)
-    keep = real.ts_ms < real.ts_ms[0] + 5 * DAY_MS
-    s = MeterSeries.of(real.ts_ms[keep], real.p[keep], real.v[keep], real.i[keep], real.pf[keep])
+    s = first_days(5)
     freeze_at = first_sustained_load(s, 15.0, 20)
     reverse_at = first_sustained_load(s, 15.0, 20, peak_w=300.0)
     thefts = {
@@ -64,16 +57,7 @@ def test_freeze_and_reverse_injected_into_real_readings_are_caught() -> None:
     }
     copies = {**{k: v.series for k, v in thefts.items()}, "REAL-clean-1": s}
     ids = list(copies)
-    n = len(s)
-    batch = ReadingBatch.from_columns(
-        meter_id=np.repeat(np.array(ids, dtype=object), n),
-        ts_ms=np.tile(s.ts_ms, len(ids)),
-        p=np.concatenate([copies[k].p for k in ids]),
-        v=np.concatenate([copies[k].v for k in ids]),
-        i=np.concatenate([copies[k].i for k in ids]),
-        pf=np.concatenate([copies[k].pf for k in ids]),
-    )
-    batch = batch.take(np.argsort(batch.ts_ms, kind="stable"))
+    batch = copies_batch(copies)
     engine = Engine.from_settings(Settings(), clock=lambda: 1_393_700_000.0)
     events: dict[str, Any] = {}
     for start in range(0, len(batch), 20_000):

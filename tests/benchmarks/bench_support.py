@@ -1,0 +1,60 @@
+"""Shared by the benchmarks that replay a simulated fleet and judge its windows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detectors.evaluation import window_truth
+from detectors.features import FEATURE_NAMES
+from detectors.hybrid import HybridScorer
+from stream.settings import Settings
+
+
+def score_fleet(readings: Path, settings: Settings, **scorer_options: Any) -> dict[str, np.ndarray]:
+    """Replay the fleet through the engine with the committed artifact; per window the
+    meter, the window end and the hst / ae / hybrid scores. ``scorer_options`` go to
+    ``HybridScorer.create`` (e.g. ``n_trees``)."""
+    from stream.codecs import read_table
+    from stream.engine import Engine
+
+    scorer = HybridScorer.create(FEATURE_NAMES, settings.model_artifact, seed=0, **scorer_options)
+    engine = Engine.from_settings(settings, scorer=scorer)
+    batch, _ = read_table(readings)
+    parts: dict[str, list[np.ndarray]] = {"meter": [], "end": [], "hst": [], "ae": [], "hybrid": []}
+    step = 200_000  # feed in chunks, as the worker and replay do
+    outputs = [
+        engine.process(batch.take(np.arange(start, min(start + step, len(batch)))))
+        for start in range(0, len(batch), step)
+    ]
+    outputs.append(engine.flush())
+    for out in outputs:
+        if out.windows_scored == 0:
+            continue
+        parts["meter"].append(np.asarray(out.window_meter_ids, dtype=object))
+        parts["end"].append(np.asarray(out.window_end_ms, dtype=np.int64))
+        for name in ("hst", "ae", "hybrid"):
+            parts[name].append(np.asarray(out.scores[name], dtype=np.float64))
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def judged_windows(
+    scored: dict[str, np.ndarray], readings: Path, settings: Settings
+) -> tuple[Any, np.ndarray]:
+    """The windows' truth from the fleet's labels, and which windows are judged: warmed
+    up (past the meter's first window plus the warm-up) and either theft or clean."""
+    first_end: dict[str, int] = {}
+    for meter, end in zip(scored["meter"].tolist(), scored["end"].tolist(), strict=True):
+        first_end[meter] = min(first_end.get(meter, end), end)
+    warm = scored["end"] >= np.array([first_end[m] for m in scored["meter"]]) + (
+        settings.warmup_seconds * 1000
+    )
+    truth = window_truth(
+        readings.with_suffix(".labels.json"),
+        scored["meter"].tolist(),
+        scored["end"],
+        settings.window_seconds * 1000,
+    )
+    return truth, warm & (truth.theft | truth.clean)

@@ -133,6 +133,10 @@ RUN_FLAT, RUN_ZERO, RUN_RESID, RUN_NEG = range(4)
 N_RUNS = 4
 
 RECENT_TS = 4  # ring of recent timestamps per meter, for duplicates of released readings
+# corrected-voltage bins for the recurring-sag cue: the step is the mean of the newest half
+# of the ring minus the mean of the older half (30 min vs the 30 min before)
+VBIN_MS = 300_000
+VBINS = 12
 N_SLOTS = 48  # hour of day x (weekday, weekend)
 
 
@@ -327,6 +331,18 @@ class MeterState:
             "sag_ref": ((2,), np.float32, np.nan),  # v, i before the step
             "sag_size": ((), np.float32, 0.0),
             "prev_pane_vi": ((2,), np.float32, np.nan),
+            # recurring sag: 5-minute bins of the corrected voltage V + Z*I (mean, count)
+            # over the last hour, the meter's usual half-hour step of it per hour of day
+            # (mean, variance, learnt seconds), and decayed counts of sag onsets per hour
+            "vbin_id": ((VBINS,), np.int32, -1),
+            "vbin": ((VBINS, 2), np.float32, 0.0),
+            "vstep_base": ((24, 3), np.float32, 0.0),
+            "onset_recur": ((24,), np.float32, 0.0),
+            "onset_recur_ts": ((), np.int64, -1),
+            # the pending sag: its onset time, hour of day (-1: none) and size (V)
+            "onset_last": ((), np.int64, -1),
+            "onset_hour": ((), np.int8, -1),
+            "onset_size": ((), np.float32, 0.0),
             "e_scale": ((), np.float32, np.nan),
             # PF: short share of low-PF readings (at real current) and its usual level
             "pf_low_ew": ((), np.float32, 0.0),
@@ -1168,6 +1184,15 @@ class Engine:
         sag_amps = np.where(
             (sg >= 0) & np.isfinite(z_long), size / np.maximum(impedance, 0.05), 0.0
         )
+        vstep = self._recurring_sag(
+            gm,
+            end_ms,
+            hour,
+            pane_mean_v + impedance * pane_mean_i,
+            pstats[:, N],
+            impedance,
+            warm & np.isfinite(z_long),
+        )
 
         # PF: share of low-PF readings (with real current) over the last hour or so
         pfa = th.section("pf_abnormal")
@@ -1266,6 +1291,11 @@ class Engine:
             "impedance_ratio": imp_ratio,
             "impedance_z": imp_z,
             "impedance_run_s": imp_run_s,
+            "vstep_v": vstep["dev"],
+            "vstep_z": vstep["z"],
+            "vstep_amps": vstep["amps"],
+            "vstep_onset": vstep["onset"],
+            "vstep_prior_n": vstep["prior"],
         }
         if self.debug_facts is not None:
             self.debug_facts.append((gm.copy(), end_ms.copy(), facts))
@@ -1287,6 +1317,7 @@ class Engine:
         self._update_baselines(
             gm, bslot, hour, pane_mean_p, pane_mean_v, pane_mean_i, pstats, since_s, ~suspicious
         )
+        self._learn_vstep(gm, hour, end_ms, vstep, since_s, ~suspicious)
 
         unbilled_w = (
             np.maximum(fill_nan(expected_p, 0.0), np.where(fired[:, 3], vipf_mean, 0.0)) - mean_p
@@ -1340,6 +1371,146 @@ class Engine:
             "coverage": coverage(wn, fin["cadence"], float(self.config.window_s)),
         }
         return feature_matrix(feats)
+
+    def _recurring_sag(
+        self,
+        gm: IntArray,
+        end_ms: IntArray,
+        hour: IntArray,
+        u_pane: FloatArray,
+        n_pane: FloatArray,
+        impedance: FloatArray,
+        can_judge: BoolArray,
+    ) -> dict[str, FloatArray]:
+        """Half-hour step of the corrected voltage u = V + Z*I (the supply side of the
+        meter's own service drop) against the meter's usual step at that hour, and sag
+        onsets: a step down far beyond the usual that the meter's own current does not
+        explain, i.e. current the meter does not measure. ``prior`` counts (decayed) the
+        earlier onsets within an hour of this one's time of day: a load on a timer."""
+        st = self.state
+        rs = self.thresholds.section("recurring_sag")
+        rows = np.arange(len(gm))
+        b = (end_ms - 1) // VBIN_MS
+        slot = b % VBINS
+        ids = st.vbin_id[gm].astype(np.int64)
+        bins = st.vbin[gm].astype(np.float64)
+        fresh = ids[rows, slot] != b
+        m0 = np.where(fresh, 0.0, bins[rows, slot, 0])
+        n0 = np.where(fresh, 0.0, bins[rows, slot, 1])
+        ok_u = np.isfinite(u_pane) & (n_pane > 0)
+        n1 = n0 + np.where(ok_u, n_pane, 0.0)
+        m1 = np.where(ok_u, m0 + (fill_nan(u_pane, 0.0) - m0) * n_pane / np.maximum(n1, 1e-9), m0)
+        bins[rows, slot, 0] = m1
+        bins[rows, slot, 1] = n1
+        ids[rows, slot] = b
+        st.vbin[gm] = bins
+        st.vbin_id[gm] = ids
+        age = b[:, None] - ids
+        have = (ids >= 0) & (age >= 0) & (age < VBINS) & (bins[:, :, 1] > 0)
+        newer = have & (age < VBINS // 2)
+        older = have & (age >= VBINS // 2)
+        w_new = np.where(newer, bins[:, :, 1], 0.0)
+        w_old = np.where(older, bins[:, :, 1], 0.0)
+        mu_new = (w_new * bins[:, :, 0]).sum(axis=1) / np.maximum(w_new.sum(axis=1), 1e-9)
+        mu_old = (w_old * bins[:, :, 0]).sum(axis=1) / np.maximum(w_old.sum(axis=1), 1e-9)
+        step_ok = (newer.sum(axis=1) >= rs["min_bins_n"]) & (older.sum(axis=1) >= rs["min_bins_n"])
+        step = np.where(step_ok, mu_new - mu_old, 0.0)
+
+        base = st.vstep_base[gm].astype(np.float64)  # (K, 24, [mean, var, learnt s])
+        ready_all = base[:, :, 2] >= rs["ready_s"]
+        n_ready = ready_all.sum(axis=1)
+        pooled_var = np.where(ready_all, base[:, :, 1], 0.0).sum(axis=1) / np.maximum(n_ready, 1)
+        here = base[rows, hour]
+        ready = ready_all[rows, hour]
+        var = np.maximum(
+            np.maximum(here[:, 1], rs["pooled_var_share"] * pooled_var), rs["min_sd_v"] ** 2
+        )
+        dev = np.where(ready & step_ok, step - here[:, 0], 0.0)
+        z = dev / np.sqrt(var)
+        amps = -dev / np.maximum(impedance, 0.05)
+        last = st.onset_last[gm]
+        since_last_s = np.where(last >= 0, (end_ms - last) / 1000.0, np.inf)
+        judged = can_judge & ready & step_ok
+        pending = st.onset_hour[gm] >= 0
+        held_s = np.where(pending, since_last_s, 0.0)
+        # a new onset may replace a pending sag that has not ended for hours (a stale one)
+        down = (
+            judged
+            & (~pending | (held_s >= rs["replace_after_s"]))
+            & (z <= -rs["min_z"])
+            & (-dev >= rs["min_step_v"])
+            & (amps >= rs["min_amps_a"])
+            & (since_last_s >= rs["refractory_s"])
+        )
+        # the sag ends with a step back up: a load that ran for hours and switched off
+        size = st.onset_size[gm].astype(np.float64)
+        up = pending & ~down & judged & (dev >= rs["off_share"] * size) & (z >= rs["min_off_z"])
+        cycle = up & (held_s >= rs["min_hold_s"]) & (held_s <= rs["max_hold_s"])
+        drop = pending & (up | (held_s > rs["max_hold_s"]))
+        # decayed count of earlier load cycles that began within an hour of this time of day
+        recur = st.onset_recur[gm].astype(np.float64)
+        rts = st.onset_recur_ts[gm]
+        decay = np.exp(-np.where(rts >= 0, (end_ms - rts) / 1000.0, 0.0) / rs["memory_s"])
+        near = recur[rows, (hour - 1) % 24] + recur[rows, hour] + recur[rows, (hour + 1) % 24]
+        prior = np.where(down, near * decay, 0.0)
+        if cycle.any():
+            on = np.flatnonzero(cycle)
+            upd = recur[on] * decay[on, None]
+            upd[np.arange(len(on)), st.onset_hour[gm[on]].astype(np.int64)] += 1.0
+            st.onset_recur[gm[on]] = upd
+            st.onset_recur_ts[gm[on]] = end_ms[on]
+        if drop.any():
+            st.onset_hour[gm[drop]] = -1
+        if down.any():
+            st.onset_last[gm[down]] = end_ms[down]
+            st.onset_hour[gm[down]] = hour[down]
+            st.onset_size[gm[down]] = -dev[down]
+        onset = down
+        return {
+            "step": step,
+            "step_ok": step_ok.astype(np.float64),
+            "dev": dev,
+            "z": z,
+            "amps": np.where(ready & step_ok, amps, 0.0),
+            "onset": onset.astype(np.float64),
+            "prior": prior,
+        }
+
+    def _learn_vstep(
+        self,
+        gm: IntArray,
+        hour: IntArray,
+        end_ms: IntArray,
+        vstep: dict[str, FloatArray],
+        since_s: FloatArray,
+        learn: BoolArray,
+    ) -> None:
+        """Learn the usual half-hour corrected-voltage step per hour of day, outside
+        suspicion and away from sag onsets; deviations are clipped (winsorised) so that one
+        unmetered load switching on does not teach the meter that such steps are usual."""
+        st = self.state
+        rs = self.thresholds.section("recurring_sag")
+        last = st.onset_last[gm]
+        after_onset = (last >= 0) & ((end_ms - last) < rs["refractory_s"] * 1000)
+        sel = learn & (vstep["step_ok"] > 0.5) & ~after_onset
+        if not sel.any():
+            return
+        g, h, x, dt = gm[sel], hour[sel], vstep["step"][sel], since_s[sel]
+        tau = self.thresholds.value("baseline", "hour_profile_memory_days") * 3600.0
+        cur = st.vstep_base[g, h].astype(np.float64)
+        mu, var, w = cur[:, 0], cur[:, 1], cur[:, 2]
+        a = np.where(w < tau, dt / np.maximum(w + dt, 1e-9), 1.0 - np.exp(-dt / tau))
+        sd = np.sqrt(np.maximum(var, rs["min_sd_v"] ** 2))
+        d = np.where(
+            w > 0,
+            np.clip(x - mu, -rs["learn_clip_sigmas"] * sd, rs["learn_clip_sigmas"] * sd),
+            x - mu,
+        )
+        young = w < rs["ready_s"]
+        d = np.where(young, x - mu, d)
+        st.vstep_base[g, h, 0] = mu + a * d
+        st.vstep_base[g, h, 1] = (1.0 - a) * (var + a * d * d)
+        st.vstep_base[g, h, 2] = np.minimum(w + dt, 10 * tau)
 
     def _update_day(
         self,

@@ -135,6 +135,7 @@ N_RUNS = 4
 RECENT_TS = 4  # ring of recent timestamps per meter, for duplicates of released readings
 # corrected-voltage bins for the recurring-sag cue: the step is the mean of the newest half
 # of the ring minus the mean of the older half (30 min vs the 30 min before)
+FLOOR_DAYS = 7  # daily minima kept for the standby floor (a median: robust both ways)
 VBIN_MS = 300_000
 VBINS = 12
 N_SLOTS = 48  # hour of day x (weekday, weekend)
@@ -354,6 +355,11 @@ class MeterState:
             "day_sum_exp": ((), np.float64, 0.0),
             "day_cov_s": ((), np.float32, 0.0),
             "hold_until": ((), np.int64, -1),
+            # standby floor: the lowest pane power of each day (outside suspicion), the last
+            # FLOOR_DAYS of them; their median is what the premises draws when all idles
+            "floor_day": ((), np.int32, -1),
+            "floor_today_w": ((), np.float32, np.inf),
+            "floor_days_w": ((FLOOR_DAYS,), np.float32, np.nan),
         }
         self.grow(capacity)
 
@@ -837,8 +843,11 @@ class Engine:
         # residual (the metered share, the meter's own supply), a 3 kW home's 30 W is zero
         daily_m = self._daily_mean(seg_m)[segs.seg_of]
         hour_m = self._hour_expected(m, ts)
+        # ... or far below the premises' own standby floor (its usual daily minimum: fridge,
+        # router, standby never stop), which a home that is out still draws
+        floor_m = self._standby_floor(seg_m)
         zero_w = np.maximum(
-            meas["p_zero_w"],
+            np.maximum(meas["p_zero_w"], meas["zero_share_of_floor"] * floor_m[segs.seg_of]),
             np.maximum(meas["zero_share_of_daily"] * daily_m, meas["zero_share_of_hour"] * hour_m),
         )
         zero = (np.abs(p) <= zero_w) & (v >= meas["v_present_v"])
@@ -1318,6 +1327,7 @@ class Engine:
             gm, bslot, hour, pane_mean_p, pane_mean_v, pane_mean_i, pstats, since_s, ~suspicious
         )
         self._learn_vstep(gm, hour, end_ms, vstep, since_s, ~suspicious)
+        self._learn_floor(gm, day, pstats[:, MINP], ~suspicious)
 
         unbilled_w = (
             np.maximum(fill_nan(expected_p, 0.0), np.where(fired[:, 3], vipf_mean, 0.0)) - mean_p
@@ -1511,6 +1521,34 @@ class Engine:
         st.vstep_base[g, h, 0] = mu + a * d
         st.vstep_base[g, h, 1] = (1.0 - a) * (var + a * d * d)
         st.vstep_base[g, h, 2] = np.minimum(w + dt, 10 * tau)
+
+    def _learn_floor(
+        self, gm: IntArray, day: IntArray, pane_min_p: FloatArray, learn: BoolArray
+    ) -> None:
+        """Daily minimum of pane power (outside suspicion) into the ring of daily minima."""
+        st = self.state
+        cur_day = st.floor_day[gm].astype(np.int64)
+        roll = (cur_day >= 0) & (day > cur_day)
+        if roll.any():
+            rm = gm[roll]
+            today = st.floor_today_w[rm].astype(np.float32)
+            today = np.where(np.isfinite(today), today, np.float32(np.nan))
+            st.floor_days_w[rm] = np.concatenate([st.floor_days_w[rm][:, 1:], today[:, None]], 1)
+            st.floor_today_w[rm] = np.inf
+        st.floor_day[gm] = np.maximum(day, cur_day)
+        g = gm[learn]
+        st.floor_today_w[g] = np.minimum(st.floor_today_w[g], pane_min_p[learn])
+
+    def _standby_floor(self, m: IntArray) -> FloatArray:
+        """Median of the meter's recent daily minima of power (0 until two days are known)."""
+        days = self.state.floor_days_w[m].astype(np.float64)
+        valid = np.isfinite(days)
+        n = valid.sum(axis=1)
+        ordered = np.sort(np.where(valid, days, np.inf), axis=1)
+        rows = np.arange(len(m))
+        lo = ordered[rows, np.maximum((n - 1) // 2, 0)]
+        hi = ordered[rows, np.maximum(n // 2, 0)]
+        return np.where(n >= 2, np.maximum(0.5 * (lo + hi), 0.0), 0.0)
 
     def _update_day(
         self,

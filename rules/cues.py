@@ -28,6 +28,9 @@ Facts used (units in the name where there is one):
 - ``slow_ratio``/``drop_run_s``/``slow_expected_w``: slow level over slow baseline
 - ``trend_slope_per_day``/``trend_ratio``/``trend_days_n``
 - ``sag_v``/``sag_run_s``/``sag_steps_n``: unexplained voltage sag and its run
+- ``slow_p_w``/``standby_floor_w``/``sub_floor_run_s``: the newest pane's power, the
+  second lowest of the recent daily minimum powers, and the (decayed) time spent below a
+  share of it
 - ``vstep_v``/``vstep_z``/``vstep_amps``: half-hour step of the corrected voltage V + Z*I
   against the meter's usual step at that hour (V, z-score, implied unmetered amperes);
   ``vstep_onset``: 1 at a sag onset; ``vstep_prior_n``: decayed count of earlier onsets
@@ -366,6 +369,35 @@ def recurring_sag(f: Facts, t: Section) -> CueResult:
     )
 
 
+def below_standby(f: Facts, t: Section) -> CueResult:
+    """R12: for hours in all (counted with a memory of about a day) the meter reads well below
+    the premises' own standby floor (the second lowest of its recent daily minimum powers:
+    router, standby supplies, the idle fridge, which never all stop): part of the load, the
+    standby included, no longer passes the meter. A vacant home still draws its standby.
+
+    >>> r = below_standby({"warm": np.array([1.0, 1.0]), "slow_p_w": np.array([60.0, 60.0]),
+    ...     "standby_floor_w": np.array([140.0, 70.0]),
+    ...     "sub_floor_run_s": np.array([30000.0, 0.0])},
+    ...     {"min_floor_w": 40.0, "max_floor_ratio": 0.7, "min_duration_s": 21600.0})
+    >>> r.fired.tolist()
+    [True, False]
+    """
+    fired = (
+        _warm(f)
+        & (f["standby_floor_w"] >= t["min_floor_w"])
+        & (f["slow_p_w"] <= t["max_floor_ratio"] * f["standby_floor_w"])
+        & (f["sub_floor_run_s"] >= t["min_duration_s"])
+    )
+    return CueResult(
+        fired,
+        {
+            "level_w": f["slow_p_w"],
+            "standby_floor_w": f["standby_floor_w"],
+            "below_for_s": f["sub_floor_run_s"],
+        },
+    )
+
+
 CUES: tuple[Cue, ...] = (
     Cue("R01", "meter_freeze", True, meter_freeze),
     Cue("R02", "bypass_zero", True, bypass_zero),
@@ -378,6 +410,7 @@ CUES: tuple[Cue, ...] = (
     Cue("R09", "unmetered_load", True, unmetered_load),
     Cue("R10", "impedance_rise", True, impedance_rise),
     Cue("R11", "recurring_sag", True, recurring_sag),
+    Cue("R12", "below_standby", True, below_standby),
 )
 
 CUE_BY_NAME: Mapping[str, Cue] = {c.name: c for c in CUES}

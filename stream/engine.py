@@ -135,7 +135,7 @@ N_RUNS = 4
 RECENT_TS = 4  # ring of recent timestamps per meter, for duplicates of released readings
 # corrected-voltage bins for the recurring-sag cue: the step is the mean of the newest half
 # of the ring minus the mean of the older half (30 min vs the 30 min before)
-FLOOR_DAYS = 7  # daily minima kept for the standby floor (a median: robust both ways)
+FLOOR_DAYS = 7  # daily minima kept for the standby floor
 VBIN_MS = 300_000
 VBINS = 12
 N_SLOTS = 48  # hour of day x (weekday, weekend)
@@ -326,6 +326,7 @@ class MeterState:
             "slow_p": ((), np.float32, np.nan),
             "slow_exp": ((), np.float32, np.nan),
             "drop_start": ((), np.int64, -1),
+            "sub_floor_s": ((), np.float32, 0.0),
             "imp_start": ((), np.int64, -1),
             # unmetered load: an unexplained voltage step down and the level it holds
             "sag_start": ((), np.int64, -1),
@@ -356,7 +357,7 @@ class MeterState:
             "day_cov_s": ((), np.float32, 0.0),
             "hold_until": ((), np.int64, -1),
             # standby floor: the lowest pane power of each day (outside suspicion), the last
-            # FLOOR_DAYS of them; their median is what the premises draws when all idles
+            # FLOOR_DAYS of them; the second lowest is what the premises draws when all idles
             "floor_day": ((), np.int32, -1),
             "floor_today_w": ((), np.float32, np.inf),
             "floor_days_w": ((FLOOR_DAYS,), np.float32, np.nan),
@@ -847,7 +848,7 @@ class Engine:
         # router, standby never stop), which a home that is out still draws
         floor_m = self._standby_floor(seg_m)
         zero_w = np.maximum(
-            np.maximum(meas["p_zero_w"], meas["zero_share_of_floor"] * floor_m[segs.seg_of]),
+            np.maximum(meas["p_zero_w"], meas["zero_floor_share"] * floor_m[segs.seg_of]),
             np.maximum(meas["zero_share_of_daily"] * daily_m, meas["zero_share_of_hour"] * hour_m),
         )
         zero = (np.abs(p) <= zero_w) & (v >= meas["v_present_v"])
@@ -1160,6 +1161,17 @@ class Engine:
         ds = np.where((slow_ratio >= pb["rearm_ratio"]) | ~warm, -1, ds)
         st.drop_start[gm] = ds
         drop_run_s = np.where(ds >= 0, (end_ms - ds) / 1000.0, 0.0)
+        # time (decayed, about a day of memory) with the pane's power below the premises'
+        # standby floor: below what it draws when everything idles
+        bf = th.section("below_standby")
+        floor_w = self._standby_floor(gm)
+        sub = (
+            warm & (floor_w >= bf["min_floor_w"]) & (pane_mean_p <= bf["max_floor_ratio"] * floor_w)
+        )
+        sub_floor_run_s = st.sub_floor_s[gm] * np.exp(-since_s / bf["memory_s"]) + np.where(
+            sub, since_s, 0.0
+        )
+        st.sub_floor_s[gm] = sub_floor_run_s
 
         ul = th.section("unmetered_load")
         scale = fill_nan(st.e_scale[gm].astype(np.float64), 0.3)
@@ -1300,6 +1312,9 @@ class Engine:
             "impedance_ratio": imp_ratio,
             "impedance_z": imp_z,
             "impedance_run_s": imp_run_s,
+            "slow_p_w": pane_mean_p,
+            "standby_floor_w": floor_w,
+            "sub_floor_run_s": sub_floor_run_s,
             "vstep_v": vstep["dev"],
             "vstep_z": vstep["z"],
             "vstep_amps": vstep["amps"],
@@ -1540,15 +1555,13 @@ class Engine:
         st.floor_today_w[g] = np.minimum(st.floor_today_w[g], pane_min_p[learn])
 
     def _standby_floor(self, m: IntArray) -> FloatArray:
-        """Median of the meter's recent daily minima of power (0 until two days are known)."""
+        """Second lowest of the meter's recent daily minimum powers (0 until three days are
+        known): one day with a bypass in it does not lower it, and a cold spell that keeps a
+        heater on all day does not raise it while two milder days are remembered."""
         days = self.state.floor_days_w[m].astype(np.float64)
         valid = np.isfinite(days)
-        n = valid.sum(axis=1)
         ordered = np.sort(np.where(valid, days, np.inf), axis=1)
-        rows = np.arange(len(m))
-        lo = ordered[rows, np.maximum((n - 1) // 2, 0)]
-        hi = ordered[rows, np.maximum(n // 2, 0)]
-        return np.where(n >= 2, np.maximum(0.5 * (lo + hi), 0.0), 0.0)
+        return np.where(valid.sum(axis=1) >= 3, np.maximum(ordered[:, 1], 0.0), 0.0)
 
     def _update_day(
         self,

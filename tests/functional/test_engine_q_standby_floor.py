@@ -1,6 +1,7 @@
 """The engine on small literal households: a bypass that leaves a few % metered is "zero"
-against the premises' own standby floor (R02 bypass_zero), while a household that goes out
-for the evening, drawing only its standby, is not theft."""
+against the premises' own standby floor (R02 bypass_zero); a partial bypass that takes half
+of everything, the standby included, keeps the meter below that floor for hours (R12
+below_standby); a household that goes out, drawing only its standby, is not theft."""
 
 from __future__ import annotations
 
@@ -75,10 +76,27 @@ def test_a_bypass_leaving_two_percent_metered_is_caught_against_the_standby_floo
     start = T0 + 3 * DAY + int(17.5 * HOUR)
     assert start <= first_at <= start + HOUR
     # 2 % of the evening load (~10-20 W) is well above the fixed 5 W "zero": only the floor
-    # (median daily minimum, about the 120 W standby) makes it zero
+    # (second lowest daily minimum, about the 120 W standby) makes it zero
     assert 0.02 * (STANDBY_W + 300) > load_thresholds().value("measurement", "p_zero_w")
 
 
 def test_a_home_out_for_the_evening_is_not_theft() -> None:
     ts = T0 + np.arange(DAYS * DAY // CADENCE) * CADENCE
     assert theft_events(household(out=evenings(ts, first_day=3))) == []
+
+
+def test_a_partial_bypass_of_half_the_premises_is_caught_below_the_standby_floor() -> None:
+    ts = T0 + np.arange(DAYS * DAY // CADENCE) * CADENCE
+    start = T0 + 3 * DAY + 10 * HOUR
+    found = theft_events(household(metered_share=np.where(ts >= start, 0.5, 1.0)))
+    below = [(at, cues) for at, cues in found if "below_standby" in cues]
+    assert below, f"not caught by below_standby: {found}"
+    # standby + idle fridge at half: below 70 % of the floor whenever the fridge rests, so
+    # the two hours accumulate within the first night
+    assert start <= below[0][0] <= start + DAY
+
+
+def test_a_home_away_for_days_keeps_its_standby_and_is_not_theft() -> None:
+    ts = T0 + np.arange(DAYS * DAY // CADENCE) * CADENCE
+    away = ts >= T0 + 3 * DAY + 10 * HOUR
+    assert theft_events(household(out=away)) == []

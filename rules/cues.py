@@ -28,6 +28,13 @@ Facts used (units in the name where there is one):
 - ``slow_ratio``/``drop_run_s``/``slow_expected_w``: slow level over slow baseline
 - ``trend_slope_per_day``/``trend_ratio``/``trend_days_n``
 - ``sag_v``/``sag_run_s``/``sag_steps_n``: unexplained voltage sag and its run
+- ``slow_p_w``/``standby_floor_w``/``sub_floor_run_s``: the newest pane's power, the
+  second lowest of the recent daily minimum powers, and the (decayed) time spent below a
+  share of it
+- ``vstep_v``/``vstep_z``/``vstep_amps``: half-hour step of the corrected voltage V + Z*I
+  against the meter's usual step at that hour (V, z-score, implied unmetered amperes);
+  ``vstep_onset``: 1 at a sag onset; ``vstep_prior_n``: decayed count of earlier onsets
+  within an hour of the same time of day
 """
 
 from __future__ import annotations
@@ -348,6 +355,69 @@ def impedance_rise(f: Facts, t: Section) -> CueResult:
     )
 
 
+def recurring_sag(f: Facts, t: Section) -> CueResult:
+    """R11: the corrected voltage (V + Z*I, what the supply gives before the meter's own
+    service drop) stepped down far beyond this meter's usual half-hour change at that hour,
+    implying amperes the meter does not measure, and it did so at about the same time of
+    day before: an unmetered load on a timer or a routine (a pump hooked before the meter,
+    a bypassed appliance). One step is not enough (a neighbour's load shares the
+    transformer); recurrence at the same hour on earlier days is.
+
+    >>> r = recurring_sag({"warm": np.array([1.0, 1.0]), "vstep_onset": np.array([1.0, 1.0]),
+    ...     "vstep_v": np.array([-2.2, -2.2]), "vstep_z": np.array([-5.5, -5.5]),
+    ...     "vstep_amps": np.array([14.0, 14.0]), "vstep_prior_n": np.array([0.8, 0.0])},
+    ...     {"min_z": 4.0, "min_step_v": 0.8, "min_amps_a": 4.0, "min_prior_onsets_n": 0.5})
+    >>> r.fired.tolist()
+    [True, False]
+    """
+    fired = (
+        _warm(f)
+        & (f["vstep_onset"] > 0.5)
+        & (f["vstep_z"] <= -t["min_z"])
+        & (f["vstep_v"] <= -t["min_step_v"])
+        & (f["vstep_amps"] >= t["min_amps_a"])
+        & (f["vstep_prior_n"] >= t["min_prior_onsets_n"])
+    )
+    return CueResult(
+        fired,
+        {
+            "step_v": f["vstep_v"],
+            "step_z": f["vstep_z"],
+            "unmetered_a": f["vstep_amps"],
+            "earlier_onsets": f["vstep_prior_n"],
+        },
+    )
+
+
+def below_standby(f: Facts, t: Section) -> CueResult:
+    """R12: for hours in all (counted with a memory of about a day) the meter reads well below
+    the premises' own standby floor (the second lowest of its recent daily minimum powers:
+    router, standby supplies, the idle fridge, which never all stop): part of the load, the
+    standby included, no longer passes the meter. A vacant home still draws its standby.
+
+    >>> r = below_standby({"warm": np.array([1.0, 1.0]), "slow_p_w": np.array([60.0, 60.0]),
+    ...     "standby_floor_w": np.array([140.0, 70.0]),
+    ...     "sub_floor_run_s": np.array([30000.0, 0.0])},
+    ...     {"min_floor_w": 40.0, "max_floor_ratio": 0.7, "min_duration_s": 21600.0})
+    >>> r.fired.tolist()
+    [True, False]
+    """
+    fired = (
+        _warm(f)
+        & (f["standby_floor_w"] >= t["min_floor_w"])
+        & (f["slow_p_w"] <= t["max_floor_ratio"] * f["standby_floor_w"])
+        & (f["sub_floor_run_s"] >= t["min_duration_s"])
+    )
+    return CueResult(
+        fired,
+        {
+            "level_w": f["slow_p_w"],
+            "standby_floor_w": f["standby_floor_w"],
+            "below_for_s": f["sub_floor_run_s"],
+        },
+    )
+
+
 CUES: tuple[Cue, ...] = (
     Cue("R01", "meter_freeze", True, meter_freeze),
     Cue("R02", "bypass_zero", True, bypass_zero),
@@ -359,6 +429,8 @@ CUES: tuple[Cue, ...] = (
     Cue("R08", "gradual_decline", False, gradual_decline),
     Cue("R09", "unmetered_load", True, unmetered_load),
     Cue("R10", "impedance_rise", True, impedance_rise),
+    Cue("R11", "recurring_sag", True, recurring_sag),
+    Cue("R12", "below_standby", True, below_standby),
 )
 
 CUE_BY_NAME: Mapping[str, Cue] = {c.name: c for c in CUES}

@@ -133,6 +133,11 @@ RUN_FLAT, RUN_ZERO, RUN_RESID, RUN_NEG = range(4)
 N_RUNS = 4
 
 RECENT_TS = 4  # ring of recent timestamps per meter, for duplicates of released readings
+# corrected-voltage bins for the recurring-sag cue: the step is the mean of the newest half
+# of the ring minus the mean of the older half (30 min vs the 30 min before)
+FLOOR_DAYS = 7  # daily minima kept for the standby floor
+VBIN_MS = 300_000
+VBINS = 12
 N_SLOTS = 48  # hour of day x (weekday, weekend)
 
 
@@ -325,12 +330,25 @@ class MeterState:
             "slow_p": ((), np.float32, np.nan),
             "slow_exp": ((), np.float32, np.nan),
             "drop_start": ((), np.int64, -1),
+            "sub_floor_s": ((), np.float32, 0.0),
             "imp_start": ((), np.int64, -1),
             # unmetered load: an unexplained voltage step down and the level it holds
             "sag_start": ((), np.int64, -1),
             "sag_ref": ((2,), np.float32, np.nan),  # v, i before the step
             "sag_size": ((), np.float32, 0.0),
             "prev_pane_vi": ((2,), np.float32, np.nan),
+            # recurring sag: 5-minute bins of the corrected voltage V + Z*I (mean, count)
+            # over the last hour, the meter's usual half-hour step of it per hour of day
+            # (mean, variance, learnt seconds), and decayed counts of sag onsets per hour
+            "vbin_id": ((VBINS,), np.int32, -1),
+            "vbin": ((VBINS, 2), np.float32, 0.0),
+            "vstep_base": ((24, 3), np.float32, 0.0),
+            "onset_recur": ((24,), np.float32, 0.0),
+            "onset_recur_ts": ((), np.int64, -1),
+            # the pending sag: its onset time, hour of day (-1: none) and size (V)
+            "onset_last": ((), np.int64, -1),
+            "onset_hour": ((), np.int8, -1),
+            "onset_size": ((), np.float32, 0.0),
             "e_scale": ((), np.float32, np.nan),
             # PF: short share of low-PF readings (at real current) and its usual level
             "pf_low_ew": ((), np.float32, 0.0),
@@ -342,6 +360,11 @@ class MeterState:
             "day_sum_exp": ((), np.float64, 0.0),
             "day_cov_s": ((), np.float32, 0.0),
             "hold_until": ((), np.int64, -1),
+            # standby floor: the lowest pane power of each day (outside suspicion), the last
+            # FLOOR_DAYS of them; the second lowest is what the premises draws when all idles
+            "floor_day": ((), np.int32, -1),
+            "floor_today_w": ((), np.float32, np.inf),
+            "floor_days_w": ((FLOOR_DAYS,), np.float32, np.nan),
         }
         self.grow(capacity)
 
@@ -825,8 +848,11 @@ class Engine:
         # residual (the metered share, the meter's own supply), a 3 kW home's 30 W is zero
         daily_m = self._daily_mean(seg_m)[segs.seg_of]
         hour_m = self._hour_expected(m, ts)
+        # ... or far below the premises' own standby floor (its usual daily minimum: fridge,
+        # router, standby never stop), which a home that is out still draws
+        floor_m = self._standby_floor(seg_m)
         zero_w = np.maximum(
-            meas["p_zero_w"],
+            np.maximum(meas["p_zero_w"], meas["zero_floor_share"] * floor_m[segs.seg_of]),
             np.maximum(meas["zero_share_of_daily"] * daily_m, meas["zero_share_of_hour"] * hour_m),
         )
         zero = (np.abs(p) <= zero_w) & (v >= meas["v_present_v"])
@@ -1185,6 +1211,17 @@ class Engine:
         ds = np.where((slow_ratio >= pb["rearm_ratio"]) | ~warm, -1, ds)
         st.drop_start[gm] = ds
         drop_run_s = np.where(ds >= 0, (end_ms - ds) / 1000.0, 0.0)
+        # time (decayed, about a day of memory) with the pane's power below the premises'
+        # standby floor: below what it draws when everything idles
+        bf = th.section("below_standby")
+        floor_w = self._standby_floor(gm)
+        sub = (
+            warm & (floor_w >= bf["min_floor_w"]) & (pane_mean_p <= bf["max_floor_ratio"] * floor_w)
+        )
+        sub_floor_run_s = st.sub_floor_s[gm] * np.exp(-since_s / bf["memory_s"]) + np.where(
+            sub, since_s, 0.0
+        )
+        st.sub_floor_s[gm] = sub_floor_run_s
 
         ul = th.section("unmetered_load")
         scale = fill_nan(st.e_scale[gm].astype(np.float64), 0.3)
@@ -1217,6 +1254,15 @@ class Engine:
         sag_run_s = np.where(sg >= 0, (end_ms - sg) / 1000.0, 0.0)
         sag_amps = np.where(
             (sg >= 0) & np.isfinite(z_long), size / np.maximum(impedance, 0.05), 0.0
+        )
+        vstep = self._recurring_sag(
+            gm,
+            end_ms,
+            hour,
+            pane_mean_v + impedance * pane_mean_i,
+            pstats[:, N],
+            impedance,
+            warm & np.isfinite(z_long),
         )
 
         # PF: share of low-PF readings (with real current) over the last hour or so
@@ -1317,6 +1363,14 @@ class Engine:
             "impedance_ratio": imp_ratio,
             "impedance_z": imp_z,
             "impedance_run_s": imp_run_s,
+            "slow_p_w": pane_mean_p,
+            "standby_floor_w": floor_w,
+            "sub_floor_run_s": sub_floor_run_s,
+            "vstep_v": vstep["dev"],
+            "vstep_z": vstep["z"],
+            "vstep_amps": vstep["amps"],
+            "vstep_onset": vstep["onset"],
+            "vstep_prior_n": vstep["prior"],
         }
         if self.debug_facts is not None:
             self.debug_facts.append((gm.copy(), end_ms.copy(), facts))
@@ -1338,6 +1392,8 @@ class Engine:
         self._update_baselines(
             gm, bslot, hour, pane_mean_p, pane_mean_v, pane_mean_i, pstats, since_s, ~suspicious
         )
+        self._learn_vstep(gm, hour, end_ms, vstep, since_s, ~suspicious)
+        self._learn_floor(gm, day, pstats[:, MINP], ~suspicious)
 
         unbilled_w = (
             np.maximum(fill_nan(expected_p, 0.0), np.where(fired[:, 3], vipf_mean, 0.0)) - mean_p
@@ -1391,6 +1447,172 @@ class Engine:
             "coverage": coverage(wn, fin["cadence"], float(self.config.window_s)),
         }
         return feature_matrix(feats)
+
+    def _recurring_sag(
+        self,
+        gm: IntArray,
+        end_ms: IntArray,
+        hour: IntArray,
+        u_pane: FloatArray,
+        n_pane: FloatArray,
+        impedance: FloatArray,
+        can_judge: BoolArray,
+    ) -> dict[str, FloatArray]:
+        """Half-hour step of the corrected voltage u = V + Z*I (the supply side of the
+        meter's own service drop) against the meter's usual step at that hour, and sag
+        onsets: a step down far beyond the usual that the meter's own current does not
+        explain, i.e. current the meter does not measure. ``prior`` counts (decayed) the
+        earlier onsets within an hour of this one's time of day: a load on a timer."""
+        st = self.state
+        rs = self.thresholds.section("recurring_sag")
+        rows = np.arange(len(gm))
+        b = (end_ms - 1) // VBIN_MS
+        slot = b % VBINS
+        ids = st.vbin_id[gm].astype(np.int64)
+        bins = st.vbin[gm].astype(np.float64)
+        fresh = ids[rows, slot] != b
+        m0 = np.where(fresh, 0.0, bins[rows, slot, 0])
+        n0 = np.where(fresh, 0.0, bins[rows, slot, 1])
+        ok_u = np.isfinite(u_pane) & (n_pane > 0)
+        n1 = n0 + np.where(ok_u, n_pane, 0.0)
+        m1 = np.where(ok_u, m0 + (fill_nan(u_pane, 0.0) - m0) * n_pane / np.maximum(n1, 1e-9), m0)
+        bins[rows, slot, 0] = m1
+        bins[rows, slot, 1] = n1
+        ids[rows, slot] = b
+        st.vbin[gm] = bins
+        st.vbin_id[gm] = ids
+        age = b[:, None] - ids
+        have = (ids >= 0) & (age >= 0) & (age < VBINS) & (bins[:, :, 1] > 0)
+        newer = have & (age < VBINS // 2)
+        older = have & (age >= VBINS // 2)
+        w_new = np.where(newer, bins[:, :, 1], 0.0)
+        w_old = np.where(older, bins[:, :, 1], 0.0)
+        mu_new = (w_new * bins[:, :, 0]).sum(axis=1) / np.maximum(w_new.sum(axis=1), 1e-9)
+        mu_old = (w_old * bins[:, :, 0]).sum(axis=1) / np.maximum(w_old.sum(axis=1), 1e-9)
+        step_ok = (newer.sum(axis=1) >= rs["min_bins_n"]) & (older.sum(axis=1) >= rs["min_bins_n"])
+        step = np.where(step_ok, mu_new - mu_old, 0.0)
+
+        base = st.vstep_base[gm].astype(np.float64)  # (K, 24, [mean, var, learnt s])
+        ready_all = base[:, :, 2] >= rs["ready_s"]
+        n_ready = ready_all.sum(axis=1)
+        pooled_var = np.where(ready_all, base[:, :, 1], 0.0).sum(axis=1) / np.maximum(n_ready, 1)
+        here = base[rows, hour]
+        ready = ready_all[rows, hour]
+        var = np.maximum(
+            np.maximum(here[:, 1], rs["pooled_var_share"] * pooled_var), rs["min_sd_v"] ** 2
+        )
+        dev = np.where(ready & step_ok, step - here[:, 0], 0.0)
+        z = dev / np.sqrt(var)
+        amps = -dev / np.maximum(impedance, 0.05)
+        last = st.onset_last[gm]
+        since_last_s = np.where(last >= 0, (end_ms - last) / 1000.0, np.inf)
+        judged = can_judge & ready & step_ok
+        pending = st.onset_hour[gm] >= 0
+        held_s = np.where(pending, since_last_s, 0.0)
+        # a new onset may replace a pending sag that has not ended for hours (a stale one)
+        down = (
+            judged
+            & (~pending | (held_s >= rs["replace_after_s"]))
+            & (z <= -rs["min_z"])
+            & (-dev >= rs["min_step_v"])
+            & (amps >= rs["min_amps_a"])
+            & (since_last_s >= rs["refractory_s"])
+        )
+        # the sag ends with a step back up: a load that ran for hours and switched off
+        size = st.onset_size[gm].astype(np.float64)
+        up = pending & ~down & judged & (dev >= rs["off_share"] * size) & (z >= rs["min_off_z"])
+        cycle = up & (held_s >= rs["min_hold_s"]) & (held_s <= rs["max_hold_s"])
+        drop = pending & (up | (held_s > rs["max_hold_s"]))
+        # decayed count of earlier load cycles that began within an hour of this time of day
+        recur = st.onset_recur[gm].astype(np.float64)
+        rts = st.onset_recur_ts[gm]
+        decay = np.exp(-np.where(rts >= 0, (end_ms - rts) / 1000.0, 0.0) / rs["memory_s"])
+        near = recur[rows, (hour - 1) % 24] + recur[rows, hour] + recur[rows, (hour + 1) % 24]
+        prior = np.where(down, near * decay, 0.0)
+        if cycle.any():
+            on = np.flatnonzero(cycle)
+            upd = recur[on] * decay[on, None]
+            upd[np.arange(len(on)), st.onset_hour[gm[on]].astype(np.int64)] += 1.0
+            st.onset_recur[gm[on]] = upd
+            st.onset_recur_ts[gm[on]] = end_ms[on]
+        if drop.any():
+            st.onset_hour[gm[drop]] = -1
+        if down.any():
+            st.onset_last[gm[down]] = end_ms[down]
+            st.onset_hour[gm[down]] = hour[down]
+            st.onset_size[gm[down]] = -dev[down]
+        onset = down
+        return {
+            "step": step,
+            "step_ok": step_ok.astype(np.float64),
+            "dev": dev,
+            "z": z,
+            "amps": np.where(ready & step_ok, amps, 0.0),
+            "onset": onset.astype(np.float64),
+            "prior": prior,
+        }
+
+    def _learn_vstep(
+        self,
+        gm: IntArray,
+        hour: IntArray,
+        end_ms: IntArray,
+        vstep: dict[str, FloatArray],
+        since_s: FloatArray,
+        learn: BoolArray,
+    ) -> None:
+        """Learn the usual half-hour corrected-voltage step per hour of day, outside
+        suspicion and away from sag onsets; deviations are clipped (winsorised) so that one
+        unmetered load switching on does not teach the meter that such steps are usual."""
+        st = self.state
+        rs = self.thresholds.section("recurring_sag")
+        last = st.onset_last[gm]
+        after_onset = (last >= 0) & ((end_ms - last) < rs["refractory_s"] * 1000)
+        sel = learn & (vstep["step_ok"] > 0.5) & ~after_onset
+        if not sel.any():
+            return
+        g, h, x, dt = gm[sel], hour[sel], vstep["step"][sel], since_s[sel]
+        tau = self.thresholds.value("baseline", "hour_profile_memory_days") * 3600.0
+        cur = st.vstep_base[g, h].astype(np.float64)
+        mu, var, w = cur[:, 0], cur[:, 1], cur[:, 2]
+        a = np.where(w < tau, dt / np.maximum(w + dt, 1e-9), 1.0 - np.exp(-dt / tau))
+        sd = np.sqrt(np.maximum(var, rs["min_sd_v"] ** 2))
+        d = np.where(
+            w > 0,
+            np.clip(x - mu, -rs["learn_clip_sigmas"] * sd, rs["learn_clip_sigmas"] * sd),
+            x - mu,
+        )
+        young = w < rs["ready_s"]
+        d = np.where(young, x - mu, d)
+        st.vstep_base[g, h, 0] = mu + a * d
+        st.vstep_base[g, h, 1] = (1.0 - a) * (var + a * d * d)
+        st.vstep_base[g, h, 2] = np.minimum(w + dt, 10 * tau)
+
+    def _learn_floor(
+        self, gm: IntArray, day: IntArray, pane_min_p: FloatArray, learn: BoolArray
+    ) -> None:
+        """Daily minimum of pane power (outside suspicion) into the ring of daily minima."""
+        st = self.state
+        cur_day = st.floor_day[gm].astype(np.int64)
+        roll = (cur_day >= 0) & (day > cur_day)
+        if roll.any():
+            rm = gm[roll]
+            today = st.floor_today_w[rm].astype(np.float32)
+            today = np.where(np.isfinite(today), today, np.float32(np.nan))
+            st.floor_days_w[rm] = np.concatenate([st.floor_days_w[rm][:, 1:], today[:, None]], 1)
+            st.floor_today_w[rm] = np.inf
+        st.floor_day[gm] = np.maximum(day, cur_day)
+        g = gm[learn]
+        st.floor_today_w[g] = np.minimum(st.floor_today_w[g], pane_min_p[learn])
+
+    def _standby_floor(self, m: IntArray) -> FloatArray:
+        """Second lowest of the meter's recent daily minimum powers (0 until three days are
+        known): one day with a bypass in it does not lower it, and a cold spell that keeps a
+        heater on all day does not raise it while two milder days are remembered."""
+        days = self.state.floor_days_w[m].astype(np.float64)
+        valid = np.isfinite(days)
+        ordered = np.sort(np.where(valid, days, np.inf), axis=1)
+        return np.where(valid.sum(axis=1) >= 3, np.maximum(ordered[:, 1], 0.0), 0.0)
 
     def _update_day(
         self,

@@ -65,6 +65,14 @@ def facts(**values: float) -> dict[str, np.ndarray]:
         "impedance_ratio": 1.0,
         "impedance_z": 0.0,
         "impedance_run_s": 0.0,
+        "slow_p_w": 300.0,
+        "standby_floor_w": 120.0,
+        "sub_floor_run_s": 0.0,
+        "vstep_v": 0.0,
+        "vstep_z": 0.0,
+        "vstep_amps": 0.0,
+        "vstep_onset": 0.0,
+        "vstep_prior_n": 0.0,
     }
     out = {k: np.array([v, v]) for k, v in base.items()}
     for k, v in values.items():
@@ -85,6 +93,10 @@ FIRING = {
     "gradual_decline": dict(trend_slope_per_day=-0.08, trend_ratio=0.5, impedance_ratio=1.4),
     "unmetered_load": dict(sag_v=2.5, sag_run_s=7200.0, sag_step_v=2.6, sag_amps=12.0),
     "impedance_rise": dict(impedance_ratio=2.2, impedance_z=4.0, impedance_run_s=100_000.0),
+    "below_standby": dict(slow_p_w=40.0, sub_floor_run_s=9000.0),
+    "recurring_sag": dict(
+        vstep_onset=1.0, vstep_v=-2.0, vstep_z=-6.0, vstep_amps=12.0, vstep_prior_n=1.0
+    ),
 }
 
 

@@ -156,6 +156,14 @@ class StreamMetrics:
     def count_message(self, form: str) -> None:
         self.messages.labels(form=form).inc()
 
+    def count_messages(self, *, batch: int, single: int) -> None:
+        """Messages of one micro-batch by form (one counter update per form, not per
+        message)."""
+        if batch:
+            self.messages.labels(form="batch").inc(batch)
+        if single:
+            self.messages.labels(form="single").inc(single)
+
     def count_rejections(self, rejections: Iterable[Any]) -> None:
         for rejection in rejections:
             self.rejected.labels(reason=str(rejection.reason)).inc()

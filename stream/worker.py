@@ -161,6 +161,18 @@ class StreamWorker:
         self._revoked: set[int] = set()
 
     # --- the micro-batch path ----------------------------------------------------
+    def _decode_all(self, values: list[bytes], newest_ms: int | None) -> tuple[Any, list[Any]]:
+        """The messages of one partition's micro-batch as one engine batch, and the
+        rejections in message order."""
+        batches = []
+        rejections: list[Any] = []
+        for value in values:
+            batch, rejected = self._decode(value, newest_ms)
+            rejections.extend(rejected)
+            if len(batch):
+                batches.append(batch)
+        return self._concat(batches), rejections
+
     async def process(self, messages: Sequence[InputMessage]) -> None:
         """Decode, score and deliver one micro-batch; checkpoint partitions that are due."""
         if not messages:
@@ -188,19 +200,14 @@ class StreamWorker:
             messages = [m for m in messages if m.offset >= state.next_offset]
             if not messages:
                 return
-        batches = []
-        rejections: list[Any] = []
         clock_ms = int(self._wall() * 1000)
         newest = max(clock_ms, state.newest_ts_ms)
-        for message in messages:
-            self.metrics.count_message(message_form(message.value))
-            batch, rejected = self._decode(message.value, newest)
-            rejections.extend(rejected)
-            if len(batch):
-                batches.append(batch)
+        values = [m.value for m in messages]
+        batches = sum(1 for value in values if message_form(value) == "batch")
+        self.metrics.count_messages(batch=batches, single=len(values) - batches)
+        readings, rejections = self._decode_all(values, newest)
         out = None
-        if batches:
-            readings = self._concat(batches)
+        if len(readings):
             state.newest_ts_ms = max(state.newest_ts_ms, int(np.max(readings.ts_ms)))
             out = state.engine.process(readings)
             rejections.extend(out.rejected)

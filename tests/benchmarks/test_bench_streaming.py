@@ -4,8 +4,11 @@
 Prints, never asserts on time:
 - A. sustained readings/s of one `meterwatch worker` draining a pre-loaded backlog of
   gateway batches through Kafka (broker on the same cores), next to the in-process engine
-  (the replay code path) on the same messages in the same run, and the ratio;
-  worker memory (RSS growth) and engine state per 10,000 meters.
+  (the replay code path) on the same messages in the same run,
+  and the ratio; worker memory (RSS growth) and engine state per 10,000 meters. Also CPU
+  seconds per million readings (worker process vs in-process): the machine is shared, and
+  CPU time is much less disturbed by other load than wall time. Then two workers in one
+  group on the same backlog (scale-out onto the second core).
 - B. latency with the worker keeping up: the fleet published at a fixed accelerated pace;
   p50 / p99 from the worker's histograms of Kafka record time -> window scored and
   -> alert in Redis.
@@ -36,6 +39,7 @@ from stream.settings import Settings  # noqa: E402
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.timeout(1800)]
 PARTITIONS = 4
+POLL_S = 0.5  # /metrics polls while timing: each scrape costs the worker CPU
 
 
 def _fleet(meters: int, days: float, cadence_s: int, seed: int) -> tuple[Any, dict[str, Any]]:
@@ -116,12 +120,13 @@ def test_bench_streaming(stack_settings: Settings, tmp_path: Path) -> None:
     messages = messages_of(table, max_batch=500)
     readings = table.num_rows
 
-    started = time.perf_counter()
     engine = Engine.from_settings(stack_settings)
+    started, cpu_started = time.perf_counter(), time.process_time()
     for k in range(0, len(messages), 400):
         batches = [decode_message(v)[0] for _, v in messages[k : k + 400]]
         engine.process(concat_batches([b for b in batches if len(b)]))
     in_process_rate = readings / (time.perf_counter() - started)
+    in_process_cpu = (time.process_time() - cpu_started) / readings * 1e6
     state_per_10k = engine.state_bytes() / max(engine.meters_tracked, 1) * 10_000
     del engine
 
@@ -132,20 +137,45 @@ def test_bench_streaming(stack_settings: Settings, tmp_path: Path) -> None:
         publish(stack_settings, group.topic, messages)
         worker = group.start()
         group.wait_up(0, timeout_s=120)
-        group.wait_metric(0, "meterwatch_readings_total", 1, timeout_s=300)
-        first = time.perf_counter()
+        first_readings = group.wait_metric(0, "meterwatch_readings_total", 1, timeout_s=300)
+        first, cpu_first = time.perf_counter(), group.cpu_seconds()
         # after the first batch the engine, model and libraries are loaded: memory from
         # here on grows with the meters tracked
         rss_first = _rss_bytes(worker.pid)
         tracked_first = metric_sum(group.metrics(0), "meterwatch_meters_tracked")
-        done = group.wait_metric(0, "meterwatch_readings_total", readings * 0.97, 1200)
-        worker_rate = done / (time.perf_counter() - first)
+        done = group.wait_metric(
+            0, "meterwatch_readings_total", readings * 0.97, 1200, poll_s=POLL_S
+        )
+        worker_rate = (done - first_readings) / (time.perf_counter() - first)
+        worker_cpu = (group.cpu_seconds() - cpu_first) / (done - first_readings) * 1e6
         rss_full = _rss_bytes(worker.pid)
         tracked = metric_sum(group.metrics(0), "meterwatch_meters_tracked")
     finally:
         group.stop_all()
         _drop(admin, group)
     rss_per_10k = (rss_full - rss_first) / max(tracked - tracked_first, 1) * 10_000
+
+    # --- A2. the same backlog, two workers in one group -----------------------------
+    group2 = _group(stack_settings, tmp_path / "a2", admin, "twoworkers")
+    (tmp_path / "a2").mkdir()
+    clear_meterwatch_keys(redis)
+    try:
+        publish(stack_settings, group2.topic, messages)
+        group2.start()
+        group2.start()
+        group2.wait_up(0, timeout_s=120)
+        group2.wait_up(1, timeout_s=120)
+        # both have partitions (and their first batch) before the clock starts
+        group2.wait_metric(0, "meterwatch_readings_total", 1, timeout_s=300)
+        group2.wait_metric(1, "meterwatch_readings_total", 1, timeout_s=300)
+        name = "meterwatch_readings_total"
+        first_two = group2.wait_total(name, 1, 60, poll_s=POLL_S)
+        start_two = time.perf_counter()
+        done_two = group2.wait_total(name, readings * 0.97, 1200, poll_s=POLL_S)
+        two_rate = (done_two - first_two) / (time.perf_counter() - start_two)
+    finally:
+        group2.stop_all()
+        _drop(admin, group2)
 
     # --- B. latency while keeping up (paced publishing) ----------------------------
     pace = float(os.environ.get("MW_BENCH_PACE_READINGS_S", "5000"))
@@ -182,6 +212,9 @@ def test_bench_streaming(stack_settings: Settings, tmp_path: Path) -> None:
         ("in-process engine (replay path)", f"{in_process_rate:,.0f} readings/s"),
         ("worker through Kafka (1 worker, 4 partitions)", f"{worker_rate:,.0f} readings/s"),
         ("ratio worker / in-process", f"{worker_rate / in_process_rate:.2f}"),
+        ("CPU s per 1M readings: worker / in-process",
+         f"{worker_cpu:.1f} / {in_process_cpu:.1f} (ratio {in_process_cpu / worker_cpu:.2f})"),
+        ("2 workers through Kafka (one group, 4 partitions)", f"{two_rate:,.0f} readings/s"),
         ("worker RSS growth per 10,000 meters", f"{rss_per_10k / 1e6:,.1f} MB"),
         ("engine state per 10,000 meters", f"{state_per_10k / 1e6:,.1f} MB"),
         ("fleet B (paced)", f"500 meters x 2.5 days @ 5 min, {table_b.num_rows:,} readings "

@@ -281,7 +281,9 @@ class WorkerGroup:
             time.sleep(0.2)
         raise AssertionError(f"worker {index} has no /metrics:\n{self.log_text(index)[-3000:]}")
 
-    def wait_metric(self, index: int, name: str, at_least: float, timeout_s: float) -> float:
+    def wait_metric(
+        self, index: int, name: str, at_least: float, timeout_s: float, poll_s: float = 0.2
+    ) -> float:
         from stream.cli_worker import metric_sum
 
         deadline = time.monotonic() + timeout_s
@@ -292,8 +294,32 @@ class WorkerGroup:
                 return value
             if self.processes[index].poll() is not None:
                 break
-            time.sleep(0.2)
+            time.sleep(poll_s)
         raise AssertionError(f"{name} = {value} < {at_least}:\n{self.log_text(index)[-3000:]}")
+
+    def wait_total(self, name: str, at_least: float, timeout_s: float, poll_s: float) -> float:
+        """Until a metric summed over every worker reaches ``at_least``; returns the sum."""
+        from stream.cli_worker import metric_sum
+
+        deadline = time.monotonic() + timeout_s
+        total = 0.0
+        while time.monotonic() < deadline:
+            total = sum(metric_sum(self.metrics(k), name) for k in range(len(self.processes)))
+            if total >= at_least:
+                return total
+            time.sleep(poll_s)
+        raise AssertionError(f"{name} summed = {total} < {at_least}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of every worker process so far (Linux /proc)."""
+        import os
+
+        total = 0.0
+        for proc in self.processes:
+            with open(f"/proc/{proc.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
     def kill9(self, index: int) -> None:
         self.processes[index].send_signal(signal.SIGKILL)

@@ -786,11 +786,7 @@ class Engine:
         out.alerts = alerts
 
     def _process_release(self, rel: _Pending, out: EngineOutput) -> None:
-        cfg = self.config
-        th = self.thresholds
-        st = self.state
-        meas = th.section("measurement")
-        hop_ms = cfg.hop_s * 1000
+        hop_ms = self.config.hop_s * 1000
 
         order = np.lexsort((rel.ts, rel.m))
         rel = rel.take(order)
@@ -803,11 +799,37 @@ class Engine:
             out.duplicates += n_dup
             self.counters["duplicates"] += n_dup
             rel = rel.take(~dup)
+        n = len(rel.m)
+        out.readings_accepted += n
+        self.counters["readings_accepted"] += n
+        # Rounds: the first pane of every meter in this release, then the second, ...
+        # Each round is one pane per meter, and everything a reading's facts read from the
+        # meter's state (its previous reading, runs, resolution, cadence, baselines, zero
+        # level, impedance) is as of the meter's previous pane, whatever the batching: a
+        # replay, a stream of micro-batches and a restarted worker compute the same.
+        pane = rel.ts // hop_ms
+        groups = Segments.from_keys(rel.m * np.int64(1 << 40) + pane)
+        meters_of_groups = Segments.from_keys(rel.m[groups.starts])
+        group_rank = (
+            np.arange(len(groups.starts)) - meters_of_groups.starts[meters_of_groups.seg_of]
+        )
+        reading_rank = group_rank[groups.seg_of] if n else np.zeros(0, dtype=np.int64)
+        windows = []
+        for r in range(int(reading_rank.max()) + 1 if n else 0):
+            windows.append(self._process_round(rel.take(reading_rank == r), out))
+        self._finish_windows(windows, out)
+
+    def _process_round(self, rel: _Pending, out: EngineOutput) -> dict[str, Any]:
+        """Readings of one pane per meter (sorted by meter, then time): reading facts,
+        pane statistics, then the window of that pane (:meth:`_score_round`)."""
+        cfg = self.config
+        th = self.thresholds
+        st = self.state
+        meas = th.section("measurement")
+        hop_ms = cfg.hop_s * 1000
         m, ts = rel.m, rel.ts
         p, v, i, pf = rel.p, rel.v, rel.i, rel.pf
         n = len(m)
-        out.readings_accepted += n
-        self.counters["readings_accepted"] += n
         segs = Segments.from_keys(m)
         seg_m = m[segs.starts]
         last_idx = segs.ends
@@ -902,11 +924,10 @@ class Engine:
         st.last_pf[seg_m] = pf[last_idx]
         self._remember_recent(segs, seg_m, ts)
 
-        # ---- panes: (meter, pane) groups of the sorted release
+        # ---- the pane of each meter: its readings are one segment
         pane = ts // hop_ms
-        gkey = Segments.from_keys(m * np.int64(1 << 40) + pane)
-        g0 = gkey.starts
-        g_last = gkey.ends
+        g0 = segs.starts
+        g_last = segs.ends
         stats = np.zeros((len(g0), N_STATS))
         ones = np.ones(n)
         pf_w = np.where(real_s, pf, 0.0)
@@ -941,11 +962,7 @@ class Engine:
         stats[:, MAXSTEP] = np.maximum.reduceat(step, g0)
         stats[:, MINE] = np.minimum.reduceat(e_step, g0)
         stats[:, MAXE] = np.maximum.reduceat(e_step, g0)
-        g_m = m[g0]
-        g_pane = pane[g0]
-        g_runs_n = run_n_end[g_last]
-        g_runs_s = run_s_end[g_last]
-        g_flat_max_s = (
+        flat_max_s = (
             self._longest_ended_flat_ms(
                 ts,
                 flat,
@@ -958,28 +975,17 @@ class Engine:
             )[g_last]
             / 1000.0
         )
-        g_last_p = p[g_last]
-        g_last_i = i[g_last]
-        # rank of each pane within its meter: one vectorised pass per rank
-        meter_segs = Segments.from_keys(g_m)
-        rank = np.arange(len(g0)) - meter_segs.starts[meter_segs.seg_of]
-        windows = []
-        for r in range(int(rank.max()) + 1 if len(rank) else 0):
-            sel = np.flatnonzero(rank == r)
-            windows.append(
-                self._score_round(
-                    g_m[sel],
-                    g_pane[sel],
-                    stats[sel],
-                    g_runs_n[sel],
-                    g_runs_s[sel],
-                    g_last_p[sel],
-                    g_last_i[sel],
-                    g_flat_max_s[sel],
-                    out,
-                )
-            )
-        self._finish_windows(windows, out)
+        return self._score_round(
+            seg_m,
+            pane[g0],
+            stats,
+            run_n_end[g_last],
+            run_s_end[g_last],
+            p[g_last],
+            i[g_last],
+            flat_max_s,
+            out,
+        )
 
     # ------------------------------------------------------------------ helpers
     @staticmethod

@@ -28,8 +28,14 @@ def run_replay(
     chunk_rows: int = REPLAY_CHUNK_ROWS,
     progress: bool = True,
     clock: Any = time.time,
+    flush: bool = True,
 ) -> dict[str, Any]:
     """Replay a file through the engine; write events.jsonl, rejected.jsonl, summary.json.
+
+    ``flush`` (default) ends the input: the readings held back for the allowed lateness
+    are scored and every event closes. Without it the replay stops where a stream stands
+    after the same readings (a stream has no end of input): the held-back tail pending,
+    open events open, so its events can be compared field by field with a worker's.
 
     Rows are put in event-time order first (a stable sort of the whole file): offline
     there is no reason to drop a reading as late, and time-ordered chunks carry every
@@ -80,7 +86,8 @@ def run_replay(
     else:
         for start in range(0, len(batch), chunk_rows):
             consume(engine.process(batch.slice(start, start + chunk_rows)))
-    consume(engine.flush())
+    if flush:
+        consume(engine.flush())
     t_engine = time.perf_counter() - t1
     total = time.perf_counter() - t0
 
@@ -132,6 +139,13 @@ def replay_command(
         int, typer.Option(min=1, help="Readings per engine batch")
     ] = REPLAY_CHUNK_ROWS,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+    flush: Annotated[
+        bool,
+        typer.Option(
+            help="End of input closes every event (--no-flush: stop where a stream would "
+            "stand, events open and the lateness tail pending; to compare with a worker)"
+        ),
+    ] = True,
 ) -> None:
     """Replay a CSV or Parquet file through the engine."""
     from stream.codecs import UnusableInputError
@@ -139,7 +153,9 @@ def replay_command(
 
     settings = Settings()
     try:
-        summary = run_replay(input, out, settings, chunk_rows=chunk_rows, progress=progress)
+        summary = run_replay(
+            input, out, settings, chunk_rows=chunk_rows, progress=progress, flush=flush
+        )
     except UnusableInputError as exc:
         _fail(str(exc))
         return

@@ -67,3 +67,28 @@ def test_replay_exits_non_zero_with_one_line_for_unusable_input(tmp_path: Path) 
     bad.write_text("meter_id,ts,power_w\nA,1767571200000,1\n")
     res = runner.invoke(app, ["replay", str(bad), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "missing column" in res.output
+
+
+def test_replay_without_flush_stops_where_a_stream_would_stand(tmp_path: Path) -> None:
+    """--no-flush: no end of input, so the theft event stays open and the readings held
+    back for the allowed lateness stay pending (a worker's state after the same input)."""
+    src = tmp_path / "fleet.csv"
+    _fleet_csv(src)
+    runs = {}
+    for name, flags in (("flushed", []), ("as_stream", ["--no-flush"])):
+        out = tmp_path / name
+        result = CliRunner().invoke(
+            app, ["replay", str(src), "--out", str(out), "--no-progress", *flags]
+        )
+        assert result.exit_code == 0, result.output
+        events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+        runs[name] = (events, json.loads((out / "summary.json").read_text()))
+    (flushed, flushed_summary), (as_stream, stream_summary) = runs["flushed"], runs["as_stream"]
+    open_thefts = [e for e in as_stream if e["theft_likely"] and e["status"] == "open"]
+    assert [e["meter_id"] for e in open_thefts] == ["R0"]
+    assert all(e["status"] == "closed" for e in flushed)
+    closed = {e["event_id"]: e for e in flushed}
+    assert open_thefts[0]["event_id"] in closed  # the same event, closed by the end of input
+    assert open_thefts[0]["start"] == closed[open_thefts[0]["event_id"]]["start"]
+    assert stream_summary["readings_accepted"] < flushed_summary["readings_accepted"]
+    assert stream_summary["rows_in"] == flushed_summary["rows_in"]

@@ -97,11 +97,11 @@ def write_fleet_file(path: Path, meters: int = 40, days: float = 3.0, seed: int 
     return labels_path
 
 
-def replay_cli(path: Path, out_dir: Path) -> dict[str, dict[str, Any]]:
-    """``meterwatch replay FILE --out DIR`` as a subprocess: event_id -> final event."""
+def replay_cli(path: Path, out_dir: Path, *flags: str) -> dict[str, dict[str, Any]]:
+    """``meterwatch replay FILE --out DIR [flags]`` as a subprocess: event_id -> final event."""
     exe = str(Path(sys.executable).with_name("meterwatch"))
     done = subprocess.run(  # noqa: S603
-        [exe, "replay", str(path), "--out", str(out_dir), "--no-progress"],
+        [exe, "replay", str(path), "--out", str(out_dir), "--no-progress", *flags],
         capture_output=True, timeout=600, check=False, cwd=REPO,
     )  # fmt: skip
     if done.returncode != 0:

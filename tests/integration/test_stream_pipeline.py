@@ -131,6 +131,8 @@ def test_end_to_end_events_equal_meterwatch_replay(
                          fleet["path"], max_batch=200)  # fmt: skip
     assert stats.messages == len(fleet["messages"])
     replayed = replay_cli(fleet["path"], tmp_path / "replay")  # meanwhile the worker works
+    # and where a stream stands after the same readings: no end of input, events open
+    as_stream = replay_cli(fleet["path"], tmp_path / "replay-no-flush", "--no-flush")
     group.wait_caught_up(timeout_s=300)
 
     # both sinks hold the same final version of every event
@@ -159,6 +161,14 @@ def test_end_to_end_events_equal_meterwatch_replay(
         assert offline["end"] >= event["end"]
         assert offline["est_unbilled_kwh"] >= event["est_unbilled_kwh"]
     assert still_open < len(streamed), "no theft event closed in the stream: nothing compared"
+    # against `replay --no-flush` the equality is exact for open events too
+    assert still_open, "no theft event left open: the no-flush comparison adds nothing"
+    unflushed = {k: e for k, e in as_stream.items() if e["theft_likely"]}
+    assert sorted(streamed) == sorted(unflushed)
+    for event_id, event in streamed.items():
+        assert {f: event[f] for f in DETERMINISTIC} == {
+            f: unflushed[event_id][f] for f in DETERMINISTIC
+        }, event_id
 
     # every theft event was alerted once in mw:alerts, and those equal the in-process engine's
     raised = first_raises(redis_alerts(redis_client))

@@ -295,37 +295,22 @@ class HalfSpaceTreesDetector:
         if matrix.shape[0]:
             self._learn_leaves(self._leaves(self.unit_map(matrix)))
 
-    def leaves_many(self, X: FloatMatrix) -> IntArray:
-        """The leaf every window reaches in every tree, shape (K, T). The walk depends only
-        on the fixed splits, never on the masses, so a caller may walk a whole batch at
-        once and then score and learn it chunk by chunk (:meth:`score_then_learn_leaves`)."""
+    def score_then_learn(self, X: FloatMatrix, learn_mask: npt.NDArray[np.bool_]) -> FloatVector:
+        """Score every window with the model as it is, then learn the masked ones (in row
+        order): ``score_many(X)`` followed by ``learn_many(X[learn_mask])``, walking the
+        trees once instead of twice."""
         matrix = self._as_matrix(X)
         if matrix.shape[0] == 0:
-            return np.zeros((0, self.n_trees), dtype=np.int64)
-        return self._leaves(self.unit_map(matrix))
-
-    def score_then_learn_leaves(
-        self, leaves: IntArray, learn_mask: npt.NDArray[np.bool_]
-    ) -> FloatVector:
-        """:meth:`score_then_learn` from leaves already found by :meth:`leaves_many`."""
-        if leaves.ndim != 2 or leaves.shape[1] != self.n_trees:
-            raise ValueError(f"expected a (K, {self.n_trees}) leaf matrix, got {leaves.shape}")
-        if leaves.shape[0] == 0:
             return np.zeros(0, dtype=np.float64)
+        leaves = self._leaves(self.unit_map(matrix))
         if self._first_window:
-            scores = np.zeros(leaves.shape[0], dtype=np.float64)
+            scores = np.zeros(matrix.shape[0], dtype=np.float64)
         else:
             scores = self._score_leaves(leaves)
         mask = np.asarray(learn_mask, dtype=np.bool_)
         if mask.any():
             self._learn_leaves(leaves[mask])
         return scores
-
-    def score_then_learn(self, X: FloatMatrix, learn_mask: npt.NDArray[np.bool_]) -> FloatVector:
-        """Score every window with the model as it is, then learn the masked ones (in row
-        order): ``score_many(X)`` followed by ``learn_many(X[learn_mask])``, walking the
-        trees once instead of twice."""
-        return self.score_then_learn_leaves(self.leaves_many(X), learn_mask)
 
     # -- one-window forms (river's API) -------------------------------------------------
 

@@ -47,9 +47,6 @@ log = logging.getLogger(__name__)
 HST_VERSION = "hst-1"
 AE_WEIGHT = 0.5
 TOP_K = 3
-WALK_BLOCK = 4096
-"""Windows per vectorised tree walk: measured flat from 500 to 4,096 windows (the walk is
-bound by element count); larger blocks fall out of the CPU cache and get slower."""
 
 
 @dataclass(frozen=True)
@@ -198,22 +195,11 @@ class HybridScorer:
         hst_usable = np.zeros(n_windows, dtype=np.bool_)
         degraded = self.autoencoder is None
         attribution = np.zeros_like(matrix) if degraded else np.empty((0, 0))
-        # the tree walk does not depend on what HST has learned: walk the whole batch in a
-        # few large blocks (one numpy pass per level), then score and learn chunk by chunk
-        walked = matrix[walk]
-        leaves = np.concatenate(
-            [
-                self.hst.leaves_many(walked[b : b + WALK_BLOCK])
-                for b in range(0, max(n_windows, 1), WALK_BLOCK)
-            ]
-        )
         for start in range(0, n_windows, self.learn_chunk):
             rows = walk[start : start + self.learn_chunk]
             rows_learn = learn[rows]
             was_ready, calibrated = self.hst.ready, self.hst_calibration.ready
-            raw = self.hst.score_then_learn_leaves(
-                leaves[start : start + self.learn_chunk], rows_learn
-            )
+            raw = self.hst.score_then_learn(matrix[rows], rows_learn)
             hst_raw[rows] = raw
             if was_ready:
                 hst_score[rows] = self.hst_calibration.score(raw)

@@ -814,9 +814,15 @@ class Engine:
             np.arange(len(groups.starts)) - meters_of_groups.starts[meters_of_groups.seg_of]
         )
         reading_rank = group_rank[groups.seg_of] if n else np.zeros(0, dtype=np.int64)
-        windows = []
-        for r in range(int(reading_rank.max()) + 1 if n else 0):
-            windows.append(self._process_round(rel.take(reading_rank == r), out))
+        # one stable sort by round keeps (meter, time) order inside each round
+        by_round = np.argsort(reading_rank, kind="stable")
+        bounds = np.searchsorted(
+            reading_rank[by_round], np.arange(int(reading_rank.max()) + 2 if n else 1)
+        )
+        windows = [
+            self._process_round(rel.take(by_round[bounds[r] : bounds[r + 1]]), out)
+            for r in range(len(bounds) - 1)
+        ]
         self._finish_windows(windows, out)
 
     def _process_round(self, rel: _Pending, out: EngineOutput) -> dict[str, Any]:

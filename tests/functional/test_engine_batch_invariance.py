@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from engine_runs import final_events
 
 from simulator.fleet import FleetConfig, write_files
 from stream.codecs import ReadingBatch, read_table
@@ -29,12 +30,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> ReadingBatch:
 
 def events_of(batch: ReadingBatch, step: int) -> dict[str, dict[str, Any]]:
     engine = Engine.from_settings(Settings(), scorer=None, clock=lambda: 2e9)
-    events: dict[str, dict[str, Any]] = {}
-    outputs = [engine.process(batch.slice(a, a + step)) for a in range(0, len(batch), step)]
-    for out in [*outputs, engine.flush()]:
-        for ev in out.event_updates:
-            events[ev.event_id] = {k: v for k, v in ev.to_json().items() if k != "version"}
-    return events
+    return {
+        event_id: {k: v for k, v in ev.to_json().items() if k != "version"}
+        for event_id, ev in final_events(engine, batch, step).items()
+    }
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from ampds2_copies import DATA, DAY_MS, copies_batch, first_days
+from engine_runs import final_events
 
 from simulator.inject import HOUR_MS, MeterSeries, meter_freeze
 from stream.codecs import ReadingBatch
@@ -32,13 +33,7 @@ def first_idle_start(s: MeterSeries) -> int:
 
 def run(batch: ReadingBatch, step: int) -> dict[str, Any]:
     engine = Engine.from_settings(Settings(), clock=lambda: 1_393_700_000.0)
-    events: dict[str, Any] = {}
-    for start in range(0, len(batch), step):
-        for ev in engine.process(batch.slice(start, start + step)).event_updates:
-            events[ev.event_id] = ev.to_json()
-    for ev in engine.flush().event_updates:
-        events[ev.event_id] = ev.to_json()
-    return events
+    return {k: ev.to_json() for k, ev in final_events(engine, batch, step).items()}
 
 
 def strip_versions(events: dict[str, Any]) -> dict[str, Any]:

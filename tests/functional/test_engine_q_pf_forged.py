@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from engine_runs import final_events
 
 from rules.thresholds import load_thresholds
 from stream.codecs import ReadingBatch
@@ -43,12 +44,7 @@ def household(pf_of: np.ndarray | None = None, seed: int = 5) -> ReadingBatch:
 def theft_cues(batch: ReadingBatch) -> list[tuple[int, list[str]]]:
     cfg = EngineConfig(window_s=600, hop_s=60, lateness_s=120, warmup_s=86_400)
     eng = Engine(cfg, load_thresholds(), scorer=None, clock=FakeClock())
-    events = {}
-    for start in range(0, len(batch), 2000):
-        for ev in eng.process(batch.slice(start, start + 2000)).event_updates:
-            events[ev.event_id] = ev
-    for ev in eng.flush().event_updates:
-        events[ev.event_id] = ev
+    events = final_events(eng, batch, 2000)
     return sorted((e.detected_at_ms, sorted(e.cues)) for e in events.values() if e.theft_likely)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from engine_runs import final_events
 
 from rules.cues import recurring_sag
 from rules.thresholds import load_thresholds
@@ -79,12 +80,7 @@ def engine() -> Engine:
 
 def theft_events(batch: ReadingBatch, chunk: int = 5000) -> list:
     eng = engine()
-    events = {}
-    for start in range(0, len(batch), chunk):
-        for ev in eng.process(batch.slice(start, start + chunk)).event_updates:
-            events[ev.event_id] = ev
-    for ev in eng.flush().event_updates:
-        events[ev.event_id] = ev
+    events = final_events(eng, batch, chunk)
     return sorted((e for e in events.values() if e.theft_likely), key=lambda e: e.start_ms)
 
 

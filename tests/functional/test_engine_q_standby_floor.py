@@ -6,6 +6,7 @@ below_standby); a household that goes out, drawing only its standby, is not thef
 from __future__ import annotations
 
 import numpy as np
+from engine_runs import final_events
 
 from rules.thresholds import load_thresholds
 from stream.codecs import ReadingBatch
@@ -55,14 +56,8 @@ def household(
 def theft_events(batch: ReadingBatch) -> list[tuple[int, list[str]]]:
     cfg = EngineConfig(window_s=600, hop_s=60, lateness_s=120, warmup_s=86_400)
     eng = Engine(cfg, load_thresholds(), scorer=None, clock=FakeClock())
-    events = {}
-    # batches of a few hours, as a gateway stream delivers them (the "zero" level is read
-    # from the baselines as of the batch, like the daily mean it sits beside)
-    for start in range(0, len(batch), 36):
-        for ev in eng.process(batch.slice(start, start + 36)).event_updates:
-            events[ev.event_id] = ev
-    for ev in eng.flush().event_updates:
-        events[ev.event_id] = ev
+    # batches of a few hours, as a gateway stream delivers them
+    events = final_events(eng, batch, 36)
     return sorted((e.detected_at_ms, sorted(e.cues)) for e in events.values() if e.theft_likely)
 
 

@@ -12,11 +12,10 @@ are found from the readings (the first sustained load after the warm-up), not ha
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 from ampds2_copies import DATA, DAY_MS, copies_batch, first_days
+from engine_runs import final_events
 
 from simulator.inject import (
     AMPDS2_RESOLUTION,
@@ -59,12 +58,7 @@ def test_freeze_and_reverse_injected_into_real_readings_are_caught() -> None:
     ids = list(copies)
     batch = copies_batch(copies)
     engine = Engine.from_settings(Settings(), clock=lambda: 1_393_700_000.0)
-    events: dict[str, Any] = {}
-    for start in range(0, len(batch), 20_000):
-        for ev in engine.process(batch.slice(start, start + 20_000)).event_updates:
-            events[ev.event_id] = ev
-    for ev in engine.flush().event_updates:
-        events[ev.event_id] = ev
+    events = final_events(engine, batch, 20_000)
     assert engine.counters["readings_accepted"] == len(batch)
 
     labels = {

@@ -75,7 +75,7 @@ from detectors.features import (
     voltage_deviation,
     zscore_to_baseline,
 )
-from rules.cues import CUES, evaluate_cues
+from rules.cues import CUES, PARTNER_IDS, evaluate_cues, theft_windows
 from rules.events import Event, EventTracker, FlaggedWindow
 from rules.severity import unbilled_kwh
 from rules.thresholds import Thresholds, load_thresholds
@@ -360,6 +360,8 @@ class MeterState:
             "day_sum_exp": ((), np.float64, 0.0),
             "day_cov_s": ((), np.float32, 0.0),
             "hold_until": ((), np.int64, -1),
+            # when each partner cue (rules.cues.PARTNER_IDS) last fired, for corroboration
+            "partner_last": ((len(PARTNER_IDS),), np.int64, -1),
             # standby floor: the lowest pane power of each day (outside suspicion), the last
             # FLOOR_DAYS of them; the second lowest is what the premises draws when all idles
             "floor_day": ((), np.int32, -1),
@@ -1392,8 +1394,9 @@ class Engine:
             if len(gm)
             else np.zeros((0, len(CUES)), dtype=bool)
         )
-        physical = np.array([c.physical for c in CUES])
-        theft = fired[:, physical].any(axis=1)
+        theft, st.partner_last[gm] = theft_windows(
+            fired, end_ms, st.partner_last[gm], th.section("corroboration")
+        )
         hold_ms = int(th.value("events", "quiet_period_s") * 1000)
         hold = st.hold_until[gm]
         hold = np.where(theft, end_ms + hold_ms, hold)

@@ -255,12 +255,17 @@ def validate_arrays(
 
 
 def _validate(
-    batch: ReadingBatch, newest_ms: int | None, *, check_ids: bool
+    batch: ReadingBatch,
+    newest_ms: int | None,
+    *,
+    check_ids: bool,
+    already_bad: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[npt.NDArray[np.bool_], list[tuple[int, str, str]]]:
     """:func:`validate_arrays`; ``check_ids=False`` when every meter_id is already known
-    to match the pattern (the JSON decoder checks ids before building the batch)."""
+    to match the pattern (the JSON decoder checks ids before building the batch). Rows in
+    ``already_bad`` (rejected earlier for another reason) are not ok and get no problem."""
     n = len(batch)
-    ok = np.ones(n, dtype=bool)
+    ok = np.ones(n, dtype=bool) if already_bad is None else ~already_bad
     problems: list[tuple[int, str, str]] = []
     if n == 0:
         return ok, problems
@@ -816,11 +821,14 @@ def _column_to_ts_ms(col: Any) -> tuple[IntArray, npt.NDArray[np.bool_]]:
     # garbage) is decided row by row below, exactly as the JSON path decides it
     iso = pc.fill_null(pc.match_substring_regex(strings, ISO_WITH_OFFSET), False)
     iso_rows = np.flatnonzero(iso.to_numpy(zero_copy_only=False))
+    all_iso = len(iso_rows) == n
     slow = np.ones(n, dtype=bool)
     for start in range(0, len(iso_rows), TS_CAST_BLOCK):
         rows = iso_rows[start : start + TS_CAST_BLOCK]
+        # every row ISO (the usual file): blocks are slices, no gather of the strings
+        block = strings.slice(start, len(rows)) if all_iso else pc.take(strings, pa.array(rows))
         try:
-            ms = pc.cast(pc.take(strings, pa.array(rows)), pa.timestamp("ms", tz="UTC"))
+            ms = pc.cast(block, pa.timestamp("ms", tz="UTC"))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue  # this block goes row by row
         out[rows] = pc.cast(ms, pa.int64()).to_numpy(zero_copy_only=False)
@@ -948,10 +956,14 @@ def read_table(path: str | Path) -> tuple[ReadingBatch, list[Rejection]]:
             structural.append((int(k), reason, detail))
         bad |= hit
     rejections.extend(Rejection(r, d, batch.row(k)) for k, r, d in structural)
-    if bad.any():
-        batch = batch.take(~bad)
-    newest = int(batch.ts_ms.max()) if len(batch) else None
+    n_fine = n - int(bad.sum())
+    newest = int(batch.ts_ms[~bad].max()) if n_fine else None
     # "ahead of the newest accepted reading": in a file, the newest is the file's own
     # maximum, so only the lower bound can bite here; the engine re-checks against its clock.
-    valid, more = split_valid(batch, None if newest is None else newest)
-    return valid, rejections + more
+    # The checks run on the whole table with the structurally bad rows excluded, so the
+    # table is copied once (one take of the valid rows) rather than twice.
+    ok, problems = _validate(batch, newest, check_ids=True, already_bad=bad)
+    rejections.extend(Rejection(r, d, batch.row(k)) for k, r, d in problems)
+    if not ok.all():
+        batch = batch.take(ok)
+    return batch, rejections

@@ -247,3 +247,47 @@ def test_vectorised_iso_timestamps_agree_with_the_row_by_row_parser(
         if expected is not None:
             # parse_ts goes through a float of seconds: allow its 1 ms truncation
             assert abs(int(got[k]) - expected) <= 1
+
+
+def test_all_iso_column_is_cast_in_slices_across_blocks_and_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every row ISO-shaped: blocks are slices of the column (no gather), across Arrow
+    chunk boundaries; a block Arrow refuses (31 February) still goes row by row."""
+    import pyarrow as pa
+
+    import stream.codecs as codecs
+
+    monkeypatch.setattr(codecs, "TS_CAST_BLOCK", 3)
+    texts = [f"2026-01-05T00:{m:02d}:00+01:00" for m in range(10)]
+    texts[4] = "2026-02-31T00:04:00+01:00"
+    col = pa.chunked_array([pa.array(texts[:4]), pa.array(texts[4:7]), pa.array(texts[7:])])
+    got, bad = codecs._column_to_ts_ms(col)
+    assert bad.tolist() == [k == 4 for k in range(10)]
+    for k, text in enumerate(texts):
+        if k != 4:
+            assert got[k] == codecs.parse_ts(text) == 1767567600000 + 60_000 * k
+
+
+def test_read_table_rejects_each_bad_row_once_structural_reasons_first(tmp_path: Path) -> None:
+    """Unreadable cells and out-of-range values in one file: one rejection per row, the
+    structural ones first, the valid rows kept in file order."""
+    path = tmp_path / "mixed.csv"
+    path.write_text(
+        "meter_id,ts,power_w,voltage_v,current_a,pf\n"
+        "A,2026-01-05T00:00:00+00:00,1,230,0.5,0.9\n"
+        "B,2026-01-05T00:00:00+00:00,abc,230,0.5,1.5\n"
+        "C,2026-01-05T00:00:00+00:00,1,230,0.5,1.5\n"
+        "D,2026-01-05T00:05:00+00:00,2,231,0.5,0.9\n"
+        "E,not-a-time,1,-1,0.5,0.9\n"
+        "F,2026-01-05T00:00:00+00:00,1,230,-0.5,0.9\n"
+    )
+    batch, rej = read_table(path)
+    assert list(batch.meter_id) == ["A", "D"]
+    assert batch.p.tolist() == [1.0, 2.0]
+    assert [(r.raw["meter_id"], r.reason) for r in rej] == [
+        ("E", "bad_timestamp"),
+        ("B", "bad_type"),
+        ("C", "pf_out_of_range"),
+        ("F", "current_negative"),
+    ]

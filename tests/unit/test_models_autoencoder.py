@@ -331,3 +331,21 @@ def test_the_scorer_maps_a_batch_once_only_when_both_models_share_the_map(
         result = scorer.score_windows(windows, np.ones(len(windows), dtype=bool))
         np.testing.assert_array_equal(result.attribution, expected)
         np.testing.assert_array_equal(windows, kept)
+
+
+def test_errors_do_not_depend_on_the_inference_block_size(
+    payload: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch longer than a block is run through the network block by block: the same
+    errors, bit for bit, including the last partial block and a given [0, 1] map."""
+    import detectors.autoencoder as autoencoder_module
+
+    detector = AutoencoderDetector(payload)
+    windows = normal(100, 13)
+    windows[50, 1] = np.nan
+    whole = detector.reconstruction_errors(windows)
+    monkeypatch.setattr(autoencoder_module, "AE_BLOCK_ROWS", 7)
+    np.testing.assert_array_equal(detector.reconstruction_errors(windows), whole)
+    unit = detector.scaler.unit_map(windows)
+    np.testing.assert_array_equal(detector.reconstruction_errors(windows, unit), whole)
+    assert detector.reconstruction_errors(windows[:0]).shape == (0, len(NAMES))

@@ -863,6 +863,64 @@ def encode_reading(batch: ReadingBatch, k: int) -> bytes:
 # --------------------------------------------------------------------------- files
 
 
+# Arrow -> numpy without ``to_numpy``: pyarrow's conversion imports pandas on first use
+# (0.3-0.5 s of CPU, a few % of a million-reading replay, which never needs pandas). The
+# file columns are fixed-width numbers and booleans, read here from the Arrow buffers.
+
+
+def _chunks(arr: Any) -> list[Any]:
+    return list(arr.chunks) if hasattr(arr, "chunks") else [arr]
+
+
+def _fixed_to_numpy(arr: Any, dtype: Any) -> npt.NDArray[Any]:
+    """Values of an Arrow (chunked) array of a fixed-width type whose values are ``dtype``
+    (int32, int64, float64, timestamps as int64), as a new numpy array. Slots of nulls
+    hold whatever Arrow left there: the caller overwrites them."""
+    itemsize = np.dtype(dtype).itemsize
+    if arr.type.bit_width != 8 * itemsize:
+        raise TypeError(f"{arr.type} is not {np.dtype(dtype)}")
+    parts = [
+        np.frombuffer(c.buffers()[1], dtype=dtype, count=len(c), offset=c.offset * itemsize)
+        for c in _chunks(arr)
+        if len(c)
+    ]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+
+
+def _bits(buffer: Any, offset: int, length: int) -> npt.NDArray[np.bool_]:
+    packed = np.frombuffer(buffer, dtype=np.uint8)
+    return np.unpackbits(packed, bitorder="little")[offset : offset + length].astype(bool)
+
+
+def _bool_to_numpy(arr: Any, null_as: bool = False) -> npt.NDArray[np.bool_]:
+    """An Arrow (chunked) boolean array as numpy, nulls as ``null_as``."""
+    parts = []
+    for c in _chunks(arr):
+        if not len(c):
+            continue
+        values = _bits(c.buffers()[1], c.offset, len(c))
+        if c.null_count:
+            valid = _bits(c.buffers()[0], c.offset, len(c))
+            values = np.where(valid, values, null_as)
+        parts.append(values)
+    return np.concatenate(parts) if parts else np.empty(0, dtype=bool)
+
+
+def _arrow_indices(rows: IntArray) -> Any:
+    """Row numbers as an Arrow int64 array over the numpy buffer (``pa.array`` of a numpy
+    array also imports pandas)."""
+    import pyarrow as pa
+
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(rows), [None, pa.py_buffer(rows)])
+
+
+def _is_null(arr: Any) -> npt.NDArray[np.bool_]:
+    import pyarrow.compute as pc
+
+    return _bool_to_numpy(pc.is_null(arr))
+
+
 def _column_to_float(col: Any) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
     """A pyarrow column as float64 plus a mask of cells that were not numbers."""
     import pyarrow as pa
@@ -870,8 +928,9 @@ def _column_to_float(col: Any) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
 
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
         arr = pc.cast(col, pa.float64())
-        isnull = pc.is_null(arr).to_numpy(zero_copy_only=False)
-        values = arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        isnull = _is_null(arr)
+        values = _fixed_to_numpy(arr, np.float64)
+        values[isnull] = np.nan
         return values, isnull
     strings = pc.cast(col, pa.string()).to_pylist()
     values = np.empty(len(strings), dtype=np.float64)
@@ -907,13 +966,15 @@ def _column_to_ts_ms(col: Any) -> tuple[IntArray, npt.NDArray[np.bool_]]:
             n = len(col)
             return np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
         ms = pc.cast(col, pa.timestamp("ms", tz="UTC"))
-        isnull = pc.is_null(ms).to_numpy(zero_copy_only=False)
-        ints = pc.cast(ms, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
-        return ints.astype(np.int64, copy=False), isnull
+        isnull = _is_null(ms)
+        ints = _fixed_to_numpy(pc.cast(ms, pa.int64()), np.int64)
+        ints[isnull] = 0
+        return ints, isnull
     if pa.types.is_integer(col.type):
-        isnull = pc.is_null(col).to_numpy(zero_copy_only=False)
-        ints = pc.cast(col, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
-        return ints.astype(np.int64, copy=False), isnull
+        isnull = _is_null(col)
+        ints = _fixed_to_numpy(pc.cast(col, pa.int64()), np.int64)
+        ints[isnull] = 0
+        return ints, isnull
     strings = pc.cast(col, pa.string())
     n = len(strings)
     out = np.zeros(n, dtype=np.int64)
@@ -921,24 +982,26 @@ def _column_to_ts_ms(col: Any) -> tuple[IntArray, npt.NDArray[np.bool_]]:
     # fast path: the rows that look like plain ISO-8601 with a zone offset go through
     # Arrow's parser in one vectorised cast; everything else (no offset, epoch ms as text,
     # garbage) is decided row by row below, exactly as the JSON path decides it
-    iso = pc.fill_null(pc.match_substring_regex(strings, ISO_WITH_OFFSET), False)
-    iso_rows = np.flatnonzero(iso.to_numpy(zero_copy_only=False))
+    iso = _bool_to_numpy(pc.match_substring_regex(strings, ISO_WITH_OFFSET), null_as=False)
+    iso_rows = np.flatnonzero(iso)
     all_iso = len(iso_rows) == n
     slow = np.ones(n, dtype=bool)
     for start in range(0, len(iso_rows), TS_CAST_BLOCK):
         rows = iso_rows[start : start + TS_CAST_BLOCK]
         # every row ISO (the usual file): blocks are slices, no gather of the strings
-        block = strings.slice(start, len(rows)) if all_iso else pc.take(strings, pa.array(rows))
+        block = (
+            strings.slice(start, len(rows)) if all_iso else pc.take(strings, _arrow_indices(rows))
+        )
         try:
             ms = pc.cast(block, pa.timestamp("ms", tz="UTC"))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue  # this block goes row by row
-        out[rows] = pc.cast(ms, pa.int64()).to_numpy(zero_copy_only=False)
+        out[rows] = _fixed_to_numpy(pc.cast(ms, pa.int64()), np.int64)
         slow[rows] = False
     slow_rows = np.flatnonzero(slow)
     if not len(slow_rows):
         return out, bad
-    values = pc.take(strings, pa.array(slow_rows)).to_pylist()
+    values = pc.take(strings, _arrow_indices(slow_rows)).to_pylist()
     for k, s in zip(slow_rows.tolist(), values, strict=True):
         parsed: int | None = None
         if s is not None:
@@ -1009,7 +1072,8 @@ def read_table(path: str | Path) -> tuple[ReadingBatch, list[Rejection]]:
     if not pa.types.is_string(mid_col.type):
         mid_col = pc.cast(mid_col, pa.string())
     encoded = mid_col.combine_chunks().dictionary_encode()
-    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+    codes = _fixed_to_numpy(encoded.indices, np.int32)
+    codes[_is_null(encoded.indices)] = -1
     vocab: list[str] = encoded.dictionary.to_pylist()
     null_id = codes < 0
     if null_id.any():
@@ -1024,7 +1088,7 @@ def read_table(path: str | Path) -> tuple[ReadingBatch, list[Rejection]]:
     for col_name, fld in (("power_w", "p"), ("voltage_v", "v"), ("current_a", "i"), ("pf", "pf")):
         column = table.column(col_name)
         values, bad_num = _column_to_float(column)
-        missing = pc.is_null(column).to_numpy(zero_copy_only=False)
+        missing = _is_null(column)
         nums[fld] = values
         reasons.append((missing, "missing_field", f"{col_name} is empty"))
         reasons.append((bad_num, "bad_type", f"{col_name} must be a number"))
@@ -1032,7 +1096,8 @@ def read_table(path: str | Path) -> tuple[ReadingBatch, list[Rejection]]:
     if "gateway_id" in table.column_names:
         # dictionary-encode: a few thousand gateways, not a million Python strings
         gw = pc.cast(table.column("gateway_id"), pa.string()).combine_chunks().dictionary_encode()
-        gw_codes = gw.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        gw_codes = _fixed_to_numpy(gw.indices, np.int32).astype(np.int64)
+        gw_codes[_is_null(gw.indices)] = -1
         gw_vocab = np.array([*gw.dictionary.to_pylist(), None], dtype=object)
         gateway = gw_vocab[np.where(gw_codes < 0, len(gw_vocab) - 1, gw_codes)]
     e_wh = None

@@ -1023,7 +1023,9 @@ def _read_arrow_table(path: Path) -> tuple[Any, list[Rejection]]:
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(path), bad_rows
+            # ParquetFile, not pq.read_table: the dataset layer behind read_table imports
+            # pandas (see _fixed_to_numpy); one file reads the same either way
+            return pq.ParquetFile(path).read(), bad_rows
         except (pa.ArrowInvalid, OSError) as exc:
             raise UnusableInputError(f"cannot read Parquet {path}: {exc}") from exc
 

@@ -321,7 +321,7 @@ def test_arrow_buffers_read_like_to_numpy_with_offsets_chunks_and_nulls() -> Non
 
 def test_reading_a_csv_does_not_import_pandas(tmp_path: Path) -> None:
     """pyarrow's ``to_numpy`` and ``pa.array`` import pandas (0.3-0.5 s of CPU); the file
-    reader avoids both, also on the row-by-row timestamp path."""
+    reader avoids both, also on the row-by-row timestamp path and for Parquet."""
     import subprocess
     import sys
 
@@ -333,10 +333,16 @@ def test_reading_a_csv_does_not_import_pandas(tmp_path: Path) -> None:
         "D,2026-01-05T00:00:05+00:00,,230,0.5,0.9\n"
         "C,garbage,1,230,0.5,0.9\n"
     )
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    parquet = tmp_path / "r.parquet"
+    pq.write_table(pacsv.read_csv(path), parquet)
     code = (
         "import sys\nfrom stream.codecs import read_table\n"
-        f"batch, rej = read_table({str(path)!r})\n"
-        "assert len(batch) == 2 and len(rej) == 2, (len(batch), rej)\n"
+        f"for name in ({str(path)!r}, {str(parquet)!r}):\n"
+        "    batch, rej = read_table(name)\n"
+        "    assert len(batch) == 2 and len(rej) == 2, (name, len(batch), rej)\n"
         "print('pandas' in sys.modules)\n"
     )
     out = subprocess.run(

@@ -60,6 +60,10 @@ deviation into an infinite error."""
 Z_CLIP = 50.0
 """Standardised inputs are clipped to +-Z_CLIP so one absurd value cannot overflow."""
 LOG_ERROR_FLOOR = 1e-9
+#: rows per pass of the network at inference: a block's activations stay in the CPU cache
+#: (measured 20% faster than one pass over a replay batch of 100k windows); rows are
+#: independent, so the result does not depend on it
+AE_BLOCK_ROWS = 2048
 CONSTANT_SPREAD = 1e-9
 """Training spread (in [0, 1] units) at or below which a feature counts as constant."""
 USUAL_SHARE_LIMIT = 0.99
@@ -187,11 +191,16 @@ class FeatureScaler:
         modelled = (spread > CONSTANT_SPREAD) & (at_usual < USUAL_SHARE_LIMIT)
         return cls(unit_map, mean, np.maximum(spread, STD_FLOOR), modelled)
 
-    def transform(self, X: FloatMatrix) -> FloatMatrix:
+    def transform(self, X: FloatMatrix, unit: FloatMatrix | None = None) -> FloatMatrix:
+        """Standardised model input; ``unit`` is ``self.unit_map(X)`` when the caller has
+        it already (the scorer maps a batch once for both models when the maps agree)."""
         values = np.asarray(X, dtype=np.float64)
-        z = (self.unit_map(values) - self.mean) / self.scale
-        z = np.where(np.isnan(values) | ~self.modelled, 0.0, z)
-        return np.clip(z, -Z_CLIP, Z_CLIP)
+        # the same arithmetic as (unit - mean) / scale, NaN and unmodelled -> 0, clipped,
+        # done in place on one new array
+        z = np.subtract(self.unit_map(values) if unit is None else unit, self.mean)
+        z /= self.scale
+        z[np.isnan(values) | ~self.modelled] = 0.0
+        return np.clip(z, -Z_CLIP, Z_CLIP, out=z)
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -491,14 +500,25 @@ class AutoencoderDetector:
                 f"{not missing and not extra}); retrain with `meterwatch train-ae`"
             )
 
-    def reconstruction_errors(self, X: FloatMatrix) -> FloatMatrix:
-        """Per-feature squared error in standardised units, shape (K, F); one batch."""
+    def reconstruction_errors(self, X: FloatMatrix, unit: FloatMatrix | None = None) -> FloatMatrix:
+        """Per-feature squared error in standardised units, shape (K, F); one batch.
+        ``unit``: ``self.scaler.unit_map(X)`` if the caller has it (see ``transform``)."""
         matrix = np.asarray(X, dtype=np.float64)
         if matrix.ndim != 2 or matrix.shape[1] != len(self.feature_names):
             raise ValueError(
                 f"expected a (K, {len(self.feature_names)}) matrix, got shape {matrix.shape}"
             )
-        z = self.scaler.transform(matrix)
+        n_rows = matrix.shape[0]
+        if n_rows <= AE_BLOCK_ROWS:
+            return self._errors_block(matrix, unit)
+        errors = np.empty(matrix.shape, dtype=np.float64)
+        for start in range(0, n_rows, AE_BLOCK_ROWS):
+            rows = slice(start, start + AE_BLOCK_ROWS)
+            errors[rows] = self._errors_block(matrix[rows], None if unit is None else unit[rows])
+        return errors
+
+    def _errors_block(self, matrix: FloatMatrix, unit: FloatMatrix | None) -> FloatMatrix:
+        z = self.scaler.transform(matrix, unit)
         if z.shape[0] == 0:
             return np.zeros_like(z)
         # einsum, not matmul: a row's result must not depend on the batch around it
@@ -508,11 +528,15 @@ class AutoencoderDetector:
         recon = z
         last = len(self.layers) - 1
         for index, (weight, bias) in enumerate(self.layers):
-            recon = np.einsum("kf,fh->kh", recon, weight) + bias
+            recon = np.einsum("kf,fh->kh", recon, weight)
+            recon += bias
             if index < last:
                 np.tanh(recon, out=recon)
-        errors = (z - recon) ** 2
-        return np.asarray(np.where(self.scaler.modelled, errors, 0.0), dtype=np.float64)
+        # (z - recon) ** 2, zero where not modelled: in place on the last layer's output
+        errors = np.subtract(z, recon, out=recon)
+        np.square(errors, out=errors)
+        errors[:, ~self.scaler.modelled] = 0.0
+        return errors
 
     def score_many(self, X: FloatMatrix) -> FloatVector:
         return np.asarray(self.reconstruction_errors(X).mean(axis=1), dtype=np.float64)

@@ -16,6 +16,7 @@ clipped to it and rescaled; the rest go through a documented squashing function.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -139,6 +140,19 @@ def _grow_river_trees(
     return split_feature, threshold
 
 
+@functools.cache
+def _leaf_paths(height: int) -> tuple[IntArray, FloatMatrix]:
+    """Heap index of every leaf's ancestor at each depth, shape (height + 1, 2**height),
+    and the weight ``2**depth`` of each depth, shape (height + 1, 1). (In 1-based heap
+    numbering the ancestor of node n, d levels up, is n >> d.) A function, not attributes
+    of the detector, so the pickled model (snapshots) keeps its layout."""
+    n_leaves = 2**height
+    one_based = np.arange(n_leaves, 2 * n_leaves, dtype=np.int64)
+    paths = np.stack([(one_based >> (height - depth)) - 1 for depth in range(height + 1)])
+    weights = (2.0 ** np.arange(height + 1, dtype=np.float64))[:, None]
+    return paths, weights
+
+
 class HalfSpaceTreesDetector:
     """Streaming Half-Space Trees on window features (a :class:`WindowDetector`).
 
@@ -225,25 +239,23 @@ class HalfSpaceTreesDetector:
         River walks down adding ``r_mass * 2**depth`` and stops after the first internal
         node whose mass is below ``0.1 * window_size`` (that node still counts); the leaf
         counts if reached. That sum depends only on the leaf a window falls into, so it is
-        computed once per reference mass (top-down over the levels) and scoring becomes
+        computed once per reference mass (all root-to-leaf paths at once) and scoring becomes
         one lookup per tree.
         """
         if self._leaf_score_cache is not None:
             return self._leaf_score_cache
-        mass = self._reference_mass.astype(np.float64)
-        value = np.zeros_like(mass)
-        stopped = np.zeros(mass.shape, dtype=np.bool_)
-        value[:, 0] = mass[:, 0]
-        stopped[:, 0] = mass[:, 0] < 0.1 * self.window_size
-        for depth in range(1, self.height + 1):
-            nodes = np.arange(2**depth - 1, 2 ** (depth + 1) - 1)
-            parents = (nodes - 1) // 2
-            parent_stopped = stopped[:, parents]
-            value[:, nodes] = np.where(
-                parent_stopped, value[:, parents], value[:, parents] + mass[:, nodes] * 2**depth
-            )
-            stopped[:, nodes] = parent_stopped | (mass[:, nodes] < 0.1 * self.window_size)
-        self._leaf_score_cache = np.ascontiguousarray(value[:, 2**self.height - 1 :])
+        # all leaves at once: the masses on every root-to-leaf path, shape (T, height+1, L);
+        # a node counts unless a node above it on its path is below the limit. Every term
+        # is a count times a power of two and the sums stay far below 2**53, so they are
+        # exact whatever the order of summation (the same values as a walk level by level).
+        paths, weights = _leaf_paths(self.height)
+        on_path = self._reference_mass.astype(np.float64)[:, paths]
+        below = on_path < 0.1 * self.window_size
+        counts = np.ones_like(below)
+        np.logical_not(np.logical_or.accumulate(below[:, :-1], axis=1), out=counts[:, 1:])
+        on_path *= weights
+        on_path *= counts
+        self._leaf_score_cache = np.ascontiguousarray(on_path.sum(axis=1))
         return self._leaf_score_cache
 
     def _score_leaves(self, leaves: IntArray) -> FloatVector:
@@ -299,12 +311,18 @@ class HalfSpaceTreesDetector:
         """Score every window with the model as it is, then learn the masked ones (in row
         order): ``score_many(X)`` followed by ``learn_many(X[learn_mask])``, walking the
         trees once instead of twice."""
-        matrix = self._as_matrix(X)
-        if matrix.shape[0] == 0:
+        return self.score_then_learn_unit(self.unit_map(self._as_matrix(X)), learn_mask)
+
+    def score_then_learn_unit(
+        self, unit: FloatMatrix, learn_mask: npt.NDArray[np.bool_]
+    ) -> FloatVector:
+        """:meth:`score_then_learn` of rows already mapped by ``self.unit_map`` (a caller
+        that maps a whole batch once and walks it in chunks)."""
+        if unit.shape[0] == 0:
             return np.zeros(0, dtype=np.float64)
-        leaves = self._leaves(self.unit_map(matrix))
+        leaves = self._leaves(unit)
         if self._first_window:
-            scores = np.zeros(matrix.shape[0], dtype=np.float64)
+            scores = np.zeros(unit.shape[0], dtype=np.float64)
         else:
             scores = self._score_leaves(leaves)
         mask = np.asarray(learn_mask, dtype=np.bool_)

@@ -40,7 +40,7 @@ from detectors.attribution import RunningMoments, TopFeatures, top_contributions
 from detectors.autoencoder import ArtifactError, AutoencoderDetector
 from detectors.base import FloatMatrix, FloatVector
 from detectors.calibration import StreamingTailCalibrator
-from detectors.hst import HalfSpaceTreesDetector
+from detectors.hst import HalfSpaceTreesDetector, UnitIntervalMap
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,15 @@ class ScoreResult:
 
     def top_features_at(self, rows: npt.NDArray[np.intp]) -> TopFeatures:
         return top_contributions(self.attribution[rows], self.feature_names, TOP_K)
+
+
+def _same_map(a: UnitIntervalMap, b: UnitIntervalMap) -> bool:
+    return (
+        a.feature_names == b.feature_names
+        and np.array_equal(a.low, b.low)
+        and np.array_equal(a.span, b.span)
+        and np.array_equal(a.has_range, b.has_range)
+    )
 
 
 class HybridScorer:
@@ -145,6 +154,15 @@ class HybridScorer:
         )
 
     @property
+    def shared_unit_map(self) -> bool:
+        """The artifact's input map is HST's (both use the physical ranges, normally):
+        then a batch is mapped to [0, 1] once for both models. A property, not state, so
+        a pickled scorer (snapshots) keeps its layout."""
+        return self.autoencoder is not None and _same_map(
+            self.hst.unit_map, self.autoencoder.scaler.unit_map
+        )
+
+    @property
     def artifact_loaded(self) -> bool:
         return self.autoencoder is not None
 
@@ -195,11 +213,13 @@ class HybridScorer:
         hst_usable = np.zeros(n_windows, dtype=np.bool_)
         degraded = self.autoencoder is None
         attribution = np.zeros_like(matrix) if degraded else np.empty((0, 0))
+        # elementwise, so mapping the batch once equals mapping each chunk
+        unit = self.hst.unit_map(matrix)
         for start in range(0, n_windows, self.learn_chunk):
             rows = walk[start : start + self.learn_chunk]
             rows_learn = learn[rows]
             was_ready, calibrated = self.hst.ready, self.hst_calibration.ready
-            raw = self.hst.score_then_learn(matrix[rows], rows_learn)
+            raw = self.hst.score_then_learn_unit(unit[rows], rows_learn)
             hst_raw[rows] = raw
             if was_ready:
                 hst_score[rows] = self.hst_calibration.score(raw)
@@ -207,13 +227,15 @@ class HybridScorer:
                 # out-of-sample raw scores: computed before the model saw these windows
                 self.hst_calibration.update(raw[rows_learn])
             if degraded:
-                unit = self.hst.unit_map(matrix[rows])
+                chunk_unit = unit[rows]
                 if self.normal_moments.weight > 0.0:
-                    attribution[rows] = self.normal_moments.squared_deviation(unit)
-                self.normal_moments.update(unit[rows_learn])
+                    attribution[rows] = self.normal_moments.squared_deviation(chunk_unit)
+                self.normal_moments.update(chunk_unit[rows_learn])
 
         if self.autoencoder is not None:
-            attribution = self.autoencoder.reconstruction_errors(matrix)
+            attribution = self.autoencoder.reconstruction_errors(
+                matrix, unit if self.shared_unit_map else None
+            )
             ae_raw = np.asarray(attribution.mean(axis=1), dtype=np.float64)
             ae_score = self.autoencoder.calibrated(ae_raw)
             mixed = self.ae_weight * ae_score + (1.0 - self.ae_weight) * hst_score

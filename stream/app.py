@@ -104,7 +104,7 @@ def create_app(
     import faust
     from faust.types import TP
 
-    from stream.codecs import concat_batches, decode_message
+    from stream.codecs import concat_batches, decode_message, decode_messages
     from stream.snapshots import KafkaSnapshotStore, snapshot_topic
 
     if metrics is None:
@@ -158,6 +158,7 @@ def create_app(
         restore_engine=restore_engine,
         decode=decode_message,
         concat=concat_batches,
+        decode_many=decode_messages,
         sinks=sinks or default_sinks(settings, metrics, send, repost_interval_s=repost_interval_s),
         snapshots=store,
         commit=commit or commit_offset,

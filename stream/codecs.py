@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import compress
@@ -255,12 +255,17 @@ def validate_arrays(
 
 
 def _validate(
-    batch: ReadingBatch, newest_ms: int | None, *, check_ids: bool
+    batch: ReadingBatch,
+    newest_ms: int | None,
+    *,
+    check_ids: bool,
+    already_bad: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[npt.NDArray[np.bool_], list[tuple[int, str, str]]]:
     """:func:`validate_arrays`; ``check_ids=False`` when every meter_id is already known
-    to match the pattern (the JSON decoder checks ids before building the batch)."""
+    to match the pattern (the JSON decoder checks ids before building the batch). Rows in
+    ``already_bad`` (rejected earlier for another reason) are not ok and get no problem."""
     n = len(batch)
-    ok = np.ones(n, dtype=bool)
+    ok = np.ones(n, dtype=bool) if already_bad is None else ~already_bad
     problems: list[tuple[int, str, str]] = []
     if n == 0:
         return ok, problems
@@ -555,13 +560,12 @@ def _plainly_valid(columns: list[list[Any]], newest_ms: int | None) -> bool:
 _PLAIN_ROW_LENGTHS = frozenset({len(REQUIRED_FIELDS)})
 
 
-def _decode_plain(
+def _plain_columns(
     objs: list[Any], gateway: Any, newest_ms: int | None
-) -> tuple[ReadingBatch, list[Rejection]] | None:
-    """The common gateway batch in a handful of C-level passes: every reading a dict with
-    exactly the six required keys, a str id of the pattern, int/float numbers and an int
-    epoch-ms ts. None when any reading is not like that (:func:`decode_objects` then
-    sorts the rows out). Value checks that fail go through :func:`_split_valid`."""
+) -> tuple[tuple[tuple[Any, ...], ...], bool] | None:
+    """The checks of :func:`_decode_plain` on the Python values: the six columns (meter_id,
+    ts, p, v, i, pf) and whether every value passes the value checks; None when some
+    reading is not plain."""
     if {type(r) for r in objs} != _DICT_TYPES or type(gateway) not in _GATEWAY_TYPES:
         return None
     if set(map(len, objs)) != _PLAIN_ROW_LENGTHS:
@@ -570,7 +574,8 @@ def _decode_plain(
         rows = list(map(_ROW_GETTER, objs))  # six keys, all required: exactly the contract's
     except KeyError:
         return None
-    meter_id, ts, p, v, i, pf = zip(*rows, strict=True)
+    columns = tuple(zip(*rows, strict=True))
+    meter_id, ts, p, v, i, pf = columns
     numbers = p + v + i + pf
     if (
         set(map(type, meter_id)) != _STR_TYPES
@@ -586,6 +591,32 @@ def _decode_plain(
     ts_min, ts_max = min(ts), max(ts)
     if ts_max >= _TS_LIMIT or ts_min <= -_TS_LIMIT:
         return None
+    try:
+        values_ok = (
+            math.isfinite(sum(numbers))
+            and min(v) > 0
+            and min(i) >= 0
+            and min(pf) >= -1
+            and max(pf) <= 1
+            and ts_min >= MIN_TS_MS
+            and (newest_ms is None or ts_max <= MAX_AHEAD_MS + newest_ms)
+        )
+    except OverflowError:  # an int beyond float range: not from orjson
+        return None
+    return columns, values_ok
+
+
+def _decode_plain(
+    objs: list[Any], gateway: Any, newest_ms: int | None
+) -> tuple[ReadingBatch, list[Rejection]] | None:
+    """The common gateway batch in a handful of C-level passes: every reading a dict with
+    exactly the six required keys, a str id of the pattern, int/float numbers and an int
+    epoch-ms ts. None when any reading is not like that (:func:`decode_objects` then
+    sorts the rows out). Value checks that fail go through :func:`_split_valid`."""
+    plain = _plain_columns(objs, gateway, newest_ms)
+    if plain is None:
+        return None
+    (meter_id, ts, p, v, i, pf), values_ok = plain
     m = len(objs)
     try:
         p_arr, v_arr, i_arr, pf_arr = np.array((p, v, i, pf), dtype=np.float64)
@@ -601,15 +632,7 @@ def _decode_plain(
         gateway_id=np.full(m, gateway, dtype=object),
         e_wh=np.full(m, np.nan),
     )
-    if (
-        math.isfinite(sum(numbers))
-        and min(v) > 0
-        and min(i) >= 0
-        and min(pf) >= -1
-        and max(pf) <= 1
-        and ts_min >= MIN_TS_MS
-        and (newest_ms is None or ts_max <= MAX_AHEAD_MS + newest_ms)
-    ):
+    if values_ok:
         return batch, []
     return _split_valid(batch, newest_ms, check_ids=False)
 
@@ -740,6 +763,90 @@ def decode_message(
     return _decode_message_with(value, newest_ms, decode_objects)
 
 
+def _plain_message(value: bytes | str, newest_ms: int | None) -> tuple[Any, tuple[Any, ...]] | None:
+    """(gateway, columns) of a message whose readings are all plain and valid (see
+    :func:`_plain_columns`); None for anything else, which :func:`decode_message` decodes."""
+    try:
+        obj = orjson.loads(value)
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        return None
+    if type(obj) is not dict:
+        return None
+    if "readings" in obj and "meter_id" not in obj:
+        readings, gateway = obj["readings"], obj.get("gateway_id")
+        if type(readings) is not list or any(k not in ("gateway_id", "readings") for k in obj):
+            return None
+    else:
+        readings, gateway = [obj], None
+    plain = _plain_columns(readings, gateway, newest_ms)
+    if plain is None or not plain[1]:
+        return None
+    return gateway, plain[0]
+
+
+class _PlainRun:
+    """Columns of consecutive plain messages, turned into arrays once."""
+
+    def __init__(self) -> None:
+        self.columns: list[list[Any]] = [[] for _ in range(6)]
+        self.gateways: list[Any] = []
+
+    def add(self, gateway: Any, columns: tuple[Any, ...]) -> None:
+        for column, values in zip(self.columns, columns, strict=True):
+            column.extend(values)
+        self.gateways.extend([gateway] * len(columns[0]))
+
+    def batch(self) -> ReadingBatch:
+        meter_id, ts, p, v, i, pf = self.columns
+        m = len(ts)
+        # no OverflowError: the values come from orjson, whose ints stop at 2**64
+        p_arr, v_arr, i_arr, pf_arr = np.array((p, v, i, pf), dtype=np.float64).reshape(4, m)
+        gateway_id = np.empty(m, dtype=object)
+        gateway_id[:] = self.gateways
+        meter_arr = np.empty(m, dtype=object)
+        meter_arr[:] = meter_id
+        batch = ReadingBatch(
+            meter_id=meter_arr,
+            ts_ms=np.array(ts, dtype=np.int64),
+            p=p_arr,
+            v=v_arr,
+            i=i_arr,
+            pf=pf_arr,
+            gateway_id=gateway_id,
+            e_wh=np.full(m, np.nan),
+        )
+        return batch
+
+
+def decode_messages(
+    values: Sequence[bytes | str], newest_ms: int | None = None
+) -> tuple[ReadingBatch, list[Rejection]]:
+    """The messages of one micro-batch as one batch: the readings and rejections of
+    :func:`decode_message` on each message, concatenated in message order (the same
+    values, dtypes and order). Messages whose readings are all plain and valid (the usual
+    gateway batch) go into shared Python columns, so the arrays are built once per
+    micro-batch rather than once per message (a message holds ~20 readings, and numpy's
+    per-call cost was a third of decoding); any other message is decoded on its own."""
+    parts: list[ReadingBatch] = []
+    rejections: list[Rejection] = []
+    run = _PlainRun()
+    for value in values:
+        plain = _plain_message(value, newest_ms)
+        if plain is not None:
+            run.add(*plain)
+            continue
+        if run.gateways:
+            parts.append(run.batch())
+            run = _PlainRun()
+        batch, rejected = decode_message(value, newest_ms)
+        rejections.extend(rejected)
+        if len(batch):
+            parts.append(batch)
+    if run.gateways:
+        parts.append(run.batch())
+    return concat_batches(parts), rejections
+
+
 def _decode_message_reference(
     value: bytes | str, newest_ms: int | None = None
 ) -> tuple[ReadingBatch, list[Rejection]]:
@@ -756,6 +863,64 @@ def encode_reading(batch: ReadingBatch, k: int) -> bytes:
 # --------------------------------------------------------------------------- files
 
 
+# Arrow -> numpy without ``to_numpy``: pyarrow's conversion imports pandas on first use
+# (0.3-0.5 s of CPU, a few % of a million-reading replay, which never needs pandas). The
+# file columns are fixed-width numbers and booleans, read here from the Arrow buffers.
+
+
+def _chunks(arr: Any) -> list[Any]:
+    return list(arr.chunks) if hasattr(arr, "chunks") else [arr]
+
+
+def _fixed_to_numpy(arr: Any, dtype: Any) -> npt.NDArray[Any]:
+    """Values of an Arrow (chunked) array of a fixed-width type whose values are ``dtype``
+    (int32, int64, float64, timestamps as int64), as a new numpy array. Slots of nulls
+    hold whatever Arrow left there: the caller overwrites them."""
+    itemsize = np.dtype(dtype).itemsize
+    if arr.type.bit_width != 8 * itemsize:
+        raise TypeError(f"{arr.type} is not {np.dtype(dtype)}")
+    parts = [
+        np.frombuffer(c.buffers()[1], dtype=dtype, count=len(c), offset=c.offset * itemsize)
+        for c in _chunks(arr)
+        if len(c)
+    ]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+
+
+def _bits(buffer: Any, offset: int, length: int) -> npt.NDArray[np.bool_]:
+    packed = np.frombuffer(buffer, dtype=np.uint8)
+    return np.unpackbits(packed, bitorder="little")[offset : offset + length].astype(bool)
+
+
+def _bool_to_numpy(arr: Any, null_as: bool = False) -> npt.NDArray[np.bool_]:
+    """An Arrow (chunked) boolean array as numpy, nulls as ``null_as``."""
+    parts = []
+    for c in _chunks(arr):
+        if not len(c):
+            continue
+        values = _bits(c.buffers()[1], c.offset, len(c))
+        if c.null_count:
+            valid = _bits(c.buffers()[0], c.offset, len(c))
+            values = np.where(valid, values, null_as)
+        parts.append(values)
+    return np.concatenate(parts) if parts else np.empty(0, dtype=bool)
+
+
+def _arrow_indices(rows: IntArray) -> Any:
+    """Row numbers as an Arrow int64 array over the numpy buffer (``pa.array`` of a numpy
+    array also imports pandas)."""
+    import pyarrow as pa
+
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(rows), [None, pa.py_buffer(rows)])
+
+
+def _is_null(arr: Any) -> npt.NDArray[np.bool_]:
+    import pyarrow.compute as pc
+
+    return _bool_to_numpy(pc.is_null(arr))
+
+
 def _column_to_float(col: Any) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
     """A pyarrow column as float64 plus a mask of cells that were not numbers."""
     import pyarrow as pa
@@ -763,8 +928,9 @@ def _column_to_float(col: Any) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
 
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
         arr = pc.cast(col, pa.float64())
-        isnull = pc.is_null(arr).to_numpy(zero_copy_only=False)
-        values = arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        isnull = _is_null(arr)
+        values = _fixed_to_numpy(arr, np.float64)
+        values[isnull] = np.nan
         return values, isnull
     strings = pc.cast(col, pa.string()).to_pylist()
     values = np.empty(len(strings), dtype=np.float64)
@@ -800,13 +966,15 @@ def _column_to_ts_ms(col: Any) -> tuple[IntArray, npt.NDArray[np.bool_]]:
             n = len(col)
             return np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
         ms = pc.cast(col, pa.timestamp("ms", tz="UTC"))
-        isnull = pc.is_null(ms).to_numpy(zero_copy_only=False)
-        ints = pc.cast(ms, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
-        return ints.astype(np.int64, copy=False), isnull
+        isnull = _is_null(ms)
+        ints = _fixed_to_numpy(pc.cast(ms, pa.int64()), np.int64)
+        ints[isnull] = 0
+        return ints, isnull
     if pa.types.is_integer(col.type):
-        isnull = pc.is_null(col).to_numpy(zero_copy_only=False)
-        ints = pc.cast(col, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
-        return ints.astype(np.int64, copy=False), isnull
+        isnull = _is_null(col)
+        ints = _fixed_to_numpy(pc.cast(col, pa.int64()), np.int64)
+        ints[isnull] = 0
+        return ints, isnull
     strings = pc.cast(col, pa.string())
     n = len(strings)
     out = np.zeros(n, dtype=np.int64)
@@ -814,21 +982,26 @@ def _column_to_ts_ms(col: Any) -> tuple[IntArray, npt.NDArray[np.bool_]]:
     # fast path: the rows that look like plain ISO-8601 with a zone offset go through
     # Arrow's parser in one vectorised cast; everything else (no offset, epoch ms as text,
     # garbage) is decided row by row below, exactly as the JSON path decides it
-    iso = pc.fill_null(pc.match_substring_regex(strings, ISO_WITH_OFFSET), False)
-    iso_rows = np.flatnonzero(iso.to_numpy(zero_copy_only=False))
+    iso = _bool_to_numpy(pc.match_substring_regex(strings, ISO_WITH_OFFSET), null_as=False)
+    iso_rows = np.flatnonzero(iso)
+    all_iso = len(iso_rows) == n
     slow = np.ones(n, dtype=bool)
     for start in range(0, len(iso_rows), TS_CAST_BLOCK):
         rows = iso_rows[start : start + TS_CAST_BLOCK]
+        # every row ISO (the usual file): blocks are slices, no gather of the strings
+        block = (
+            strings.slice(start, len(rows)) if all_iso else pc.take(strings, _arrow_indices(rows))
+        )
         try:
-            ms = pc.cast(pc.take(strings, pa.array(rows)), pa.timestamp("ms", tz="UTC"))
+            ms = pc.cast(block, pa.timestamp("ms", tz="UTC"))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue  # this block goes row by row
-        out[rows] = pc.cast(ms, pa.int64()).to_numpy(zero_copy_only=False)
+        out[rows] = _fixed_to_numpy(pc.cast(ms, pa.int64()), np.int64)
         slow[rows] = False
     slow_rows = np.flatnonzero(slow)
     if not len(slow_rows):
         return out, bad
-    values = pc.take(strings, pa.array(slow_rows)).to_pylist()
+    values = pc.take(strings, _arrow_indices(slow_rows)).to_pylist()
     for k, s in zip(slow_rows.tolist(), values, strict=True):
         parsed: int | None = None
         if s is not None:
@@ -850,7 +1023,9 @@ def _read_arrow_table(path: Path) -> tuple[Any, list[Rejection]]:
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(path), bad_rows
+            # ParquetFile, not pq.read_table: the dataset layer behind read_table imports
+            # pandas (see _fixed_to_numpy); one file reads the same either way
+            return pq.ParquetFile(path).read(), bad_rows
         except (pa.ArrowInvalid, OSError) as exc:
             raise UnusableInputError(f"cannot read Parquet {path}: {exc}") from exc
 
@@ -899,7 +1074,8 @@ def read_table(path: str | Path) -> tuple[ReadingBatch, list[Rejection]]:
     if not pa.types.is_string(mid_col.type):
         mid_col = pc.cast(mid_col, pa.string())
     encoded = mid_col.combine_chunks().dictionary_encode()
-    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+    codes = _fixed_to_numpy(encoded.indices, np.int32)
+    codes[_is_null(encoded.indices)] = -1
     vocab: list[str] = encoded.dictionary.to_pylist()
     null_id = codes < 0
     if null_id.any():
@@ -914,7 +1090,7 @@ def read_table(path: str | Path) -> tuple[ReadingBatch, list[Rejection]]:
     for col_name, fld in (("power_w", "p"), ("voltage_v", "v"), ("current_a", "i"), ("pf", "pf")):
         column = table.column(col_name)
         values, bad_num = _column_to_float(column)
-        missing = pc.is_null(column).to_numpy(zero_copy_only=False)
+        missing = _is_null(column)
         nums[fld] = values
         reasons.append((missing, "missing_field", f"{col_name} is empty"))
         reasons.append((bad_num, "bad_type", f"{col_name} must be a number"))
@@ -922,7 +1098,8 @@ def read_table(path: str | Path) -> tuple[ReadingBatch, list[Rejection]]:
     if "gateway_id" in table.column_names:
         # dictionary-encode: a few thousand gateways, not a million Python strings
         gw = pc.cast(table.column("gateway_id"), pa.string()).combine_chunks().dictionary_encode()
-        gw_codes = gw.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        gw_codes = _fixed_to_numpy(gw.indices, np.int32).astype(np.int64)
+        gw_codes[_is_null(gw.indices)] = -1
         gw_vocab = np.array([*gw.dictionary.to_pylist(), None], dtype=object)
         gateway = gw_vocab[np.where(gw_codes < 0, len(gw_vocab) - 1, gw_codes)]
     e_wh = None
@@ -948,10 +1125,14 @@ def read_table(path: str | Path) -> tuple[ReadingBatch, list[Rejection]]:
             structural.append((int(k), reason, detail))
         bad |= hit
     rejections.extend(Rejection(r, d, batch.row(k)) for k, r, d in structural)
-    if bad.any():
-        batch = batch.take(~bad)
-    newest = int(batch.ts_ms.max()) if len(batch) else None
+    n_fine = n - int(bad.sum())
+    newest = int(batch.ts_ms[~bad].max()) if n_fine else None
     # "ahead of the newest accepted reading": in a file, the newest is the file's own
     # maximum, so only the lower bound can bite here; the engine re-checks against its clock.
-    valid, more = split_valid(batch, None if newest is None else newest)
-    return valid, rejections + more
+    # The checks run on the whole table with the structurally bad rows excluded, so the
+    # table is copied once (one take of the valid rows) rather than twice.
+    ok, problems = _validate(batch, newest, check_ids=True, already_bad=bad)
+    rejections.extend(Rejection(r, d, batch.row(k)) for k, r, d in problems)
+    if not ok.all():
+        batch = batch.take(ok)
+    return batch, rejections

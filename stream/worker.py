@@ -142,8 +142,13 @@ class StreamWorker:
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         write_windows: bool = True,
+        decode_many: Callable[[list[bytes], int | None], tuple[Any, list[Any]]] | None = None,
     ) -> None:
+        """``decode`` turns one message into (batch, rejections); ``decode_many``, when
+        given, does a whole micro-batch of one partition at once with the same result as
+        ``decode`` on each message and ``concat`` (it is faster: arrays built once)."""
         self.settings = settings
+        self._decode_many = decode_many
         self._new_engine = new_engine
         self._restore_engine = restore_engine
         self._decode = decode
@@ -164,6 +169,8 @@ class StreamWorker:
     def _decode_all(self, values: list[bytes], newest_ms: int | None) -> tuple[Any, list[Any]]:
         """The messages of one partition's micro-batch as one engine batch, and the
         rejections in message order."""
+        if self._decode_many is not None:
+            return self._decode_many(values, newest_ms)
         batches = []
         rejections: list[Any] = []
         for value in values:

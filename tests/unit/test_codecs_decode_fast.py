@@ -23,7 +23,9 @@ from stream.codecs import (
     Rejection,
     _decode_message_reference,
     _decode_objects_reference,
+    concat_batches,
     decode_message,
+    decode_messages,
     decode_objects,
 )
 
@@ -353,3 +355,51 @@ def test_the_comparison_itself_notices_a_difference() -> None:
     retyped.ts_ms = retyped.ts_ms.astype(np.float64)
     with pytest.raises(AssertionError):
         assert_same_decoding((retyped, rejections), _decode_message_reference(raw))
+
+
+# --------------------------------------------------------------------------- micro-batches
+
+any_message = st.one_of(
+    clean_batches.map(orjson.dumps),
+    plain_batches().map(orjson.dumps),
+    gateway_batches.map(orjson.dumps),
+    readings().map(orjson.dumps),
+    st.binary(max_size=60),
+)
+
+
+def one_by_one(values: list[bytes], newest_ms: int | None) -> tuple[ReadingBatch, list[Rejection]]:
+    batches, rejections = [], []
+    for value in values:
+        batch, rejected = decode_message(value, newest_ms)
+        rejections.extend(rejected)
+        if len(batch):
+            batches.append(batch)
+    return concat_batches(batches), rejections
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(any_message, max_size=12), newest)
+def test_a_micro_batch_decodes_like_its_messages_one_by_one(
+    values: list[bytes], newest_ms: int | None
+) -> None:
+    """decode_messages (plain messages share columns) == decode_message per message,
+    concatenated: same rows, dtypes and order, same rejections in message order."""
+    assert_same_decoding(decode_messages(values, newest_ms), one_by_one(values, newest_ms))
+
+
+def test_plain_runs_around_odd_messages_keep_message_order() -> None:
+    plain = [
+        orjson.dumps({"gateway_id": f"GW-{g}", "readings": [good(3 * g + k) for k in range(3)]})
+        for g in range(4)
+    ]
+    bad_value = orjson.dumps({"readings": [good(90, pf=1.5), good(91)]})  # no gateway_id
+    single = orjson.dumps(good(92))
+    values = [plain[0], bad_value, plain[1], plain[2], b"{", single, plain[3]]
+    batch, rejections = decode_messages(values, None)
+    assert [r.reason for r in rejections] == ["pf_out_of_range", "unparsable"]
+    order = [0, 1, 2, 91, 3, 4, 5, 6, 7, 8, 92, 9, 10, 11]
+    assert list(batch.meter_id) == [f"MTR-{k:06d}" for k in order]
+    gateways = [None if k > 90 else f"GW-{k // 3}" for k in order]
+    assert list(batch.gateway_id) == gateways
+    assert_same_decoding((batch, rejections), one_by_one(values, None))

@@ -310,3 +310,42 @@ def test_features_constant_in_normal_traffic_are_not_modelled() -> None:
 def test_nothing_to_model_is_refused() -> None:
     with pytest.raises(ValueError, match="no feature varies"):
         train_autoencoder(np.ones((400, len(NAMES))), NAMES, SMALL)
+
+
+def test_the_scorer_maps_a_batch_once_only_when_both_models_share_the_map(
+    payload: dict[str, Any], tmp_path: Path
+) -> None:
+    """HST's [0, 1] map is reused as the autoencoder's input only when the artifact's map
+    is the same; either way the errors equal the autoencoder's own, bit for bit, and the
+    input is left alone."""
+    path = tmp_path / "ae.npz"
+    save_artifact(payload, path)
+    same = HybridScorer.create(NAMES, path, seed=0, window_size=100, feature_ranges=RANGES)
+    other = HybridScorer.create(NAMES, path, seed=0, window_size=100)  # HST: default ranges
+    assert same.shared_unit_map and not other.shared_unit_map
+    windows = normal(400, 7) * 3.0
+    windows[5, 2], windows[9, 1], windows[11, 0] = np.nan, np.inf, -1e308
+    kept = windows.copy()
+    expected = AutoencoderDetector(payload).reconstruction_errors(windows)
+    for scorer in (same, other):
+        result = scorer.score_windows(windows, np.ones(len(windows), dtype=bool))
+        np.testing.assert_array_equal(result.attribution, expected)
+        np.testing.assert_array_equal(windows, kept)
+
+
+def test_errors_do_not_depend_on_the_inference_block_size(
+    payload: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch longer than a block is run through the network block by block: the same
+    errors, bit for bit, including the last partial block and a given [0, 1] map."""
+    import detectors.autoencoder as autoencoder_module
+
+    detector = AutoencoderDetector(payload)
+    windows = normal(100, 13)
+    windows[50, 1] = np.nan
+    whole = detector.reconstruction_errors(windows)
+    monkeypatch.setattr(autoencoder_module, "AE_BLOCK_ROWS", 7)
+    np.testing.assert_array_equal(detector.reconstruction_errors(windows), whole)
+    unit = detector.scaler.unit_map(windows)
+    np.testing.assert_array_equal(detector.reconstruction_errors(windows, unit), whole)
+    assert detector.reconstruction_errors(windows[:0]).shape == (0, len(NAMES))

@@ -3,7 +3,7 @@
 Run on demand: ``.venv/bin/pytest tests/benchmarks/test_bench_real_injected.py -s``.
 The same three commands the README quotes, as subprocesses:
 
-    meterwatch inject AMPDS2 --out DIR/fleet.parquet --days 21 --per-type 3 --clean 2 --seed 0
+    meterwatch inject AMPDS2 --out DIR/fleet.parquet --days 21 --per-type 3 --clean 2 --seed 1
     meterwatch replay DIR/fleet.parquet --out DIR/replay --no-progress
     meterwatch evaluate --labels DIR/fleet.labels.json --events DIR/replay/events.jsonl
 
@@ -12,13 +12,17 @@ per theft type, each with one theft at a seeded start >= day 2, plus 2 clean cop
 prints per theft type thieves caught, median detection delay and the median energy the
 theft kept off the bill (a theft of a circuit that draws nothing steals nothing, and no
 meter reading can show it), then alert precision and false alarms on the clean copies.
-An evaluation, never tuning: nothing in the engine was chosen from these figures.
+An evaluation, never tuning. Injection seed 0 was used during development (R05's 15 W
+export level came from a reversed copy there), so the figure quoted in the README is
+seed 1, which had not been run before it was measured; ``MW_BENCH_INJECT_SEED`` picks
+another.
 Asserts only completeness (every meter and reading replayed), never quality or timings.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -32,7 +36,8 @@ pytestmark = pytest.mark.benchmark
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data" / "ampds2_B1E_part11_1min.csv.xz"
-DAYS, PER_TYPE, CLEAN, SEED = 21, 3, 2, 0
+DAYS, PER_TYPE, CLEAN = 21, 3, 2
+SEED = int(os.environ.get("MW_BENCH_INJECT_SEED", "1"))
 
 
 def meterwatch(*args: str) -> tuple[str, float]:

@@ -451,6 +451,15 @@ CUE_IDS: tuple[str, ...] = tuple(c.id for c in CUES)
 # cues that are some cue's partner: the engine keeps, per meter, when each last fired
 PARTNER_IDS: tuple[str, ...] = tuple(c.id for c in CUES if any(o.partner == c.id for o in CUES))
 IntArray = npt.NDArray[np.int64]
+# for theft_windows: the CUES column of each partner cue; the physical cues that accuse
+# alone; and (CUES column, PARTNER_IDS column of its partner) for those that need one
+_PARTNER_COLS = [CUE_IDS.index(pid) for pid in PARTNER_IDS]
+_SOLO = np.array([c.physical and c.partner is None for c in CUES])
+_PAIRED = [
+    (k, PARTNER_IDS.index(c.partner))
+    for k, c in enumerate(CUES)
+    if c.physical and c.partner is not None
+]
 
 
 def theft_windows(
@@ -475,21 +484,12 @@ def theft_windows(
     >>> theft.tolist(), last[:, 0].tolist()
     ([True, False], [3600000, 3600000])
     """
-    ids = [c.id for c in CUES]
-    last = partner_last_ms.copy()
-    for col, pid in enumerate(PARTNER_IDS):
-        now = fired[:, ids.index(pid)]
-        last[:, col] = np.where(now, end_ms, last[:, col])
+    last: IntArray = np.where(fired[:, _PARTNER_COLS], end_ms[:, None], partner_last_ms)
     window_ms = int(t["partner_window_s"] * 1000)
-    theft = np.zeros(len(end_ms), dtype=bool)
-    for k, cue in enumerate(CUES):
-        if not cue.physical:
-            continue
-        if cue.partner is None:
-            theft |= fired[:, k]
-        else:
-            seen = last[:, PARTNER_IDS.index(cue.partner)]
-            theft |= fired[:, k] & (seen >= 0) & (seen >= end_ms - window_ms)
+    theft: BoolArray = np.asarray(fired[:, _SOLO].any(axis=1), dtype=np.bool_)
+    for k, col in _PAIRED:
+        seen = last[:, col]
+        theft |= fired[:, k] & (seen >= 0) & (seen >= end_ms - window_ms)
     return theft, last
 
 

@@ -606,6 +606,28 @@ def _plain_columns(
     return columns, values_ok
 
 
+def _batch_of_columns(
+    columns: Sequence[Sequence[Any]], gateway_id: npt.NDArray[Any]
+) -> ReadingBatch:
+    """A batch from the six Python columns (meter_id, ts, p, v, i, pf) of plain readings
+    and the gateway of each row. OverflowError for an int beyond float range."""
+    meter_id, ts, p, v, i, pf = columns
+    m = len(ts)
+    p_arr, v_arr, i_arr, pf_arr = np.array((p, v, i, pf), dtype=np.float64).reshape(4, m)
+    meter_arr = np.empty(m, dtype=object)
+    meter_arr[:] = meter_id
+    return ReadingBatch(
+        meter_id=meter_arr,
+        ts_ms=np.array(ts, dtype=np.int64),
+        p=p_arr,
+        v=v_arr,
+        i=i_arr,
+        pf=pf_arr,
+        gateway_id=gateway_id,
+        e_wh=np.full(m, np.nan),
+    )
+
+
 def _decode_plain(
     objs: list[Any], gateway: Any, newest_ms: int | None
 ) -> tuple[ReadingBatch, list[Rejection]] | None:
@@ -616,22 +638,11 @@ def _decode_plain(
     plain = _plain_columns(objs, gateway, newest_ms)
     if plain is None:
         return None
-    (meter_id, ts, p, v, i, pf), values_ok = plain
-    m = len(objs)
+    columns, values_ok = plain
     try:
-        p_arr, v_arr, i_arr, pf_arr = np.array((p, v, i, pf), dtype=np.float64)
+        batch = _batch_of_columns(columns, np.full(len(objs), gateway, dtype=object))
     except OverflowError:  # an int beyond float range: not from orjson
         return None
-    batch = ReadingBatch(
-        meter_id=np.array(meter_id, dtype=object),
-        ts_ms=np.array(ts, dtype=np.int64),
-        p=p_arr,
-        v=v_arr,
-        i=i_arr,
-        pf=pf_arr,
-        gateway_id=np.full(m, gateway, dtype=object),
-        e_wh=np.full(m, np.nan),
-    )
     if values_ok:
         return batch, []
     return _split_valid(batch, newest_ms, check_ids=False)
@@ -797,25 +808,10 @@ class _PlainRun:
         self.gateways.extend([gateway] * len(columns[0]))
 
     def batch(self) -> ReadingBatch:
-        meter_id, ts, p, v, i, pf = self.columns
-        m = len(ts)
-        # no OverflowError: the values come from orjson, whose ints stop at 2**64
-        p_arr, v_arr, i_arr, pf_arr = np.array((p, v, i, pf), dtype=np.float64).reshape(4, m)
-        gateway_id = np.empty(m, dtype=object)
+        gateway_id = np.empty(len(self.gateways), dtype=object)
         gateway_id[:] = self.gateways
-        meter_arr = np.empty(m, dtype=object)
-        meter_arr[:] = meter_id
-        batch = ReadingBatch(
-            meter_id=meter_arr,
-            ts_ms=np.array(ts, dtype=np.int64),
-            p=p_arr,
-            v=v_arr,
-            i=i_arr,
-            pf=pf_arr,
-            gateway_id=gateway_id,
-            e_wh=np.full(m, np.nan),
-        )
-        return batch
+        # no OverflowError: the values come from orjson, whose ints stop at 2**64
+        return _batch_of_columns(self.columns, gateway_id)
 
 
 def decode_messages(

@@ -142,8 +142,18 @@ def _reading(meter: str, ts: int, p: Any, v: Any, i: Any, pf: Any) -> dict[str, 
     return out
 
 
-def encode_table(table: pa.Table, form: str, max_batch: int = 500) -> Iterator[Message]:
-    """Kafka messages for a readings table (file form), in the table's row order."""
+def encode_table(
+    table: pa.Table, form: str, max_batch: int = 500, upload_every_s: float | None = None
+) -> Iterator[Message]:
+    """Kafka messages for a readings table (file form), in the table's row order.
+
+    ``upload_every_s`` (batch form only) models a gateway that uploads on a schedule
+    instead of at each arrival: every gateway buffers what reaches it and sends the buffer
+    once it is that old, on the arrival clock (the newest reading time seen so far, the
+    rows being in arrival order), or when it holds ``max_batch`` readings. Late and
+    re-sent readings then ride along with their gateway's next upload instead of going
+    out one per message; they reach the broker up to ``upload_every_s`` later.
+    """
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -199,6 +209,13 @@ def encode_table(table: pa.Table, form: str, max_batch: int = 500) -> Iterator[M
             yield Message(meters[k].encode(), orjson.dumps(body), ts_ms[k], 1)
         return
 
+    if upload_every_s is not None:
+        yield from _scheduled_uploads(
+            n, gws, meters, ts_ms, odd_one, max_batch, int(upload_every_s * 1000),
+            lambda k: _reading(meters[k], ts_ms[k], p[k], v[k], i[k], pf[k]),
+        )  # fmt: skip
+        return
+
     batch: list[dict[str, Any]] = []
     batch_gw = ""
     newest = 0
@@ -224,6 +241,60 @@ def encode_table(table: pa.Table, form: str, max_batch: int = 500) -> Iterator[M
         newest = max(newest, ts_ms[k])
     if batch:
         yield flush()
+
+
+def _scheduled_uploads(
+    n: int,
+    gws: list[Any],
+    meters: list[Any],
+    ts_ms: list[Any],
+    odd_one: Callable[[int], Message | None],
+    max_batch: int,
+    period_ms: int,
+    reading: Callable[[int], dict[str, Any]],
+) -> Iterator[Message]:
+    """Batch messages of gateways that upload every ``period_ms`` (see ``encode_table``)."""
+    from collections import deque
+
+    if period_ms < 0:
+        raise ValueError("upload_every_s must be >= 0")
+    buffers: dict[str, list[dict[str, Any]]] = {}
+    newest: dict[str, int] = {}
+    opened_at: dict[str, int] = {}
+    # gateways in the order their buffers opened, with the arrival clock at opening: the
+    # clock never goes back, so the oldest buffer is always at the left
+    opened: deque[tuple[int, str]] = deque()
+    clock = -(2**62)
+
+    def flush(gw: str) -> Message:
+        batch = buffers.pop(gw)
+        del opened_at[gw]
+        body = {"gateway_id": gw, "readings": batch}
+        return Message(gw.encode(), orjson.dumps(body), newest.pop(gw), len(batch))
+
+    for k in range(n):
+        odd = odd_one(k)
+        if odd is not None:
+            yield odd
+            continue
+        if ts_ms[k] > clock:
+            clock = ts_ms[k]
+            while opened and opened[0][0] + period_ms <= clock:
+                at, due = opened.popleft()
+                if opened_at.get(due) == at:  # else flushed full and reopened since
+                    yield flush(due)
+        gw = str(gws[k] if gws[k] is not None else meters[k])
+        if gw not in buffers:
+            buffers[gw], newest[gw], opened_at[gw] = [], ts_ms[k], clock
+            opened.append((clock, gw))
+        buffers[gw].append(reading(k))
+        newest[gw] = max(newest[gw], ts_ms[k])
+        if len(buffers[gw]) >= max_batch:
+            yield flush(gw)  # its entry in ``opened`` is skipped when due
+    while opened:
+        at, gw = opened.popleft()
+        if opened_at.get(gw) == at:
+            yield flush(gw)
 
 
 def publish_messages(

@@ -40,10 +40,12 @@ def small_fleet(meters: int = 40, days: float = 3.0, seed: int = 11) -> tuple[An
     return simulate(config)
 
 
-def messages_of(table: Any, max_batch: int = 200) -> list[tuple[bytes | None, bytes]]:
+def messages_of(
+    table: Any, max_batch: int = 200, upload_every_s: float | None = None
+) -> list[tuple[bytes | None, bytes]]:
     from simulator.publish import encode_table
 
-    return [(m.key, m.value) for m in encode_table(table, "batch", max_batch)]
+    return [(m.key, m.value) for m in encode_table(table, "batch", max_batch, upload_every_s)]
 
 
 def publish(settings: Settings, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import logging
 import pickle  # noqa: S403 - snapshots are our own state, written and read by the engine
 import time
@@ -704,15 +705,15 @@ class Engine:
     # ------------------------------------------------------------------ admission
     def _meter_index(self, batch: ReadingBatch) -> IntArray:
         codes, vocab = batch.meter_categories()
-        lookup = np.empty(len(vocab), dtype=np.int64)
-        for k, name in enumerate(vocab):
-            idx = self.index.get(name)
-            if idx is None:
-                idx = len(self.meter_ids)
-                self.index[name] = idx
-                self.meter_ids.append(name)
-                self.gateways.append(None)
-            lookup[k] = idx
+        # one C-level pass over the names (at a coarse cadence nearly every reading of a
+        # micro-batch is another meter, so a Python loop here cost ~1.4 us per reading)
+        lookup = np.fromiter(
+            map(self.index.get, vocab, itertools.repeat(-1)), dtype=np.int64, count=len(vocab)
+        )
+        for k in np.flatnonzero(lookup < 0).tolist():  # meters never seen (vocab is unique)
+            lookup[k] = self.index[vocab[k]] = len(self.meter_ids)
+            self.meter_ids.append(vocab[k])
+            self.gateways.append(None)
         self.state.grow(len(self.meter_ids))
         return lookup[codes] if len(codes) else np.empty(0, dtype=np.int64)
 

@@ -876,7 +876,10 @@ class Engine:
         res_rel = np.where(real_i, resid / np.maximum(np.abs(vipf), np.abs(p)).clip(1.0), 0.0)
         # "zero" is relative to what the meter usually draws: a bypass leaves a few W of
         # residual (the metered share, the meter's own supply), a 3 kW home's 30 W is zero
-        daily_m = self._daily_mean(seg_m)[segs.seg_of]
+        # the round's meters' baseline profiles, gathered once for the reading facts and the
+        # window (the baselines change only after the window is judged)
+        profile = self._profile(seg_m)
+        daily_m = profile.daily_mean[segs.seg_of]
         hour_m = self._hour_expected(m, ts)
         # ... or far below the premises' own standby floor (its usual daily minimum: fridge,
         # router, standby never stop), which a home that is out still draws
@@ -962,14 +965,26 @@ class Engine:
             SABSE: np.abs(e_step),
             NPFLOW: pf_low.astype(np.float64),
         }
-        for col, values in cols.items():
-            stats[:, col] = np.add.reduceat(values, g0)
-        stats[:, MINP] = np.minimum.reduceat(p, g0)
-        stats[:, MAXP] = np.maximum.reduceat(p, g0)
-        stats[:, MINV] = np.minimum.reduceat(v, g0)
-        stats[:, MAXSTEP] = np.maximum.reduceat(step, g0)
-        stats[:, MINE] = np.minimum.reduceat(e_step, g0)
-        stats[:, MAXE] = np.maximum.reduceat(e_step, g0)
+        extremes = {
+            MINP: (np.minimum, p),
+            MAXP: (np.maximum, p),
+            MINV: (np.minimum, v),
+            MAXSTEP: (np.maximum, step),
+            MINE: (np.minimum, e_step),
+            MAXE: (np.maximum, e_step),
+        }
+        if n == len(g0):
+            # one reading per pane (a cadence of a hop or coarser): the pane's statistics
+            # are the reading's own values
+            for col, values in cols.items():
+                stats[:, col] = values
+            for col, (_, values) in extremes.items():
+                stats[:, col] = values
+        else:
+            for col, values in cols.items():
+                stats[:, col] = np.add.reduceat(values, g0)
+            for col, (ufunc, values) in extremes.items():
+                stats[:, col] = ufunc.reduceat(values, g0)
         flat_max_s = (
             self._longest_ended_flat_ms(
                 ts,
@@ -992,10 +1007,48 @@ class Engine:
             p[g_last],
             i[g_last],
             flat_max_s,
+            profile,
+            floor_m,
             out,
         )
 
     # ------------------------------------------------------------------ helpers
+    def _window_sums(
+        self, gm: IntArray, valid: BoolArray
+    ) -> tuple[FloatArray, np.ndarray, np.ndarray]:
+        """Window statistics of meters gm from their valid ring panes: sums (float64),
+        with the min/max columns holding the extremes; also the window's max power and max
+        step in the ring's float32. Only the valid panes are read (a coarse cadence fills
+        few of them): each meter's panes are added in ring-slot order starting from zero,
+        the same float64 additions, in the same order, as a masked sum over the whole ring."""
+        st = self.state
+        P = self.config.panes
+        counts = valid.sum(axis=1)
+        k_idx, p_idx = np.nonzero(valid)  # row-major: by meter, then ring slot
+        rows = np.take(st.ring.reshape(-1, N_STATS), gm[k_idx] * P + p_idx, axis=0)
+        starts = np.zeros(len(gm), dtype=np.int64)
+        np.cumsum(counts[:-1], out=starts[1:])
+        # every meter has its current pane, so none has an empty window; the panes are added
+        # one at a time in slot order onto zeros (the rounding of the sums depends on it)
+        rows64 = rows.astype(np.float64)
+        wsum = np.zeros((len(gm), N_STATS))
+        wsum += rows64[starts]
+        for j in range(1, int(counts.max(initial=0))):
+            more = counts > j
+            if more.all():
+                wsum += rows64[starts + j]
+            else:
+                wsum[more] += rows64[starts[more] + j]
+        wmax_p = np.maximum.reduceat(rows[:, MAXP], starts)
+        wmax_step = np.maximum.reduceat(rows[:, MAXSTEP], starts)
+        # an empty ring slot counts as a zero step
+        wmax_step = np.where(counts < P, np.maximum(wmax_step, np.float32(0.0)), wmax_step)
+        wsum[:, MINP] = np.minimum.reduceat(rows[:, MINP], starts)
+        wsum[:, MAXP] = wmax_p
+        wsum[:, MINV] = np.minimum.reduceat(rows[:, MINV], starts)
+        wsum[:, MAXSTEP] = wmax_step
+        return wsum, wmax_p, wmax_step
+
     @staticmethod
     def _segment_mean(values: FloatArray, mask: BoolArray, segs: Segments) -> FloatArray:
         s = np.add.reduceat(values, segs.starts)
@@ -1047,16 +1100,15 @@ class Engine:
         st = self.state
         ends = segs.ends
         counts = ends - segs.starts + 1
-        old = st.recent_ts[seg_m].copy()  # newest first
-        new = np.full((len(seg_m), RECENT_TS), -1, dtype=np.int64)
+        old = st.recent_ts[seg_m]  # newest first
+        rows = np.arange(len(seg_m))
+        new = np.empty((len(seg_m), RECENT_TS), dtype=np.int64)
+        # slot k: the meter's k-th newest reading of this round, else an older remembered one
         for k in range(RECENT_TS):
-            idx = ends - k
-            ok = idx >= segs.starts
-            new[ok, k] = ts[idx[ok]]
-        for c in range(1, RECENT_TS):
-            rows = counts == c
-            if rows.any():
-                new[rows, c:] = old[rows, : RECENT_TS - c]
+            own = k < counts
+            new[:, k] = np.where(
+                own, ts[np.maximum(ends - k, 0)], old[rows, np.maximum(k - counts, 0)]
+            )
         st.recent_ts[seg_m] = new
 
     def _hour_expected(self, m: IntArray, ts: IntArray) -> FloatArray:
@@ -1068,26 +1120,36 @@ class Engine:
         ready = st.base_w[m, slot] >= self.thresholds.value("baseline", "slot_ready_s")
         return np.where(ready, st.base_p[m, slot], 0.0).astype(np.float64)
 
-    def _daily_mean(self, m: IntArray) -> FloatArray:
-        """Mean of the meter's ready hour-of-day baseline slots (0 when none are ready)."""
-        st = self.state
-        ready = st.base_w[m] >= self.thresholds.value("baseline", "slot_ready_s")
-        total = np.where(ready, st.base_p[m], 0.0).sum(axis=1)
-        return np.where(ready.any(axis=1), total / np.maximum(ready.sum(axis=1), 1), 0.0)
-
-    def _expected(self, m: IntArray, slot: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """(expected power, its std, the daily mean) for meters m at slots (hour, daytype)."""
+    def _profile(self, m: IntArray) -> _Profile:
+        """The power profiles of meters m (distinct) gathered once per round, with the
+        mean of the ready slots in float32 (0 when none are ready)."""
         st = self.state
         ready_s = self.thresholds.value("baseline", "slot_ready_s")
+        base_w = st.base_w[m]
+        # float32 comparison against the threshold rounded to float32 ...
+        ready32 = base_w >= ready_s
+        # ... and the exact one; the same whenever the threshold is a float32 value
+        exact = float(np.float32(ready_s)) == ready_s
+        ready = ready32 if exact else base_w >= np.float64(ready_s)
+        ready_p32 = np.where(ready32, st.base_p[m], np.float32(0.0))
+        n32 = ready32.sum(axis=1)
+        daily_mean = np.where(n32 > 0, ready_p32.sum(axis=1) / np.maximum(n32, 1), 0.0)
+        ready_p = ready_p32 if exact else np.where(ready, st.base_p[m], np.float32(0.0))
+        return _Profile(ready, ready_p, daily_mean)
+
+    def _expected(
+        self, m: IntArray, slot: IntArray, profile: _Profile
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """(expected power, its std, the daily mean) for meters m at slots (hour, daytype)."""
+        st = self.state
         rows = np.arange(len(m))
-        ready = st.base_w[m].astype(np.float64) >= ready_s
-        bp = st.base_p[m].astype(np.float64)
+        ready = profile.ready
         own = ready[rows, slot]
         other_slot = (slot + 24) % N_SLOTS
         other = ready[rows, other_slot]
         use = np.where(own, slot, other_slot)
         have = own | other
-        bp_use = bp[rows, use]
+        bp_use = st.base_p[m, use].astype(np.float64)
         # only the one slot of the squared mean is needed: gather it, not the whole profile
         bp2_use = st.base_p2[m, use].astype(np.float64)
         mean = np.where(have, bp_use, np.nan)
@@ -1095,7 +1157,7 @@ class Engine:
         std = np.where(have, np.sqrt(var), np.nan)
         # daily mean over the ready hours (pooled across day types)
         with np.errstate(invalid="ignore", divide="ignore"):
-            wd = np.where(ready, bp, 0.0)
+            wd = profile.ready_p.astype(np.float64)
             nready = ready.sum(axis=1)
             daily = np.where(nready >= 12, wd.sum(axis=1) / np.maximum(nready, 1), np.nan)
         return mean, std, daily
@@ -1110,6 +1172,8 @@ class Engine:
         last_p: FloatArray,
         last_i: FloatArray,
         flat_max_s: FloatArray,
+        profile: _Profile,
+        floor_w: FloatArray,
         out: EngineOutput,
     ) -> dict[str, Any]:
         """One pane per meter (meters distinct): update rings, build the windows, apply the
@@ -1146,17 +1210,7 @@ class Engine:
         st.last_pane[gm] = gpane
         rid = st.ring_id[gm]
         valid = (rid > (gpane - P)[:, None]) & (rid <= gpane[:, None])
-        ring = st.ring[gm]
-        # sums over the valid panes in one contraction (float64 accumulation)
-        wsum = np.einsum("kp,kps->ks", valid.astype(np.float64), ring, dtype=np.float64)
-        wmin_p = np.where(valid, ring[:, :, MINP], np.inf).min(axis=1)
-        wmax_p = np.where(valid, ring[:, :, MAXP], -np.inf).max(axis=1)
-        wmin_v = np.where(valid, ring[:, :, MINV], np.inf).min(axis=1)
-        wmax_step = np.where(valid, ring[:, :, MAXSTEP], 0.0).max(axis=1)
-        wsum[:, MINP] = wmin_p
-        wsum[:, MAXP] = wmax_p
-        wsum[:, MINV] = wmin_v
-        wsum[:, MAXSTEP] = wmax_step
+        wsum, wmax_p, wmax_step = self._window_sums(gm, valid)
         wn = wsum[:, N]
         mean_p = wsum[:, SP] / wn
         mean_v = wsum[:, SV] / wn
@@ -1171,7 +1225,7 @@ class Engine:
         day = (end_ms - 1) // DAY_MS
         weekend = ((day + 3) % 7) >= 5
         bslot = (hour + 24 * weekend).astype(np.int64)
-        expected_p, expected_std, daily = self._expected(gm, bslot)
+        expected_p, expected_std, daily = self._expected(gm, bslot, profile)
         vw = st.base_vw[gm, hour].astype(np.float64)
         v_ready = vw >= th.value("baseline", "slot_ready_s")
         expected_v = np.where(v_ready, st.base_v[gm, hour], np.nan)
@@ -1228,7 +1282,6 @@ class Engine:
         # time (decayed, about a day of memory) with the pane's power below the premises'
         # standby floor: below what it draws when everything idles
         bf = th.section("below_standby")
-        floor_w = self._standby_floor(gm)
         sub = (
             warm & (floor_w >= bf["min_floor_w"]) & (pane_mean_p <= bf["max_floor_ratio"] * floor_w)
         )
@@ -1494,8 +1547,10 @@ class Engine:
         bins[rows, slot, 0] = m1
         bins[rows, slot, 1] = n1
         ids[rows, slot] = b
-        st.vbin[gm] = bins
-        st.vbin_id[gm] = ids
+        # only the current bin changed: store it (float32), the judging below uses float64
+        st.vbin[gm, slot, 0] = m1
+        st.vbin[gm, slot, 1] = n1
+        st.vbin_id[gm, slot] = b
         age = b[:, None] - ids
         have = (ids >= 0) & (age >= 0) & (age < VBINS) & (bins[:, :, 1] > 0)
         newer = have & (age < VBINS // 2)
@@ -1507,11 +1562,14 @@ class Engine:
         step_ok = (newer.sum(axis=1) >= rs["min_bins_n"]) & (older.sum(axis=1) >= rs["min_bins_n"])
         step = np.where(step_ok, mu_new - mu_old, 0.0)
 
-        base = st.vstep_base[gm].astype(np.float64)  # (K, 24, [mean, var, learnt s])
-        ready_all = base[:, :, 2] >= rs["ready_s"]
+        base = st.vstep_base[gm]  # float32 (K, 24, [mean, var, learnt s])
+        # compared and summed in float64 (a float64 scalar promotes the float32 operand)
+        ready_all = base[:, :, 2] >= np.float64(rs["ready_s"])
         n_ready = ready_all.sum(axis=1)
-        pooled_var = np.where(ready_all, base[:, :, 1], 0.0).sum(axis=1) / np.maximum(n_ready, 1)
-        here = base[rows, hour]
+        pooled_var = np.where(ready_all, base[:, :, 1], np.float64(0.0)).sum(axis=1) / np.maximum(
+            n_ready, 1
+        )
+        here = base[rows, hour].astype(np.float64)
         ready = ready_all[rows, hour]
         var = np.maximum(
             np.maximum(here[:, 1], rs["pooled_var_share"] * pooled_var), rs["min_sd_v"] ** 2
@@ -1539,14 +1597,18 @@ class Engine:
         cycle = up & (held_s >= rs["min_hold_s"]) & (held_s <= rs["max_hold_s"])
         drop = pending & (up | (held_s > rs["max_hold_s"]))
         # decayed count of earlier load cycles that began within an hour of this time of day
-        recur = st.onset_recur[gm].astype(np.float64)
+        recur = st.onset_recur
         rts = st.onset_recur_ts[gm]
         decay = np.exp(-np.where(rts >= 0, (end_ms - rts) / 1000.0, 0.0) / rs["memory_s"])
-        near = recur[rows, (hour - 1) % 24] + recur[rows, hour] + recur[rows, (hour + 1) % 24]
+        near = (
+            recur[gm, (hour - 1) % 24].astype(np.float64)
+            + recur[gm, hour].astype(np.float64)
+            + recur[gm, (hour + 1) % 24].astype(np.float64)
+        )
         prior = np.where(down, near * decay, 0.0)
         if cycle.any():
             on = np.flatnonzero(cycle)
-            upd = recur[on] * decay[on, None]
+            upd = recur[gm[on]].astype(np.float64) * decay[on, None]
             upd[np.arange(len(on)), st.onset_hour[gm[on]].astype(np.int64)] += 1.0
             st.onset_recur[gm[on]] = upd
             st.onset_recur_ts[gm[on]] = end_ms[on]
@@ -1624,10 +1686,10 @@ class Engine:
         """Second lowest of the meter's recent daily minimum powers (0 until three days are
         known): one day with a bypass in it does not lower it, and a cold spell that keeps a
         heater on all day does not raise it while two milder days are remembered."""
-        days = self.state.floor_days_w[m].astype(np.float64)
+        days = self.state.floor_days_w[m]
         valid = np.isfinite(days)
-        ordered = np.sort(np.where(valid, days, np.inf), axis=1)
-        return np.where(valid.sum(axis=1) >= 3, np.maximum(ordered[:, 1], 0.0), 0.0)
+        second = np.partition(np.where(valid, days, np.float32(np.inf)), 1, axis=1)[:, 1]
+        return np.where(valid.sum(axis=1) >= 3, np.maximum(second.astype(np.float64), 0.0), 0.0)
 
     def _update_day(
         self,
@@ -1838,6 +1900,17 @@ def impedance_fit(sums: FloatArray) -> tuple[FloatArray, FloatArray]:
 
 def conf_max(cues: dict[str, tuple[str, float, dict[str, float]]]) -> float:
     return max((c[1] for c in cues.values()), default=0.0)
+
+
+@dataclass
+class _Profile:
+    """A round's gathered power profiles: the ready slots (K, N_SLOTS) (learnt at least
+    slot_ready_s), the profile with unready slots zeroed (float32), and the mean of the
+    ready slots in float32 (0 when none)."""
+
+    ready: BoolArray
+    ready_p: np.ndarray
+    daily_mean: FloatArray
 
 
 @dataclass

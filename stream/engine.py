@@ -127,6 +127,8 @@ SNAPSHOT_FORMAT = "meterwatch.engine.snapshot.v2"
 N_STATS = 27
 SUM_STATS = [N, SP, SP2, SV, SI, SPF, SPF2, NPF, NZERO, NNEG, NFLAT, NRES, SRES, NSAG, SVIPF]
 SUM_STATS += [SDVDI, SDI2, SDV2, NDIFF, SABSE, NPFLOW]
+# the impedance sums (dV*dI, dI^2, dV^2, n), adjacent columns: a slice, not a gather
+IMP_SUMS = slice(SDVDI, NDIFF + 1)
 
 # run kinds (columns of the run counters)
 RUN_FLAT, RUN_ZERO, RUN_RESID, RUN_NEG = range(4)
@@ -379,6 +381,9 @@ class MeterState:
             if name in self.arrays:
                 arr[: self.capacity] = self.arrays[name]
             self.arrays[name] = arr
+            # also an instance attribute: ``state.ring`` is then a plain lookup (the engine
+            # reads ~150 of them per round) and __getattr__ is not reached
+            self.__dict__[name] = arr
         self.capacity = new_cap
 
     def __getattr__(self, name: str) -> np.ndarray:
@@ -1025,20 +1030,21 @@ class Engine:
         P = self.config.panes
         counts = valid.sum(axis=1)
         k_idx, p_idx = np.nonzero(valid)  # row-major: by meter, then ring slot
-        rows = np.take(st.ring.reshape(-1, N_STATS), gm[k_idx] * P + p_idx, axis=0)
+        flat_idx = gm[k_idx] * P + p_idx
+        rows = np.take(st.ring.reshape(-1, N_STATS), flat_idx, axis=0)
         starts = np.zeros(len(gm), dtype=np.int64)
         np.cumsum(counts[:-1], out=starts[1:])
         # every meter has its current pane, so none has an empty window; the panes are added
-        # one at a time in slot order onto zeros (the rounding of the sums depends on it)
-        rows64 = rows.astype(np.float64)
+        # one at a time in slot order onto zeros (the rounding of the sums depends on it);
+        # a meter with fewer panes adds +0.0, which changes no sum (none is ever -0.0)
         wsum = np.zeros((len(gm), N_STATS))
-        wsum += rows64[starts]
+        wsum += rows[starts]
         for j in range(1, int(counts.max(initial=0))):
             more = counts > j
-            if more.all():
-                wsum += rows64[starts + j]
-            else:
-                wsum[more] += rows64[starts[more] + j]
+            pane_j = rows[np.minimum(starts + j, len(rows) - 1)]
+            if not more.all():
+                pane_j[~more] = 0.0
+            wsum += pane_j
         wmax_p = np.maximum.reduceat(rows[:, MAXP], starts)
         wmax_step = np.maximum.reduceat(rows[:, MAXSTEP], starts)
         # an empty ring slot counts as a zero step
@@ -1232,7 +1238,7 @@ class Engine:
         expected_i = np.where(v_ready, st.base_i[gm, hour], np.nan)
         pf_base = st.pf_base[gm].astype(np.float64)
         bl = th.section("baseline")
-        imp_pane = pstats[:, [SDVDI, SDI2, SDV2, NDIFF]]
+        imp_pane = pstats[:, IMP_SUMS]
         decay_s = np.exp(-since_s / bl["impedance_short_memory_s"])[:, None]
         st.imp_short[gm] = st.imp_short[gm] * decay_s + imp_pane
         z_long, z_long_se = impedance_fit(st.imp_long[gm])
@@ -1566,9 +1572,9 @@ class Engine:
         # compared and summed in float64 (a float64 scalar promotes the float32 operand)
         ready_all = base[:, :, 2] >= np.float64(rs["ready_s"])
         n_ready = ready_all.sum(axis=1)
-        pooled_var = np.where(ready_all, base[:, :, 1], np.float64(0.0)).sum(axis=1) / np.maximum(
-            n_ready, 1
-        )
+        pooled_var = np.where(ready_all, base[:, :, 1], np.float32(0.0)).astype(np.float64).sum(
+            axis=1
+        ) / np.maximum(n_ready, 1)
         here = base[rows, hour].astype(np.float64)
         ready = ready_all[rows, hour]
         var = np.maximum(
@@ -1777,7 +1783,7 @@ class Engine:
         a_exp = 1.0 - np.exp(-dt / (7 * 86400.0))
         st.export_share[gm] += a_exp * (neg_share - st.export_share[gm])
         decay = np.exp(-dt / th.value("baseline", "impedance_long_memory_s"))[:, None]
-        st.imp_long[gm] = st.imp_long[gm] * decay + pstats[:, [SDVDI, SDI2, SDV2, NDIFF]]
+        st.imp_long[gm] = st.imp_long[gm] * decay + pstats[:, IMP_SUMS]
 
     # ------------------------------------------------------------------ outputs
     def _finish_windows(self, rounds: list[dict[str, Any]], out: EngineOutput) -> None:

@@ -897,8 +897,9 @@ class Engine:
         neg = p < -meas["p_zero_w"]
         pf_low = real_s & (np.abs(pf) <= th.value("pf_abnormal", "max_pf"))
         # unexplained voltage step: dV not accounted for by the meter's own current change
-        z_m, _ = impedance_fit(st.imp_long[seg_m])
-        z_r = np.clip(fill_nan(z_m, 0.0), 0.0, 2.0)[segs.seg_of]
+        # the long impedance fit (the window reuses it: imp_long changes after judging)
+        z_fit = impedance_fit(st.imp_long[seg_m])
+        z_r = np.clip(fill_nan(z_fit[0], 0.0), 0.0, 2.0)[segs.seg_of]
         e_step = np.where(consecutive, dv + z_r * di, 0.0)
 
         # ---- cadence (EWMA of the interval between consecutive readings)
@@ -1014,6 +1015,7 @@ class Engine:
             flat_max_s,
             profile,
             floor_m,
+            z_fit,
             out,
         )
 
@@ -1140,8 +1142,10 @@ class Engine:
         ready_p32 = np.where(ready32, st.base_p[m], np.float32(0.0))
         n32 = ready32.sum(axis=1)
         daily_mean = np.where(n32 > 0, ready_p32.sum(axis=1) / np.maximum(n32, 1), 0.0)
-        ready_p = ready_p32 if exact else np.where(ready, st.base_p[m], np.float32(0.0))
-        return _Profile(ready, ready_p, daily_mean)
+        if exact:
+            return _Profile(ready32, ready_p32, n32, daily_mean)
+        ready_p = np.where(ready, st.base_p[m], np.float32(0.0))
+        return _Profile(ready, ready_p, ready.sum(axis=1), daily_mean)
 
     def _expected(
         self, m: IntArray, slot: IntArray, profile: _Profile
@@ -1164,7 +1168,7 @@ class Engine:
         # daily mean over the ready hours (pooled across day types)
         with np.errstate(invalid="ignore", divide="ignore"):
             wd = profile.ready_p.astype(np.float64)
-            nready = ready.sum(axis=1)
+            nready = profile.n_ready
             daily = np.where(nready >= 12, wd.sum(axis=1) / np.maximum(nready, 1), np.nan)
         return mean, std, daily
 
@@ -1180,6 +1184,7 @@ class Engine:
         flat_max_s: FloatArray,
         profile: _Profile,
         floor_w: FloatArray,
+        z_fit: tuple[FloatArray, FloatArray],
         out: EngineOutput,
     ) -> dict[str, Any]:
         """One pane per meter (meters distinct): update rings, build the windows, apply the
@@ -1198,8 +1203,9 @@ class Engine:
         cad = fill_nan(st.cadence_s[gm].astype(np.float64), cfg.hop_s)
         gap_s = np.where(last_pane >= 0, (gpane - last_pane - 1) * cfg.hop_s, 0)
         expected_empty = np.maximum(cad, cfg.window_s) - cfg.hop_s
-        gap_windows = np.maximum(gap_s - expected_empty, 0) // cfg.hop_s
-        n_gap = int(gap_windows.sum())
+        # whole hops missing beyond the expected (integer-valued, so any order sums exactly)
+        gapped = gap_s > expected_empty
+        n_gap = int(((gap_s[gapped] - expected_empty[gapped]) // cfg.hop_s).sum())
         out.comms_gap_windows += n_gap
         self.counters["comms_gap_windows"] += n_gap
         since_s = np.where(
@@ -1241,7 +1247,7 @@ class Engine:
         imp_pane = pstats[:, IMP_SUMS]
         decay_s = np.exp(-since_s / bl["impedance_short_memory_s"])[:, None]
         st.imp_short[gm] = st.imp_short[gm] * decay_s + imp_pane
-        z_long, z_long_se = impedance_fit(st.imp_long[gm])
+        z_long, z_long_se = z_fit
         # a long fit is trusted only when it is precise and physically plausible
         z_ok = (z_long_se <= 0.25 * np.abs(z_long)) & (z_long >= 0.01) & (z_long <= 1.5)
         z_long = np.where(z_ok, z_long, np.nan)
@@ -1911,11 +1917,12 @@ def conf_max(cues: dict[str, tuple[str, float, dict[str, float]]]) -> float:
 @dataclass
 class _Profile:
     """A round's gathered power profiles: the ready slots (K, N_SLOTS) (learnt at least
-    slot_ready_s), the profile with unready slots zeroed (float32), and the mean of the
-    ready slots in float32 (0 when none)."""
+    slot_ready_s), the profile with unready slots zeroed (float32), the number of ready
+    slots, and the mean of the ready slots in float32 (0 when none)."""
 
     ready: BoolArray
     ready_p: np.ndarray
+    n_ready: IntArray
     daily_mean: FloatArray
 
 

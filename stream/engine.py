@@ -826,8 +826,10 @@ class Engine:
         bounds = np.searchsorted(
             reading_rank[by_round], np.arange(int(reading_rank.max()) + 2 if n else 1)
         )
+        # one gather into round order; each round is then a slice (views, no copies)
+        rel = rel.take(by_round)
         windows = [
-            self._process_round(rel.take(by_round[bounds[r] : bounds[r + 1]]), out)
+            self._process_round(rel.slice(int(bounds[r]), int(bounds[r + 1])), out)
             for r in range(len(bounds) - 1)
         ]
         self._finish_windows(windows, out)
@@ -1945,6 +1947,17 @@ class _Pending:
     def take(self, idx: npt.NDArray[Any]) -> _Pending:
         return _Pending(
             self.m[idx], self.ts[idx], self.p[idx], self.v[idx], self.i[idx], self.pf[idx]
+        )
+
+    def slice(self, start: int, stop: int) -> _Pending:
+        """Readings start..stop-1 as views (read-only use: the round does not write them)."""
+        return _Pending(
+            self.m[start:stop],
+            self.ts[start:stop],
+            self.p[start:stop],
+            self.v[start:stop],
+            self.i[start:stop],
+            self.pf[start:stop],
         )
 
     def append(self, m: IntArray, b: ReadingBatch) -> _Pending:

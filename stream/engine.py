@@ -1027,12 +1027,25 @@ class Engine:
     ) -> tuple[FloatArray, np.ndarray, np.ndarray]:
         """Window statistics of meters gm from their valid ring panes: sums (float64),
         with the min/max columns holding the extremes; also the window's max power and max
-        step in the ring's float32. Only the valid panes are read (a coarse cadence fills
-        few of them): each meter's panes are added in ring-slot order starting from zero,
-        the same float64 additions, in the same order, as a masked sum over the whole ring."""
+        step in the ring's float32. When few slots are valid (a coarse cadence) only those
+        are read: each meter's panes are added in ring-slot order starting from zero, the
+        same float64 additions, in the same order, as the masked sum over the whole ring
+        that a fine cadence uses."""
         st = self.state
         P = self.config.panes
         counts = valid.sum(axis=1)
+        if 3 * int(counts.max(initial=0)) > P:
+            # most slots hold a pane of the window (a fine cadence): one masked contraction
+            # over the whole ring, which adds the panes in slot order onto zeros too
+            ring = st.ring[gm]
+            wsum = np.einsum("kp,kps->ks", valid.astype(np.float64), ring, dtype=np.float64)
+            wmax_p = np.where(valid, ring[:, :, MAXP], -np.inf).max(axis=1)
+            wmax_step = np.where(valid, ring[:, :, MAXSTEP], 0.0).max(axis=1)
+            wsum[:, MINP] = np.where(valid, ring[:, :, MINP], np.inf).min(axis=1)
+            wsum[:, MAXP] = wmax_p
+            wsum[:, MINV] = np.where(valid, ring[:, :, MINV], np.inf).min(axis=1)
+            wsum[:, MAXSTEP] = wmax_step
+            return wsum, wmax_p, wmax_step
         k_idx, p_idx = np.nonzero(valid)  # row-major: by meter, then ring slot
         flat_idx = gm[k_idx] * P + p_idx
         rows = np.take(st.ring.reshape(-1, N_STATS), flat_idx, axis=0)

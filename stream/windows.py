@@ -9,6 +9,7 @@ no Python loop over readings, carrying state in from the previous batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -44,9 +45,9 @@ class Segments:
         seg_of = (np.cumsum(change) - 1).astype(np.int64)
         return cls(starts, seg_of)
 
-    @property
+    @cached_property
     def ends(self) -> IntArray:
-        """Last index of each segment."""
+        """Last index of each segment (computed once; read it, never write into it)."""
         n = self.seg_of.shape[0]
         return np.append(self.starts[1:], n).astype(np.int64) - 1
 

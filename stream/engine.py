@@ -128,6 +128,8 @@ SNAPSHOT_FORMAT = "meterwatch.engine.snapshot.v2"
 N_STATS = 27
 SUM_STATS = [N, SP, SP2, SV, SI, SPF, SPF2, NPF, NZERO, NNEG, NFLAT, NRES, SRES, NSAG, SVIPF]
 SUM_STATS += [SDVDI, SDI2, SDV2, NDIFF, SABSE, NPFLOW]
+# the impedance sums (dV*dI, dI^2, dV^2, n), adjacent columns: a slice, not a gather
+IMP_SUMS = slice(SDVDI, NDIFF + 1)
 
 # run kinds (columns of the run counters)
 RUN_FLAT, RUN_ZERO, RUN_RESID, RUN_NEG = range(4)
@@ -380,6 +382,9 @@ class MeterState:
             if name in self.arrays:
                 arr[: self.capacity] = self.arrays[name]
             self.arrays[name] = arr
+            # also an instance attribute: ``state.ring`` is then a plain lookup (the engine
+            # reads ~150 of them per round) and __getattr__ is not reached
+            self.__dict__[name] = arr
         self.capacity = new_cap
 
     def __getattr__(self, name: str) -> np.ndarray:
@@ -822,8 +827,10 @@ class Engine:
         bounds = np.searchsorted(
             reading_rank[by_round], np.arange(int(reading_rank.max()) + 2 if n else 1)
         )
+        # one gather into round order; each round is then a slice (views, no copies)
+        rel = rel.take(by_round)
         windows = [
-            self._process_round(rel.take(by_round[bounds[r] : bounds[r + 1]]), out)
+            self._process_round(rel.slice(int(bounds[r]), int(bounds[r + 1])), out)
             for r in range(len(bounds) - 1)
         ]
         self._finish_windows(windows, out)
@@ -877,7 +884,10 @@ class Engine:
         res_rel = np.where(real_i, resid / np.maximum(np.abs(vipf), np.abs(p)).clip(1.0), 0.0)
         # "zero" is relative to what the meter usually draws: a bypass leaves a few W of
         # residual (the metered share, the meter's own supply), a 3 kW home's 30 W is zero
-        daily_m = self._daily_mean(seg_m)[segs.seg_of]
+        # the round's meters' baseline profiles, gathered once for the reading facts and the
+        # window (the baselines change only after the window is judged)
+        profile = self._profile(seg_m)
+        daily_m = profile.daily_mean[segs.seg_of]
         hour_m = self._hour_expected(m, ts)
         # ... or far below the premises' own standby floor (its usual daily minimum: fridge,
         # router, standby never stop), which a home that is out still draws
@@ -890,8 +900,9 @@ class Engine:
         neg = p < -meas["p_zero_w"]
         pf_low = real_s & (np.abs(pf) <= th.value("pf_abnormal", "max_pf"))
         # unexplained voltage step: dV not accounted for by the meter's own current change
-        z_m, _ = impedance_fit(st.imp_long[seg_m])
-        z_r = np.clip(fill_nan(z_m, 0.0), 0.0, 2.0)[segs.seg_of]
+        # the long impedance fit (the window reuses it: imp_long changes after judging)
+        z_fit = impedance_fit(st.imp_long[seg_m])
+        z_r = np.clip(fill_nan(z_fit[0], 0.0), 0.0, 2.0)[segs.seg_of]
         e_step = np.where(consecutive, dv + z_r * di, 0.0)
 
         # ---- cadence (EWMA of the interval between consecutive readings)
@@ -963,14 +974,26 @@ class Engine:
             SABSE: np.abs(e_step),
             NPFLOW: pf_low.astype(np.float64),
         }
-        for col, values in cols.items():
-            stats[:, col] = np.add.reduceat(values, g0)
-        stats[:, MINP] = np.minimum.reduceat(p, g0)
-        stats[:, MAXP] = np.maximum.reduceat(p, g0)
-        stats[:, MINV] = np.minimum.reduceat(v, g0)
-        stats[:, MAXSTEP] = np.maximum.reduceat(step, g0)
-        stats[:, MINE] = np.minimum.reduceat(e_step, g0)
-        stats[:, MAXE] = np.maximum.reduceat(e_step, g0)
+        extremes = {
+            MINP: (np.minimum, p),
+            MAXP: (np.maximum, p),
+            MINV: (np.minimum, v),
+            MAXSTEP: (np.maximum, step),
+            MINE: (np.minimum, e_step),
+            MAXE: (np.maximum, e_step),
+        }
+        if n == len(g0):
+            # one reading per pane (a cadence of a hop or coarser): the pane's statistics
+            # are the reading's own values
+            for col, values in cols.items():
+                stats[:, col] = values
+            for col, (_, values) in extremes.items():
+                stats[:, col] = values
+        else:
+            for col, values in cols.items():
+                stats[:, col] = np.add.reduceat(values, g0)
+            for col, (ufunc, values) in extremes.items():
+                stats[:, col] = ufunc.reduceat(values, g0)
         flat_max_s = (
             self._longest_ended_flat_ms(
                 ts,
@@ -993,10 +1016,63 @@ class Engine:
             p[g_last],
             i[g_last],
             flat_max_s,
+            profile,
+            floor_m,
+            z_fit,
             out,
         )
 
     # ------------------------------------------------------------------ helpers
+    def _window_sums(
+        self, gm: IntArray, valid: BoolArray
+    ) -> tuple[FloatArray, np.ndarray, np.ndarray]:
+        """Window statistics of meters gm from their valid ring panes: sums (float64),
+        with the min/max columns holding the extremes; also the window's max power and max
+        step in the ring's float32. When few slots are valid (a coarse cadence) only those
+        are read: each meter's panes are added in ring-slot order starting from zero, the
+        same float64 additions, in the same order, as the masked sum over the whole ring
+        that a fine cadence uses."""
+        st = self.state
+        P = self.config.panes
+        counts = valid.sum(axis=1)
+        if 3 * int(counts.max(initial=0)) > P:
+            # most slots hold a pane of the window (a fine cadence): one masked contraction
+            # over the whole ring, which adds the panes in slot order onto zeros too
+            ring = st.ring[gm]
+            wsum = np.einsum("kp,kps->ks", valid.astype(np.float64), ring, dtype=np.float64)
+            wmax_p = np.where(valid, ring[:, :, MAXP], -np.inf).max(axis=1)
+            wmax_step = np.where(valid, ring[:, :, MAXSTEP], 0.0).max(axis=1)
+            wsum[:, MINP] = np.where(valid, ring[:, :, MINP], np.inf).min(axis=1)
+            wsum[:, MAXP] = wmax_p
+            wsum[:, MINV] = np.where(valid, ring[:, :, MINV], np.inf).min(axis=1)
+            wsum[:, MAXSTEP] = wmax_step
+            return wsum, wmax_p, wmax_step
+        k_idx, p_idx = np.nonzero(valid)  # row-major: by meter, then ring slot
+        flat_idx = gm[k_idx] * P + p_idx
+        rows = np.take(st.ring.reshape(-1, N_STATS), flat_idx, axis=0)
+        starts = np.zeros(len(gm), dtype=np.int64)
+        np.cumsum(counts[:-1], out=starts[1:])
+        # every meter has its current pane, so none has an empty window; the panes are added
+        # one at a time in slot order onto zeros (the rounding of the sums depends on it);
+        # a meter with fewer panes adds +0.0, which changes no sum (none is ever -0.0)
+        wsum = np.zeros((len(gm), N_STATS))
+        wsum += rows[starts]
+        for j in range(1, int(counts.max(initial=0))):
+            more = counts > j
+            pane_j = rows[np.minimum(starts + j, len(rows) - 1)]
+            if not more.all():
+                pane_j[~more] = 0.0
+            wsum += pane_j
+        wmax_p = np.maximum.reduceat(rows[:, MAXP], starts)
+        wmax_step = np.maximum.reduceat(rows[:, MAXSTEP], starts)
+        # an empty ring slot counts as a zero step
+        wmax_step = np.where(counts < P, np.maximum(wmax_step, np.float32(0.0)), wmax_step)
+        wsum[:, MINP] = np.minimum.reduceat(rows[:, MINP], starts)
+        wsum[:, MAXP] = wmax_p
+        wsum[:, MINV] = np.minimum.reduceat(rows[:, MINV], starts)
+        wsum[:, MAXSTEP] = wmax_step
+        return wsum, wmax_p, wmax_step
+
     @staticmethod
     def _segment_mean(values: FloatArray, mask: BoolArray, segs: Segments) -> FloatArray:
         s = np.add.reduceat(values, segs.starts)
@@ -1048,16 +1124,15 @@ class Engine:
         st = self.state
         ends = segs.ends
         counts = ends - segs.starts + 1
-        old = st.recent_ts[seg_m].copy()  # newest first
-        new = np.full((len(seg_m), RECENT_TS), -1, dtype=np.int64)
+        old = st.recent_ts[seg_m]  # newest first
+        rows = np.arange(len(seg_m))
+        new = np.empty((len(seg_m), RECENT_TS), dtype=np.int64)
+        # slot k: the meter's k-th newest reading of this round, else an older remembered one
         for k in range(RECENT_TS):
-            idx = ends - k
-            ok = idx >= segs.starts
-            new[ok, k] = ts[idx[ok]]
-        for c in range(1, RECENT_TS):
-            rows = counts == c
-            if rows.any():
-                new[rows, c:] = old[rows, : RECENT_TS - c]
+            own = k < counts
+            new[:, k] = np.where(
+                own, ts[np.maximum(ends - k, 0)], old[rows, np.maximum(k - counts, 0)]
+            )
         st.recent_ts[seg_m] = new
 
     def _hour_expected(self, m: IntArray, ts: IntArray) -> FloatArray:
@@ -1069,26 +1144,38 @@ class Engine:
         ready = st.base_w[m, slot] >= self.thresholds.value("baseline", "slot_ready_s")
         return np.where(ready, st.base_p[m, slot], 0.0).astype(np.float64)
 
-    def _daily_mean(self, m: IntArray) -> FloatArray:
-        """Mean of the meter's ready hour-of-day baseline slots (0 when none are ready)."""
-        st = self.state
-        ready = st.base_w[m] >= self.thresholds.value("baseline", "slot_ready_s")
-        total = np.where(ready, st.base_p[m], 0.0).sum(axis=1)
-        return np.where(ready.any(axis=1), total / np.maximum(ready.sum(axis=1), 1), 0.0)
-
-    def _expected(self, m: IntArray, slot: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """(expected power, its std, the daily mean) for meters m at slots (hour, daytype)."""
+    def _profile(self, m: IntArray) -> _Profile:
+        """The power profiles of meters m (distinct) gathered once per round, with the
+        mean of the ready slots in float32 (0 when none are ready)."""
         st = self.state
         ready_s = self.thresholds.value("baseline", "slot_ready_s")
+        base_w = st.base_w[m]
+        # float32 comparison against the threshold rounded to float32 ...
+        ready32 = base_w >= ready_s
+        # ... and the exact one; the same whenever the threshold is a float32 value
+        exact = float(np.float32(ready_s)) == ready_s
+        ready = ready32 if exact else base_w >= np.float64(ready_s)
+        ready_p32 = np.where(ready32, st.base_p[m], np.float32(0.0))
+        n32 = ready32.sum(axis=1)
+        daily_mean = np.where(n32 > 0, ready_p32.sum(axis=1) / np.maximum(n32, 1), 0.0)
+        if exact:
+            return _Profile(ready32, ready_p32, n32, daily_mean)
+        ready_p = np.where(ready, st.base_p[m], np.float32(0.0))
+        return _Profile(ready, ready_p, ready.sum(axis=1), daily_mean)
+
+    def _expected(
+        self, m: IntArray, slot: IntArray, profile: _Profile
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """(expected power, its std, the daily mean) for meters m at slots (hour, daytype)."""
+        st = self.state
         rows = np.arange(len(m))
-        ready = st.base_w[m].astype(np.float64) >= ready_s
-        bp = st.base_p[m].astype(np.float64)
+        ready = profile.ready
         own = ready[rows, slot]
         other_slot = (slot + 24) % N_SLOTS
         other = ready[rows, other_slot]
         use = np.where(own, slot, other_slot)
         have = own | other
-        bp_use = bp[rows, use]
+        bp_use = st.base_p[m, use].astype(np.float64)
         # only the one slot of the squared mean is needed: gather it, not the whole profile
         bp2_use = st.base_p2[m, use].astype(np.float64)
         mean = np.where(have, bp_use, np.nan)
@@ -1096,8 +1183,8 @@ class Engine:
         std = np.where(have, np.sqrt(var), np.nan)
         # daily mean over the ready hours (pooled across day types)
         with np.errstate(invalid="ignore", divide="ignore"):
-            wd = np.where(ready, bp, 0.0)
-            nready = ready.sum(axis=1)
+            wd = profile.ready_p.astype(np.float64)
+            nready = profile.n_ready
             daily = np.where(nready >= 12, wd.sum(axis=1) / np.maximum(nready, 1), np.nan)
         return mean, std, daily
 
@@ -1111,6 +1198,9 @@ class Engine:
         last_p: FloatArray,
         last_i: FloatArray,
         flat_max_s: FloatArray,
+        profile: _Profile,
+        floor_w: FloatArray,
+        z_fit: tuple[FloatArray, FloatArray],
         out: EngineOutput,
     ) -> dict[str, Any]:
         """One pane per meter (meters distinct): update rings, build the windows, apply the
@@ -1129,8 +1219,9 @@ class Engine:
         cad = fill_nan(st.cadence_s[gm].astype(np.float64), cfg.hop_s)
         gap_s = np.where(last_pane >= 0, (gpane - last_pane - 1) * cfg.hop_s, 0)
         expected_empty = np.maximum(cad, cfg.window_s) - cfg.hop_s
-        gap_windows = np.maximum(gap_s - expected_empty, 0) // cfg.hop_s
-        n_gap = int(gap_windows.sum())
+        # whole hops missing beyond the expected (integer-valued, so any order sums exactly)
+        gapped = gap_s > expected_empty
+        n_gap = int(((gap_s[gapped] - expected_empty[gapped]) // cfg.hop_s).sum())
         out.comms_gap_windows += n_gap
         self.counters["comms_gap_windows"] += n_gap
         since_s = np.where(
@@ -1147,17 +1238,7 @@ class Engine:
         st.last_pane[gm] = gpane
         rid = st.ring_id[gm]
         valid = (rid > (gpane - P)[:, None]) & (rid <= gpane[:, None])
-        ring = st.ring[gm]
-        # sums over the valid panes in one contraction (float64 accumulation)
-        wsum = np.einsum("kp,kps->ks", valid.astype(np.float64), ring, dtype=np.float64)
-        wmin_p = np.where(valid, ring[:, :, MINP], np.inf).min(axis=1)
-        wmax_p = np.where(valid, ring[:, :, MAXP], -np.inf).max(axis=1)
-        wmin_v = np.where(valid, ring[:, :, MINV], np.inf).min(axis=1)
-        wmax_step = np.where(valid, ring[:, :, MAXSTEP], 0.0).max(axis=1)
-        wsum[:, MINP] = wmin_p
-        wsum[:, MAXP] = wmax_p
-        wsum[:, MINV] = wmin_v
-        wsum[:, MAXSTEP] = wmax_step
+        wsum, wmax_p, wmax_step = self._window_sums(gm, valid)
         wn = wsum[:, N]
         mean_p = wsum[:, SP] / wn
         mean_v = wsum[:, SV] / wn
@@ -1172,17 +1253,17 @@ class Engine:
         day = (end_ms - 1) // DAY_MS
         weekend = ((day + 3) % 7) >= 5
         bslot = (hour + 24 * weekend).astype(np.int64)
-        expected_p, expected_std, daily = self._expected(gm, bslot)
+        expected_p, expected_std, daily = self._expected(gm, bslot, profile)
         vw = st.base_vw[gm, hour].astype(np.float64)
         v_ready = vw >= th.value("baseline", "slot_ready_s")
         expected_v = np.where(v_ready, st.base_v[gm, hour], np.nan)
         expected_i = np.where(v_ready, st.base_i[gm, hour], np.nan)
         pf_base = st.pf_base[gm].astype(np.float64)
         bl = th.section("baseline")
-        imp_pane = pstats[:, [SDVDI, SDI2, SDV2, NDIFF]]
+        imp_pane = pstats[:, IMP_SUMS]
         decay_s = np.exp(-since_s / bl["impedance_short_memory_s"])[:, None]
         st.imp_short[gm] = st.imp_short[gm] * decay_s + imp_pane
-        z_long, z_long_se = impedance_fit(st.imp_long[gm])
+        z_long, z_long_se = z_fit
         # a long fit is trusted only when it is precise and physically plausible
         z_ok = (z_long_se <= 0.25 * np.abs(z_long)) & (z_long >= 0.01) & (z_long <= 1.5)
         z_long = np.where(z_ok, z_long, np.nan)
@@ -1229,7 +1310,6 @@ class Engine:
         # time (decayed, about a day of memory) with the pane's power below the premises'
         # standby floor: below what it draws when everything idles
         bf = th.section("below_standby")
-        floor_w = self._standby_floor(gm)
         sub = (
             warm & (floor_w >= bf["min_floor_w"]) & (pane_mean_p <= bf["max_floor_ratio"] * floor_w)
         )
@@ -1495,8 +1575,10 @@ class Engine:
         bins[rows, slot, 0] = m1
         bins[rows, slot, 1] = n1
         ids[rows, slot] = b
-        st.vbin[gm] = bins
-        st.vbin_id[gm] = ids
+        # only the current bin changed: store it (float32), the judging below uses float64
+        st.vbin[gm, slot, 0] = m1
+        st.vbin[gm, slot, 1] = n1
+        st.vbin_id[gm, slot] = b
         age = b[:, None] - ids
         have = (ids >= 0) & (age >= 0) & (age < VBINS) & (bins[:, :, 1] > 0)
         newer = have & (age < VBINS // 2)
@@ -1508,11 +1590,14 @@ class Engine:
         step_ok = (newer.sum(axis=1) >= rs["min_bins_n"]) & (older.sum(axis=1) >= rs["min_bins_n"])
         step = np.where(step_ok, mu_new - mu_old, 0.0)
 
-        base = st.vstep_base[gm].astype(np.float64)  # (K, 24, [mean, var, learnt s])
-        ready_all = base[:, :, 2] >= rs["ready_s"]
+        base = st.vstep_base[gm]  # float32 (K, 24, [mean, var, learnt s])
+        # compared and summed in float64 (a float64 scalar promotes the float32 operand)
+        ready_all = base[:, :, 2] >= np.float64(rs["ready_s"])
         n_ready = ready_all.sum(axis=1)
-        pooled_var = np.where(ready_all, base[:, :, 1], 0.0).sum(axis=1) / np.maximum(n_ready, 1)
-        here = base[rows, hour]
+        pooled_var = np.where(ready_all, base[:, :, 1], np.float32(0.0)).astype(np.float64).sum(
+            axis=1
+        ) / np.maximum(n_ready, 1)
+        here = base[rows, hour].astype(np.float64)
         ready = ready_all[rows, hour]
         var = np.maximum(
             np.maximum(here[:, 1], rs["pooled_var_share"] * pooled_var), rs["min_sd_v"] ** 2
@@ -1540,14 +1625,18 @@ class Engine:
         cycle = up & (held_s >= rs["min_hold_s"]) & (held_s <= rs["max_hold_s"])
         drop = pending & (up | (held_s > rs["max_hold_s"]))
         # decayed count of earlier load cycles that began within an hour of this time of day
-        recur = st.onset_recur[gm].astype(np.float64)
+        recur = st.onset_recur
         rts = st.onset_recur_ts[gm]
         decay = np.exp(-np.where(rts >= 0, (end_ms - rts) / 1000.0, 0.0) / rs["memory_s"])
-        near = recur[rows, (hour - 1) % 24] + recur[rows, hour] + recur[rows, (hour + 1) % 24]
+        near = (
+            recur[gm, (hour - 1) % 24].astype(np.float64)
+            + recur[gm, hour].astype(np.float64)
+            + recur[gm, (hour + 1) % 24].astype(np.float64)
+        )
         prior = np.where(down, near * decay, 0.0)
         if cycle.any():
             on = np.flatnonzero(cycle)
-            upd = recur[on] * decay[on, None]
+            upd = recur[gm[on]].astype(np.float64) * decay[on, None]
             upd[np.arange(len(on)), st.onset_hour[gm[on]].astype(np.int64)] += 1.0
             st.onset_recur[gm[on]] = upd
             st.onset_recur_ts[gm[on]] = end_ms[on]
@@ -1625,10 +1714,10 @@ class Engine:
         """Second lowest of the meter's recent daily minimum powers (0 until three days are
         known): one day with a bypass in it does not lower it, and a cold spell that keeps a
         heater on all day does not raise it while two milder days are remembered."""
-        days = self.state.floor_days_w[m].astype(np.float64)
+        days = self.state.floor_days_w[m]
         valid = np.isfinite(days)
-        ordered = np.sort(np.where(valid, days, np.inf), axis=1)
-        return np.where(valid.sum(axis=1) >= 3, np.maximum(ordered[:, 1], 0.0), 0.0)
+        second = np.partition(np.where(valid, days, np.float32(np.inf)), 1, axis=1)[:, 1]
+        return np.where(valid.sum(axis=1) >= 3, np.maximum(second.astype(np.float64), 0.0), 0.0)
 
     def _update_day(
         self,
@@ -1716,7 +1805,7 @@ class Engine:
         a_exp = 1.0 - np.exp(-dt / (7 * 86400.0))
         st.export_share[gm] += a_exp * (neg_share - st.export_share[gm])
         decay = np.exp(-dt / th.value("baseline", "impedance_long_memory_s"))[:, None]
-        st.imp_long[gm] = st.imp_long[gm] * decay + pstats[:, [SDVDI, SDI2, SDV2, NDIFF]]
+        st.imp_long[gm] = st.imp_long[gm] * decay + pstats[:, IMP_SUMS]
 
     # ------------------------------------------------------------------ outputs
     def _finish_windows(self, rounds: list[dict[str, Any]], out: EngineOutput) -> None:
@@ -1842,6 +1931,18 @@ def conf_max(cues: dict[str, tuple[str, float, dict[str, float]]]) -> float:
 
 
 @dataclass
+class _Profile:
+    """A round's gathered power profiles: the ready slots (K, N_SLOTS) (learnt at least
+    slot_ready_s), the profile with unready slots zeroed (float32), the number of ready
+    slots, and the mean of the ready slots in float32 (0 when none)."""
+
+    ready: BoolArray
+    ready_p: np.ndarray
+    n_ready: IntArray
+    daily_mean: FloatArray
+
+
+@dataclass
 class _Pending:
     """Readings admitted but not yet released (their pane is not closed yet)."""
 
@@ -1860,6 +1961,17 @@ class _Pending:
     def take(self, idx: npt.NDArray[Any]) -> _Pending:
         return _Pending(
             self.m[idx], self.ts[idx], self.p[idx], self.v[idx], self.i[idx], self.pf[idx]
+        )
+
+    def slice(self, start: int, stop: int) -> _Pending:
+        """Readings start..stop-1 as views (read-only use: the round does not write them)."""
+        return _Pending(
+            self.m[start:stop],
+            self.ts[start:stop],
+            self.p[start:stop],
+            self.v[start:stop],
+            self.i[start:stop],
+            self.pf[start:stop],
         )
 
     def append(self, m: IntArray, b: ReadingBatch) -> _Pending:

@@ -9,6 +9,7 @@ no Python loop over readings, carrying state in from the previous batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -44,9 +45,9 @@ class Segments:
         seg_of = (np.cumsum(change) - 1).astype(np.int64)
         return cls(starts, seg_of)
 
-    @property
+    @cached_property
     def ends(self) -> IntArray:
-        """Last index of each segment."""
+        """Last index of each segment (computed once; read it, never write into it)."""
         n = self.seg_of.shape[0]
         return np.append(self.starts[1:], n).astype(np.int64) - 1
 
@@ -104,6 +105,13 @@ def runs_in_segments(
     n = true.shape[0]
     if n == 0:
         return np.empty(0), np.empty(0, dtype=np.int64)
+    if n == segs.starts.shape[0]:
+        # one element per segment (a coarse cadence): a reset ends the run, anything else
+        # continues the carried one; the same numbers as the general case below
+        count = np.where(reset, 0.0, true + carry_n)
+        own_start = np.where(true & ~reset, ts_ms, -1)
+        start = np.where(~reset & (carry_n > 0), carry_start_ms, own_start)
+        return count, np.where(count > 0, start, -1).astype(np.int64)
     idx = np.arange(n, dtype=np.int64)
     last_reset = np.maximum.accumulate(np.where(reset, idx, -1))
     seg_first = segs.starts[segs.seg_of]

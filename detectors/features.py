@@ -246,5 +246,9 @@ def coverage(n: FloatArray, cadence_s: FloatArray, window_s: float) -> FloatArra
 
 def feature_matrix(columns: Mapping[str, FloatArray]) -> FloatArray:
     """Stack named feature columns into a (K, F) float64 matrix in FEATURE_NAMES order."""
-    mat = np.column_stack([np.asarray(columns[name], dtype=np.float64) for name in FEATURE_NAMES])
-    return np.where(np.isfinite(mat), mat, 0.0)
+    # one row per feature (contiguous copies), non-finite cells zeroed in place, then one
+    # transposing copy: column_stack writes every value strided and ``where`` allocates
+    # another (K, F) array (2x the time for a replay batch, the same values)
+    rows = np.stack([np.asarray(columns[name], dtype=np.float64) for name in FEATURE_NAMES])
+    np.copyto(rows, 0.0, where=~np.isfinite(rows))
+    return np.ascontiguousarray(rows.T)

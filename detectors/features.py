@@ -241,14 +241,19 @@ def trend_slope(day_ratios: FloatArray, day_valid: npt.NDArray[np.bool_]) -> Flo
     >>> trend_slope(np.array([[1.0, 0.9, 0.8, 0.7]]), np.array([[True] * 4]))
     array([-0.1])
     """
-    days = np.arange(day_ratios.shape[1], dtype=np.float64)[None, :]
-    w = day_valid.astype(np.float64)
-    y = np.where(day_valid, day_ratios, 0.0)
-    n = w.sum(axis=1)
-    sx = (w * days).sum(axis=1)
-    sy = (w * y).sum(axis=1)
-    sxx = (w * days * days).sum(axis=1)
-    sxy = (w * days * y).sum(axis=1)
+    n_days = day_ratios.shape[1]
+    days = np.arange(n_days, dtype=np.float64)
+    # the y sums: y is 0 on invalid days, so w * y is y itself and w * days * y is
+    # days * y (bit for bit, in float64 as before), summed along the same contiguous
+    # rows, so in the same order
+    y = np.where(day_valid, day_ratios, 0.0).astype(np.float64)
+    sy = y.sum(axis=1)
+    y *= days
+    sxy = y.sum(axis=1)
+    # n, sum of days and of squared days: sums of small integers, exact in any order, so
+    # one matrix product gives the very values the three row sums gave
+    moments = day_valid.astype(np.float64) @ np.stack([np.ones(n_days), days, days * days], 1)
+    n, sx, sxx = moments[:, 0], moments[:, 1], moments[:, 2]
     den = n * sxx - sx * sx
     slope = _safe_div(n * sxy - sx * sy, den, 0.0)
     return np.where(n >= 3, slope, 0.0)

@@ -87,6 +87,22 @@ def _same_map(a: UnitIntervalMap, b: UnitIntervalMap) -> bool:
     )
 
 
+def _stable_order(ends: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+    """``np.argsort(ends, kind="stable")``, faster for window ends: they step by a common
+    hop, so ``(ends - min) // gcd`` is an order-preserving map onto small integers, and
+    numpy sorts 16-bit keys stably by radix (4-5x faster than merging int64 keys)."""
+    if ends.size == 0 or ends.dtype.kind != "i" or int(ends.max()) - int(ends.min()) >= 2**62:
+        return np.argsort(ends, kind="stable")
+    offsets = ends.astype(np.int64) - ends.min()
+    step = int(np.gcd.reduce(offsets))
+    if step == 0:
+        return np.arange(ends.size)
+    keys = offsets // step
+    if keys.max() >= 2**16:
+        return np.argsort(ends, kind="stable")
+    return np.argsort(keys.astype(np.uint16), kind="stable")
+
+
 class HybridScorer:
     """HST (online, shared) + frozen autoencoder, calibrated and combined. Picklable."""
 
@@ -208,7 +224,7 @@ class HybridScorer:
             ends = np.asarray(window_end_ms)
             if ends.shape != (n_windows,):
                 raise ValueError(f"window_end_ms must have shape ({n_windows},)")
-            walk = np.argsort(ends, kind="stable")
+            walk = _stable_order(ends)
 
         hst_raw = np.zeros(n_windows, dtype=np.float64)
         hst_score = np.zeros(n_windows, dtype=np.float64)

@@ -125,7 +125,7 @@ def coefficient_of_variation(n: FloatArray, sum_p: FloatArray, sum_p2: FloatArra
     var = _safe_div(sum_p2, n, 0.0)
     var -= mean * mean
     np.maximum(var, 0.0, out=var)
-    level = np.abs(mean)
+    level = np.asarray(np.abs(mean))  # (an array also for scalar input: filled in place)
     np.maximum(level, 1.0, out=level)
     cv = _safe_div(np.sqrt(var, out=var), level, 0.0)
     np.clip(cv, 0.0, 10.0, out=cv)
@@ -227,7 +227,7 @@ def odd_hour_load(
     """
     den = fill_nan(expected_daily_mean_p, RATIO_FLOOR_W)
     np.maximum(den, RATIO_FLOOR_W, out=den)
-    excess = mean_p - fill_nan(expected_p, 0.0)
+    excess = np.asarray(mean_p - fill_nan(expected_p, 0.0))
     np.maximum(excess, 0.0, out=excess)
     q = _safe_div(excess, den, 0.0)
     return np.clip(q, 0.0, 10.0, out=q)
@@ -267,7 +267,7 @@ def coverage(n: FloatArray, cadence_s: FloatArray, window_s: float) -> FloatArra
     >>> coverage(np.array([5.0, 1.0]), np.array([60.0, 900.0]), 600.0)
     array([0.5, 1. ])
     """
-    covered = n * fill_nan(cadence_s, window_s)
+    covered = np.asarray(n * fill_nan(cadence_s, window_s))
     covered /= window_s
     return np.clip(covered, 0.0, 1.0, out=covered)
 

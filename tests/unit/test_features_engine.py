@@ -128,3 +128,22 @@ def test_trend_slope_is_the_weighted_least_squares_sums_bit_for_bit(
         got = F.trend_slope(ratios, valid)
     expected = np.where((n >= 3) & np.isfinite(slope), slope, 0.0)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_feature_functions_take_plain_numbers_too() -> None:
+    """One window as plain floats gives the value of the same window in an array."""
+    cases = [
+        (F.ratio_to_baseline, (100.0, 200.0)),
+        (F.zscore_to_baseline, (300.0, 100.0, 50.0)),
+        (F.coefficient_of_variation, (2.0, 300.0, 50000.0)),
+        (F.share, (3.0, 4.0)),
+        (F.pf_jitter, (1.6, 1.36, 2.0)),
+        (F.odd_hour_load, (900.0, 100.0, 400.0)),
+        (F.voltage_deviation, (220.0, 230.0)),
+    ]
+    for function, args in cases:
+        as_arrays = function(*(np.array([a]) for a in args))
+        assert float(function(*args)) == float(as_arrays[0])
+    assert float(F.coverage(5.0, 60.0, 600.0)) == float(
+        F.coverage(np.array([5.0]), np.array([60.0]), 600.0)[0]
+    )

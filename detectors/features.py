@@ -77,9 +77,16 @@ def fill_nan(values: FloatArray, value: float) -> FloatArray:
 
 
 def _safe_div(num: FloatArray, den: FloatArray, neutral: float) -> FloatArray:
+    """num / den as a NEW array, non-finite quotients replaced by ``neutral``.
+
+    The feature functions below finish their work in place on the arrays they created
+    (never on their inputs): a replay batch has ~100k windows, and a fresh temporary per
+    step costs more in memory traffic than the arithmetic (the same values either way).
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
-        q = np.divide(num, den)
-    return np.where(np.isfinite(q), q, neutral)
+        q = np.asarray(np.divide(num, den))
+    np.copyto(q, neutral, where=~np.isfinite(q))
+    return q
 
 
 def ratio_to_baseline(mean_p: FloatArray, expected_p: FloatArray) -> FloatArray:
@@ -88,8 +95,10 @@ def ratio_to_baseline(mean_p: FloatArray, expected_p: FloatArray) -> FloatArray:
     >>> ratio_to_baseline(np.array([100.0, 0.0, 30.0]), np.array([200.0, 500.0, 0.0]))
     array([0.5, 0. , 0.5])
     """
-    den = np.maximum(fill_nan(expected_p, RATIO_FLOOR_W), RATIO_FLOOR_W)
-    return np.clip(_safe_div(mean_p, den, 1.0), -10.0, 10.0)
+    den = fill_nan(expected_p, RATIO_FLOOR_W)
+    np.maximum(den, RATIO_FLOOR_W, out=den)
+    ratio = _safe_div(mean_p, den, 1.0)
+    return np.clip(ratio, -10.0, 10.0, out=ratio)
 
 
 def zscore_to_baseline(
@@ -100,9 +109,10 @@ def zscore_to_baseline(
     >>> zscore_to_baseline(np.array([300.0]), np.array([100.0]), np.array([50.0]))
     array([4.])
     """
-    spread = np.maximum(fill_nan(expected_std, 0.0), 20.0)
+    spread = fill_nan(expected_std, 0.0)
+    np.maximum(spread, 20.0, out=spread)
     z = _safe_div(mean_p - fill_nan(expected_p, 0.0), spread, 0.0)
-    return np.clip(z, -20.0, 20.0)
+    return np.clip(z, -20.0, 20.0, out=z)
 
 
 def coefficient_of_variation(n: FloatArray, sum_p: FloatArray, sum_p2: FloatArray) -> FloatArray:
@@ -112,9 +122,14 @@ def coefficient_of_variation(n: FloatArray, sum_p: FloatArray, sum_p2: FloatArra
     array([0.33333333])
     """
     mean = _safe_div(sum_p, n, 0.0)
-    var = np.maximum(_safe_div(sum_p2, n, 0.0) - mean * mean, 0.0)
-    cv = _safe_div(np.sqrt(var), np.maximum(np.abs(mean), 1.0), 0.0)
-    return np.where(n >= 2, np.clip(cv, 0.0, 10.0), 0.0)
+    var = _safe_div(sum_p2, n, 0.0)
+    var -= mean * mean
+    np.maximum(var, 0.0, out=var)
+    level = np.asarray(np.abs(mean))  # (an array also for scalar input: filled in place)
+    np.maximum(level, 1.0, out=level)
+    cv = _safe_div(np.sqrt(var, out=var), level, 0.0)
+    np.clip(cv, 0.0, 10.0, out=cv)
+    return np.where(n >= 2, cv, 0.0)
 
 
 def step_ratio(max_step_w: FloatArray, expected_p: FloatArray) -> FloatArray:
@@ -132,7 +147,8 @@ def share(count: FloatArray, n: FloatArray) -> FloatArray:
     >>> share(np.array([3.0, 0.0]), np.array([4.0, 0.0]))
     array([0.75, 0.  ])
     """
-    return np.clip(_safe_div(count, n, 0.0), 0.0, 1.0)
+    q = _safe_div(count, n, 0.0)
+    return np.clip(q, 0.0, 1.0, out=q)
 
 
 def pf_level(sum_pf: FloatArray, n_pf: FloatArray, fallback: FloatArray) -> FloatArray:
@@ -152,8 +168,10 @@ def pf_jitter(sum_pf: FloatArray, sum_pf2: FloatArray, n_pf: FloatArray) -> Floa
     array([0.2])
     """
     mean = _safe_div(sum_pf, n_pf, 0.0)
-    var = np.maximum(_safe_div(sum_pf2, n_pf, 0.0) - mean * mean, 0.0)
-    return np.where(n_pf >= 2, np.sqrt(var), 0.0)
+    var = _safe_div(sum_pf2, n_pf, 0.0)
+    var -= mean * mean
+    np.maximum(var, 0.0, out=var)
+    return np.where(n_pf >= 2, np.sqrt(var, out=var), 0.0)
 
 
 def pf_drop(pf_mean: FloatArray, pf_baseline: FloatArray) -> FloatArray:
@@ -207,9 +225,12 @@ def odd_hour_load(
     >>> odd_hour_load(np.array([900.0]), np.array([100.0]), np.array([400.0]))
     array([2.])
     """
-    den = np.maximum(fill_nan(expected_daily_mean_p, RATIO_FLOOR_W), RATIO_FLOOR_W)
-    excess = np.maximum(mean_p - fill_nan(expected_p, 0.0), 0.0)
-    return np.clip(_safe_div(excess, den, 0.0), 0.0, 10.0)
+    den = fill_nan(expected_daily_mean_p, RATIO_FLOOR_W)
+    np.maximum(den, RATIO_FLOOR_W, out=den)
+    excess = np.asarray(mean_p - fill_nan(expected_p, 0.0))
+    np.maximum(excess, 0.0, out=excess)
+    q = _safe_div(excess, den, 0.0)
+    return np.clip(q, 0.0, 10.0, out=q)
 
 
 def trend_slope(day_ratios: FloatArray, day_valid: npt.NDArray[np.bool_]) -> FloatArray:
@@ -220,14 +241,19 @@ def trend_slope(day_ratios: FloatArray, day_valid: npt.NDArray[np.bool_]) -> Flo
     >>> trend_slope(np.array([[1.0, 0.9, 0.8, 0.7]]), np.array([[True] * 4]))
     array([-0.1])
     """
-    days = np.arange(day_ratios.shape[1], dtype=np.float64)[None, :]
-    w = day_valid.astype(np.float64)
-    y = np.where(day_valid, day_ratios, 0.0)
-    n = w.sum(axis=1)
-    sx = (w * days).sum(axis=1)
-    sy = (w * y).sum(axis=1)
-    sxx = (w * days * days).sum(axis=1)
-    sxy = (w * days * y).sum(axis=1)
+    n_days = day_ratios.shape[1]
+    days = np.arange(n_days, dtype=np.float64)
+    # the y sums: y is 0 on invalid days, so w * y is y itself and w * days * y is
+    # days * y (bit for bit, in float64 as before), summed along the same contiguous
+    # rows, so in the same order
+    y = np.where(day_valid, day_ratios, 0.0).astype(np.float64)
+    sy = y.sum(axis=1)
+    y *= days
+    sxy = y.sum(axis=1)
+    # n, sum of days and of squared days: sums of small integers, exact in any order, so
+    # one matrix product gives the very values the three row sums gave
+    moments = day_valid.astype(np.float64) @ np.stack([np.ones(n_days), days, days * days], 1)
+    n, sx, sxx = moments[:, 0], moments[:, 1], moments[:, 2]
     den = n * sxx - sx * sx
     slope = _safe_div(n * sxy - sx * sy, den, 0.0)
     return np.where(n >= 3, slope, 0.0)
@@ -241,10 +267,16 @@ def coverage(n: FloatArray, cadence_s: FloatArray, window_s: float) -> FloatArra
     >>> coverage(np.array([5.0, 1.0]), np.array([60.0, 900.0]), 600.0)
     array([0.5, 1. ])
     """
-    return np.clip(n * fill_nan(cadence_s, window_s) / window_s, 0.0, 1.0)
+    covered = np.asarray(n * fill_nan(cadence_s, window_s))
+    covered /= window_s
+    return np.clip(covered, 0.0, 1.0, out=covered)
 
 
 def feature_matrix(columns: Mapping[str, FloatArray]) -> FloatArray:
     """Stack named feature columns into a (K, F) float64 matrix in FEATURE_NAMES order."""
-    mat = np.column_stack([np.asarray(columns[name], dtype=np.float64) for name in FEATURE_NAMES])
-    return np.where(np.isfinite(mat), mat, 0.0)
+    # one row per feature (contiguous copies), non-finite cells zeroed in place, then one
+    # transposing copy: column_stack writes every value strided and ``where`` allocates
+    # another (K, F) array (2x the time for a replay batch, the same values)
+    rows = np.stack([np.asarray(columns[name], dtype=np.float64) for name in FEATURE_NAMES])
+    np.copyto(rows, 0.0, where=~np.isfinite(rows))
+    return np.ascontiguousarray(rows.T)

@@ -16,7 +16,6 @@ clipped to it and rescaled; the rest go through a documented squashing function.
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -80,7 +79,11 @@ class UnitIntervalMap:
         # each column gets only its own map (computing both and picking one doubles the
         # work); the same arithmetic per element, so the same values
         if self.has_range.all():
-            mapped = np.clip((values - self.low) / self.span, 0.0, 1.0)
+            # in place on the one new array: a (K, F) temporary per step costs more in
+            # fresh memory than in arithmetic (about 2x for a replay batch)
+            values -= self.low
+            values /= self.span
+            mapped = np.clip(values, 0.0, 1.0, out=values)
         else:
             ranged = np.flatnonzero(self.has_range)
             squashed = np.flatnonzero(~self.has_range)
@@ -140,19 +143,6 @@ def _grow_river_trees(
     return split_feature, threshold
 
 
-@functools.cache
-def _leaf_paths(height: int) -> tuple[IntArray, FloatMatrix]:
-    """Heap index of every leaf's ancestor at each depth, shape (height + 1, 2**height),
-    and the weight ``2**depth`` of each depth, shape (height + 1, 1). (In 1-based heap
-    numbering the ancestor of node n, d levels up, is n >> d.) A function, not attributes
-    of the detector, so the pickled model (snapshots) keeps its layout."""
-    n_leaves = 2**height
-    one_based = np.arange(n_leaves, 2 * n_leaves, dtype=np.int64)
-    paths = np.stack([(one_based >> (height - depth)) - 1 for depth in range(height + 1)])
-    weights = (2.0 ** np.arange(height + 1, dtype=np.float64))[:, None]
-    return paths, weights
-
-
 class HalfSpaceTreesDetector:
     """Streaming Half-Space Trees on window features (a :class:`WindowDetector`).
 
@@ -206,31 +196,36 @@ class HalfSpaceTreesDetector:
             )
         return matrix
 
-    def _leaves(self, unit: FloatMatrix) -> IntArray:
-        """Leaf reached in every tree by every window, as an index within the tree's leaf
-        level: shape (K, T).
+    def leaves(self, unit: FloatMatrix) -> IntArray:
+        """Leaf reached in every tree by every window of ``unit`` (rows already mapped by
+        ``self.unit_map``), as an index within the tree's leaf level: shape (T, K), one
+        row per tree. Depends on the trees only, never on the masses, so a caller may walk
+        a block once and score and learn it in parts (:meth:`score_then_learn_leaves`).
 
-        Flat ``take`` on raveled arrays instead of 2-D fancy indexing (same values, about
-        twice as fast for the batch sizes the engine uses). Only the leaf is kept: a walk
+        Trees along the rows: the per-tree and per-window offsets then broadcast along
+        long contiguous rows (with windows along the rows, numpy runs an inner loop of T
+        = 10 elements per window, half the speed). Flat ``take`` on raveled arrays
+        instead of 2-D fancy indexing (same values, faster). Only the leaf is kept: a walk
         passes every level, so the masses of the inner nodes follow from the leaf counts
         (:meth:`_learn_leaves`) and the score depends on the leaf alone (:meth:`_leaf_scores`).
         """
         n_windows, n_features = unit.shape
+        n_internal = 2**self.height - 1
         flat_unit = np.ascontiguousarray(unit).ravel()
-        window_base = (np.arange(n_windows, dtype=np.int64) * n_features)[:, None]
-        tree_base = (np.arange(self.n_trees, dtype=np.int64) * (2**self.height - 1))[None, :]
+        window_base = np.arange(n_windows, dtype=np.int64) * n_features
+        tree_base = (np.arange(self.n_trees, dtype=np.int64) * n_internal)[:, None]
         split_flat, threshold_flat = self._split_feature.ravel(), self._threshold.ravel()
-        node = np.zeros((n_windows, self.n_trees), dtype=np.int64)
+        node = np.zeros((self.n_trees, n_windows), dtype=np.int64)
         internal = np.empty_like(node)
         for _depth in range(self.height):
-            np.add(tree_base, node, out=internal)
+            np.add(node, tree_base, out=internal)
             column = split_flat.take(internal)
             column += window_base
             went_right = flat_unit.take(column) >= threshold_flat.take(internal)
             node *= 2
             node += 1
             node += went_right
-        node -= 2**self.height - 1
+        node -= n_internal
         return node
 
     def _leaf_scores(self) -> FloatMatrix:
@@ -239,29 +234,34 @@ class HalfSpaceTreesDetector:
         River walks down adding ``r_mass * 2**depth`` and stops after the first internal
         node whose mass is below ``0.1 * window_size`` (that node still counts); the leaf
         counts if reached. That sum depends only on the leaf a window falls into, so it is
-        computed once per reference mass (all root-to-leaf paths at once) and scoring becomes
-        one lookup per tree.
+        computed once per reference mass (all root-to-leaf paths at once, level by level:
+        each node inherits its parent's sum and whether the walk is still going) and
+        scoring becomes one lookup per tree. Every term is a count times a power of two
+        and the sums stay far below 2**53, so they are exact whatever the order of
+        summation (the same values as a walk level by level).
         """
         if self._leaf_score_cache is not None:
             return self._leaf_score_cache
-        # all leaves at once: the masses on every root-to-leaf path, shape (T, height+1, L);
-        # a node counts unless a node above it on its path is below the limit. Every term
-        # is a count times a power of two and the sums stay far below 2**53, so they are
-        # exact whatever the order of summation (the same values as a walk level by level).
-        paths, weights = _leaf_paths(self.height)
-        on_path = self._reference_mass.astype(np.float64)[:, paths]
-        below = on_path < 0.1 * self.window_size
-        counts = np.ones_like(below)
-        np.logical_not(np.logical_or.accumulate(below[:, :-1], axis=1), out=counts[:, 1:])
-        on_path *= weights
-        on_path *= counts
-        self._leaf_score_cache = np.ascontiguousarray(on_path.sum(axis=1))
-        return self._leaf_score_cache
+        limit = 0.1 * self.window_size
+        level_mass = self._reference_mass[:, :1].astype(np.float64)
+        total = level_mass.copy()
+        going = level_mass >= limit
+        for depth in range(1, self.height + 1):
+            level_mass = self._reference_mass[:, 2**depth - 1 : 2 ** (depth + 1) - 1].astype(
+                np.float64
+            )
+            total = np.repeat(total, 2, axis=1)
+            going = np.repeat(going, 2, axis=1)
+            total += np.where(going, level_mass * 2.0**depth, 0.0)
+            going &= level_mass >= limit
+        self._leaf_score_cache = total
+        return total
 
     def _score_leaves(self, leaves: IntArray) -> FloatVector:
         n_leaves = 2**self.height
-        offsets = (np.arange(self.n_trees, dtype=np.int64) * n_leaves)[None, :]
-        total = self._leaf_scores().ravel().take(leaves + offsets).sum(axis=1)
+        offsets = (np.arange(self.n_trees, dtype=np.int64) * n_leaves)[:, None]
+        # exact sums (see _leaf_scores): adding tree rows gives the same totals as any order
+        total = self._leaf_scores().ravel().take(leaves + offsets).sum(axis=0)
         return np.asarray(1.0 - total / self._max_score, dtype=np.float64)
 
     def _node_counts(self, leaves: IntArray) -> npt.NDArray[np.int32]:
@@ -269,7 +269,7 @@ class HalfSpaceTreesDetector:
         leaf counts, then each level up as the sum of its two children (every walk goes
         from the root to one leaf, so this equals counting every node on every path)."""
         n_leaves = 2**self.height
-        offsets = (np.arange(self.n_trees, dtype=np.int64) * n_leaves)[None, :]
+        offsets = (np.arange(self.n_trees, dtype=np.int64) * n_leaves)[:, None]
         level = np.bincount((leaves + offsets).ravel(), minlength=self.n_trees * n_leaves)
         level = level.reshape(self.n_trees, n_leaves)
         counts = np.empty(self._latest_mass.shape, dtype=np.int64)
@@ -280,13 +280,14 @@ class HalfSpaceTreesDetector:
         return counts.astype(np.int32)
 
     def _learn_leaves(self, leaves: IntArray) -> None:
-        """Fold windows in (rows in order), pivoting every ``window_size`` windows."""
-        n_windows = leaves.shape[0]
+        """Fold windows in (columns of ``leaves`` in order), pivoting every
+        ``window_size`` windows."""
+        n_windows = leaves.shape[1]
         start = 0
         while start < n_windows:
             # never cross a pivot inside one vectorised step
             stop = min(n_windows, start + self.window_size - self._counter)
-            self._latest_mass += self._node_counts(leaves[start:stop])
+            self._latest_mass += self._node_counts(leaves[:, start:stop])
             self._counter += stop - start
             if self._counter == self.window_size:
                 self._reference_mass = self._latest_mass
@@ -300,12 +301,12 @@ class HalfSpaceTreesDetector:
         matrix = self._as_matrix(X)
         if self._first_window or matrix.shape[0] == 0:
             return np.zeros(matrix.shape[0], dtype=np.float64)
-        return self._score_leaves(self._leaves(self.unit_map(matrix)))
+        return self._score_leaves(self.leaves(self.unit_map(matrix)))
 
     def learn_many(self, X: FloatMatrix) -> None:
         matrix = self._as_matrix(X)
         if matrix.shape[0]:
-            self._learn_leaves(self._leaves(self.unit_map(matrix)))
+            self._learn_leaves(self.leaves(self.unit_map(matrix)))
 
     def score_then_learn(self, X: FloatMatrix, learn_mask: npt.NDArray[np.bool_]) -> FloatVector:
         """Score every window with the model as it is, then learn the masked ones (in row
@@ -316,18 +317,24 @@ class HalfSpaceTreesDetector:
     def score_then_learn_unit(
         self, unit: FloatMatrix, learn_mask: npt.NDArray[np.bool_]
     ) -> FloatVector:
-        """:meth:`score_then_learn` of rows already mapped by ``self.unit_map`` (a caller
-        that maps a whole batch once and walks it in chunks)."""
-        if unit.shape[0] == 0:
+        """:meth:`score_then_learn` of rows already mapped by ``self.unit_map``."""
+        return self.score_then_learn_leaves(self.leaves(unit), learn_mask)
+
+    def score_then_learn_leaves(
+        self, leaves: IntArray, learn_mask: npt.NDArray[np.bool_]
+    ) -> FloatVector:
+        """:meth:`score_then_learn` of windows already walked by :meth:`leaves` (a caller
+        that walks a block once and scores and learns it in parts)."""
+        n_windows = leaves.shape[1]
+        if n_windows == 0:
             return np.zeros(0, dtype=np.float64)
-        leaves = self._leaves(unit)
         if self._first_window:
-            scores = np.zeros(unit.shape[0], dtype=np.float64)
+            scores = np.zeros(n_windows, dtype=np.float64)
         else:
             scores = self._score_leaves(leaves)
         mask = np.asarray(learn_mask, dtype=np.bool_)
         if mask.any():
-            self._learn_leaves(leaves[mask])
+            self._learn_leaves(leaves[:, mask])
         return scores
 
     # -- one-window forms (river's API) -------------------------------------------------

@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 HST_VERSION = "hst-1"
 AE_WEIGHT = 0.5
 TOP_K = 3
+WALK_BLOCK_WINDOWS = 2000
+"""Windows walked through the trees per call (a multiple of the learn chunk)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,22 @@ def _same_map(a: UnitIntervalMap, b: UnitIntervalMap) -> bool:
         and np.array_equal(a.span, b.span)
         and np.array_equal(a.has_range, b.has_range)
     )
+
+
+def _stable_order(ends: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+    """``np.argsort(ends, kind="stable")``, faster for window ends: they step by a common
+    hop, so ``(ends - min) // gcd`` is an order-preserving map onto small integers, and
+    numpy sorts 16-bit keys stably by radix (4-5x faster than merging int64 keys)."""
+    if ends.size == 0 or ends.dtype.kind != "i" or int(ends.max()) - int(ends.min()) >= 2**62:
+        return np.argsort(ends, kind="stable")
+    offsets = ends.astype(np.int64) - ends.min()
+    step = int(np.gcd.reduce(offsets))
+    if step == 0:
+        return np.arange(ends.size)
+    keys = offsets // step
+    if keys.max() >= 2**16:
+        return np.argsort(ends, kind="stable")
+    return np.argsort(keys.astype(np.uint16), kind="stable")
 
 
 class HybridScorer:
@@ -206,7 +224,7 @@ class HybridScorer:
             ends = np.asarray(window_end_ms)
             if ends.shape != (n_windows,):
                 raise ValueError(f"window_end_ms must have shape ({n_windows},)")
-            walk = np.argsort(ends, kind="stable")
+            walk = _stable_order(ends)
 
         hst_raw = np.zeros(n_windows, dtype=np.float64)
         hst_score = np.zeros(n_windows, dtype=np.float64)
@@ -215,11 +233,20 @@ class HybridScorer:
         attribution = np.zeros_like(matrix) if degraded else np.empty((0, 0))
         # elementwise, so mapping the batch once equals mapping each chunk
         unit = self.hst.unit_map(matrix)
+        # the trees are walked a block of chunks at a time (the leaves do not depend on the
+        # masses, and numpy works faster on ~2,000 windows than on 500)
+        walk_block = self.learn_chunk * max(1, WALK_BLOCK_WINDOWS // self.learn_chunk)
+        leaves = np.empty((0, 0), dtype=np.int64)
         for start in range(0, n_windows, self.learn_chunk):
+            if start % walk_block == 0:
+                leaves = self.hst.leaves(unit[walk[start : start + walk_block]])
             rows = walk[start : start + self.learn_chunk]
             rows_learn = learn[rows]
             was_ready, calibrated = self.hst.ready, self.hst_calibration.ready
-            raw = self.hst.score_then_learn_unit(unit[rows], rows_learn)
+            at = start % walk_block
+            raw = self.hst.score_then_learn_leaves(
+                leaves[:, at : at + self.learn_chunk], rows_learn
+            )
             hst_raw[rows] = raw
             if was_ready:
                 hst_score[rows] = self.hst_calibration.score(raw)

@@ -972,6 +972,11 @@ def _column_to_ts_ms(col: Any) -> tuple[IntArray, npt.NDArray[np.bool_]]:
         ints[isnull] = 0
         return ints, isnull
     strings = pc.cast(col, pa.string())
+    if isinstance(strings, pa.ChunkedArray) and strings.nbytes < 2**31 - 1:
+        # one array (a CSV column comes in ~15k-row chunks): a take from a chunked array
+        # resolves the chunk of every index, 5x slower for the block gathers below; the
+        # size guard keeps the 32-bit string offsets of the combined array valid
+        strings = strings.combine_chunks()
     n = len(strings)
     out = np.zeros(n, dtype=np.int64)
     bad = np.zeros(n, dtype=bool)

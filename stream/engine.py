@@ -1823,7 +1823,8 @@ class Engine:
         cat["features"] = self._features(fin)
         order = np.lexsort((cat["end_ms"], cat["m"]))
         for key in cat:
-            cat[key] = cat[key][order]
+            # take along rows: same values as cat[key][order], 3-4x faster on matrices
+            cat[key] = np.take(cat[key], order, axis=0)
         # evidence stays in its rounds: it is read only at the few flagged windows (window
         # kk is row order[kk] of the rounds laid end to end), so concatenating and reordering
         # every evidence column of every window would be waste
@@ -1867,15 +1868,29 @@ class Engine:
                 )
             else:
                 top = {int(r): res.top_features[r] for r in flagged_rows}
-        for kk in flagged_rows:
-            mi = int(cat["m"][kk])
+        # the flagged rows' values as Python scalars once (equal to int()/float()/bool() of
+        # each numpy element), not one numpy scalar per field per window
+        at_rows = order[flagged_rows]
+        round_of = np.searchsorted(round_starts, at_rows, side="right") - 1
+        in_round = at_rows - round_starts[round_of]
+        for kk, mi, ri, at, fired_row, start_ms, end_ms, hyb, theft, unbilled_w, span_s in zip(
+            flagged_rows.tolist(),
+            cat["m"][flagged_rows].tolist(),
+            round_of.tolist(),
+            in_round.tolist(),
+            cat["fired"][flagged_rows].tolist(),
+            cat["start_ms"][flagged_rows].tolist(),
+            cat["end_ms"][flagged_rows].tolist(),
+            hybrid[flagged_rows].tolist(),
+            cat["theft"][flagged_rows].tolist(),
+            cat["unbilled_w"][flagged_rows].tolist(),
+            cat["span_s"][flagged_rows].tolist(),
+            strict=True,
+        ):
             cues: dict[str, tuple[str, float, dict[str, float]]] = {}
-            at = int(order[kk])
-            ri = int(np.searchsorted(round_starts, at, side="right")) - 1
-            at -= int(round_starts[ri])
             evidence = rounds[ri]["evidence"]
-            for ci, c in enumerate(CUES):
-                if cat["fired"][kk, ci]:
+            for fired_cue, c in zip(fired_row, CUES, strict=True):
+                if fired_cue:
                     ev = {
                         name: round(float(arr[at]), 4)
                         for name, arr in evidence[c.name].items()
@@ -1883,19 +1898,16 @@ class Engine:
                     }
                     cues[c.name] = (c.id, conf[c.name], ev)
             tf = tuple((str(n), float(v)) for n, v in top[kk]) if top is not None else ()
-            theft = bool(cat["theft"][kk])
             self.events.flag(
                 FlaggedWindow(
                     meter_id=self.meter_ids[mi],
                     gateway_id=self.gateways[mi],
-                    window_start_ms=int(cat["start_ms"][kk]),
-                    window_end_ms=int(cat["end_ms"][kk]),
-                    score=float(max(hybrid[kk], 100.0 * conf_max(cues))),
-                    theft=theft,
+                    window_start_ms=int(start_ms),
+                    window_end_ms=int(end_ms),
+                    score=float(max(hyb, 100.0 * conf_max(cues))),
+                    theft=bool(theft),
                     cues=cues,
-                    unbilled_kwh=unbilled_kwh(
-                        float(cat["unbilled_w"][kk]), 0.0, float(cat["span_s"][kk])
-                    )
+                    unbilled_kwh=unbilled_kwh(float(unbilled_w), 0.0, float(span_s))
                     if theft
                     else 0.0,
                     top_features=tf,

@@ -353,3 +353,27 @@ def test_reading_a_csv_does_not_import_pandas(tmp_path: Path) -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert out.stdout.strip() == "False"
+
+
+def test_mixed_column_gives_the_same_times_however_arrow_chunks_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows not ISO-shaped send the ISO rows through gathered blocks: a column in many
+    Arrow chunks (as a CSV arrives) decodes exactly as the same column in one chunk."""
+    import pyarrow as pa
+
+    import stream.codecs as codecs
+
+    monkeypatch.setattr(codecs, "TS_CAST_BLOCK", 4)
+    texts: list[str | None] = [f"2026-01-05T00:{m:02d}:00.{m:03d}+01:00" for m in range(23)]
+    texts[2], texts[9], texts[15] = "1767571200000", None, "garbage"
+    texts[12] = "2026-02-31T00:12:00+01:00"  # refused by the cast: its block goes row by row
+    one_chunk = codecs._column_to_ts_ms(pa.chunked_array([pa.array(texts)]))
+    chunks = [
+        pa.array(texts[a:b], type=pa.string()) for a, b in ((0, 5), (5, 6), (6, 17), (17, 23))
+    ]
+    many_chunks = codecs._column_to_ts_ms(pa.chunked_array(chunks))
+    np.testing.assert_array_equal(many_chunks[0], one_chunk[0])
+    np.testing.assert_array_equal(many_chunks[1], one_chunk[1])
+    assert one_chunk[1].tolist() == [k in (9, 12, 15) for k in range(23)]
+    assert one_chunk[0][2] == 1767571200000

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -100,3 +100,50 @@ def test_features_never_mutate_input_and_stay_finite(a: np.ndarray, b: np.ndarra
     for out in outs:
         assert out.shape == (8,)
         assert np.isfinite(out).all()
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    st.integers(1, 40),
+    st.integers(1, 20),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([np.float32, np.float64]),
+)
+def test_trend_slope_is_the_weighted_least_squares_sums_bit_for_bit(
+    n_rows: int, n_days: int, seed: int, dtype: type
+) -> None:
+    """The slope from the five weighted sums written out (weights 0/1 per day), equal to
+    the last bit: the replay's outputs are compared byte for byte across versions."""
+    rng = np.random.default_rng(seed)
+    ratios = (rng.normal(1.0, 0.5, (n_rows, n_days)) * 10.0 ** rng.integers(-3, 3)).astype(dtype)
+    ratios[rng.random((n_rows, n_days)) < 0.1] = np.inf
+    valid = rng.random((n_rows, n_days)) < rng.random()
+    days = np.arange(n_days, dtype=np.float64)[None, :]
+    w = valid.astype(np.float64)
+    y = np.where(valid, ratios, 0.0)
+    with np.errstate(all="ignore"):  # inf ratios make inf - inf on purpose
+        n, sx, sy = w.sum(axis=1), (w * days).sum(axis=1), (w * y).sum(axis=1)
+        sxx, sxy = (w * days * days).sum(axis=1), (w * days * y).sum(axis=1)
+        slope = (n * sxy - sx * sy) / (n * sxx - sx * sx)
+        got = F.trend_slope(ratios, valid)
+    expected = np.where((n >= 3) & np.isfinite(slope), slope, 0.0)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_feature_functions_take_plain_numbers_too() -> None:
+    """One window as plain floats gives the value of the same window in an array."""
+    cases = [
+        (F.ratio_to_baseline, (100.0, 200.0)),
+        (F.zscore_to_baseline, (300.0, 100.0, 50.0)),
+        (F.coefficient_of_variation, (2.0, 300.0, 50000.0)),
+        (F.share, (3.0, 4.0)),
+        (F.pf_jitter, (1.6, 1.36, 2.0)),
+        (F.odd_hour_load, (900.0, 100.0, 400.0)),
+        (F.voltage_deviation, (220.0, 230.0)),
+    ]
+    for function, args in cases:
+        as_arrays = function(*(np.array([a]) for a in args))
+        assert float(function(*args)) == float(as_arrays[0])
+    assert float(F.coverage(5.0, 60.0, 600.0)) == float(
+        F.coverage(np.array([5.0]), np.array([60.0]), 600.0)[0]
+    )

@@ -349,3 +349,22 @@ def test_errors_do_not_depend_on_the_inference_block_size(
     unit = detector.scaler.unit_map(windows)
     np.testing.assert_array_equal(detector.reconstruction_errors(windows, unit), whole)
     assert detector.reconstruction_errors(windows[:0]).shape == (0, len(NAMES))
+
+
+def test_inference_adds_products_in_feature_order(payload: dict[str, Any]) -> None:
+    """The network's arithmetic is pinned, not just close: each output is the products
+    of its inputs added one at a time in input order (what einsum did in the row layout
+    the artifact's scores were calibrated with), so a faster layout may not change a bit."""
+    detector = AutoencoderDetector(payload)
+    windows = normal(333, 14) * np.random.default_rng(2).choice([1e-3, 1.0, 1e3], (333, 1))
+    z = detector.scaler.transform(windows)
+    recon = z
+    for index, (weight, bias) in enumerate(detector.layers):
+        total = recon[:, 0:1] * weight[0]
+        for feature in range(1, weight.shape[0]):
+            total = total + recon[:, feature : feature + 1] * weight[feature]
+        recon = total + bias
+        if index < len(detector.layers) - 1:
+            recon = np.tanh(recon)
+    expected = np.where(detector.scaler.modelled, (z - recon) ** 2, 0.0)
+    np.testing.assert_array_equal(detector.reconstruction_errors(windows), expected)

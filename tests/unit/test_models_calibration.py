@@ -99,3 +99,14 @@ def test_frozen_rejects_too_little_data_and_malformed_knots() -> None:
         )
     with pytest.raises(ValueError, match="malformed"):
         FrozenTailCalibrator.from_dict({"knots": [1.0], "neg_log10_tail": [0.0], "tail_scale": 1.0})
+
+
+def test_streaming_scores_infinite_raw_scores_as_the_range_ends() -> None:
+    """+inf is the most surprising value and -inf the least: they score as the top and
+    bottom of the known raw range (not as NaN, and not as the middle)."""
+    calibrator = StreamingTailCalibrator(min_count=10)
+    calibrator.update(np.linspace(0.1, 0.5, 200))
+    scores = calibrator.score(np.array([np.inf, 1.0, -np.inf, 0.0, np.nan]))
+    assert scores[0] == scores[1] and scores[2] == scores[3]
+    assert scores[0] > scores[2]
+    assert np.isnan(scores[4])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from detectors.hybrid import HybridScorer
+from detectors.hybrid import HybridScorer, _stable_order
 
 NAMES = ("ratio", "step", "share")
 RANGES = {"ratio": (0.0, 4.0), "step": (0.0, 6.0), "share": (0.0, 1.0)}
@@ -104,3 +106,19 @@ def test_bad_shapes_are_rejected() -> None:
         model.score_windows(windows(4, 9), np.ones(3, dtype=bool))
     with pytest.raises(ValueError, match="window_end_ms"):
         model.score_windows(windows(4, 9), window_end_ms=np.zeros(5, dtype=np.int64))
+
+
+@given(
+    st.lists(st.integers(-(2**40), 2**40), min_size=0, max_size=300),
+    st.integers(1, 120_000),
+    st.integers(-(2**45), 2**45),
+    st.booleans(),
+)
+def test_walk_order_is_the_stable_argsort_of_the_window_ends(
+    steps: list[int], hop: int, base: int, on_a_grid: bool
+) -> None:
+    """The scorer's fast walk order equals numpy's stable argsort (ties in row order),
+    for ends on a common hop (the radix path) and for arbitrary ends (the fallback)."""
+    raw = np.array(steps, dtype=np.int64)
+    ends = base + (raw % 3000) * hop if on_a_grid else raw
+    np.testing.assert_array_equal(_stable_order(ends), np.argsort(ends, kind="stable"))

@@ -377,7 +377,10 @@ def test_non_theft_behaviours_are_honest_changes_of_load(config: FleetConfig) ->
         assert np.all(p[on] > 0)
         if kind == "vacancy":  # low load, but fridge, standby, frost heating keep going
             if on.sum() * config.cadence_s >= 86_400:  # over whole days (a timer lamp
-                assert p[on].mean() < 0.8 * ref[on].mean()  # may outdo a quiet night)
+                # may outdo a quiet night); 0.9, not 0.8: in January an electrically
+                # heated home still heats to the 12 C frost setpoint (hypothesis found a
+                # 3.5-day winter fleet at 0.854)
+                assert p[on].mean() < 0.9 * ref[on].mean()
         else:  # a new EV, a heat pump, a faulty appliance: only ever more load
             assert np.all(p[on] >= ref[on] - 0.2)
             if kind == "new_ev" and on.sum() * config.cadence_s > 2 * 86_400:

@@ -41,6 +41,11 @@ Facts used (units in the name where there is one):
 - ``slow_p_w``/``standby_floor_w``/``sub_floor_run_s``: the newest pane's power, the
   second lowest of the recent daily minimum powers, and the (decayed) time spent below a
   share of it
+- ``days_level_ratio``/``days_floor_ratio``/``days_impedance_ratio``: the two newest
+  completed days' mean power, lowest pane power and pooled dV/dI fit over those of the
+  older completed days (median level and floor, pooled fit); ``days_old_n`` older days
+  known, ``days_old_mean_w``/``days_old_floor_w`` their median level and floor;
+  ``today_floor_ratio``: today's lowest pane power so far over that floor
 - ``vstep_v``/``vstep_z``/``vstep_amps``: half-hour step of the corrected voltage V + Z*I
   against the meter's usual step at that hour (V, z-score, implied unmetered amperes);
   ``vstep_onset``: 1 at a sag onset; ``vstep_prior_n``: decayed count of earlier onsets
@@ -431,6 +436,53 @@ def below_standby(f: Facts, t: Section) -> CueResult:
     )
 
 
+def slow_bypass(f: Facts, t: Section) -> CueResult:
+    """R13: over the last two completed days the premises drew less than on its earlier days,
+    its lowest load (the standby that never stops) fell with it, and the voltage reacted to
+    more current per metered ampere: a growing share of every load, the standby included,
+    passes around the meter while its current still flows through the service cable. Today's
+    lowest load so far must be down too (a bypass removed yesterday is not accused today). A
+    vacant home keeps its standby; a habit change or a new appliance does not change the
+    service impedance; only a bypass does all three.
+
+    >>> r = slow_bypass({"warm": np.array([1.0, 1.0, 1.0]),
+    ...     "days_old_n": np.array([6.0, 6.0, 6.0]),
+    ...     "days_old_mean_w": np.array([400.0, 400.0, 400.0]),
+    ...     "days_old_floor_w": np.array([80.0, 80.0, 80.0]),
+    ...     "days_level_ratio": np.array([0.6, 0.6, 0.6]),
+    ...     "days_floor_ratio": np.array([0.6, 1.0, 0.6]),
+    ...     "today_floor_ratio": np.array([0.55, 1.0, 0.6]),
+    ...     "days_impedance_ratio": np.array([1.5, 1.5, 1.0])},
+    ...     {"min_old_days_n": 3, "min_old_mean_w": 150, "min_old_floor_w": 40,
+    ...      "max_level_ratio": 0.85, "min_level_ratio": 0.05, "max_floor_ratio": 0.8,
+    ...      "min_impedance_ratio": 1.15})
+    >>> r.fired.tolist()
+    [True, False, False]
+    """
+    fired = (
+        _warm(f)
+        & (f["days_old_n"] >= t["min_old_days_n"])
+        & (f["days_old_mean_w"] >= t["min_old_mean_w"])
+        & (f["days_old_floor_w"] >= t["min_old_floor_w"])
+        & (f["days_level_ratio"] <= t["max_level_ratio"])
+        & (f["days_level_ratio"] >= t["min_level_ratio"])
+        & (f["days_floor_ratio"] <= t["max_floor_ratio"])
+        & (f["today_floor_ratio"] <= t["max_floor_ratio"])
+        & (f["days_impedance_ratio"] >= t["min_impedance_ratio"])
+    )
+    return CueResult(
+        fired,
+        {
+            "level_ratio": f["days_level_ratio"],
+            "floor_ratio": f["days_floor_ratio"],
+            "today_floor_ratio": f["today_floor_ratio"],
+            "impedance_ratio": f["days_impedance_ratio"],
+            "earlier_mean_w": f["days_old_mean_w"],
+            "earlier_floor_w": f["days_old_floor_w"],
+        },
+    )
+
+
 CUES: tuple[Cue, ...] = (
     Cue("R01", "meter_freeze", True, meter_freeze),
     Cue("R02", "bypass_zero", True, bypass_zero),
@@ -444,6 +496,7 @@ CUES: tuple[Cue, ...] = (
     Cue("R10", "impedance_rise", True, impedance_rise),
     Cue("R11", "recurring_sag", True, recurring_sag, partner="R09"),
     Cue("R12", "below_standby", True, below_standby),
+    Cue("R13", "slow_bypass", True, slow_bypass),
 )
 
 CUE_BY_NAME: Mapping[str, Cue] = {c.name: c for c in CUES}

@@ -139,6 +139,10 @@ RECENT_TS = 4  # ring of recent timestamps per meter, for duplicates of released
 # corrected-voltage bins for the recurring-sag cue: the step is the mean of the newest half
 # of the ring minus the mean of the older half (30 min vs the 30 min before)
 FLOOR_DAYS = 7  # daily minima kept for the standby floor
+# completed days kept for the slow-bypass cue: per day mean and lowest pane power and the
+# service-impedance sums (dV*dI, dI^2, dV^2, n); always learnt (what happened that day)
+SB_DAYS = 10
+SB_MEAN, SB_MIN, SB_IMP = 0, 1, 2
 VBIN_MS = 300_000
 VBINS = 12
 N_SLOTS = 48  # hour of day x (weekday, weekend)
@@ -370,6 +374,11 @@ class MeterState:
             "floor_day": ((), np.int32, -1),
             "floor_today_w": ((), np.float32, np.inf),
             "floor_days_w": ((FLOOR_DAYS,), np.float32, np.nan),
+            # slow bypass: the last SB_DAYS completed days (mean W, lowest pane W, impedance
+            # sums) and today's lowest pane power and impedance sums so far
+            "sb_days": ((SB_DAYS, 6), np.float32, np.nan),
+            "sb_min_today_w": ((), np.float32, np.inf),
+            "sb_imp_today": ((4,), np.float64, 0.0),
         }
         self.grow(capacity)
 
@@ -1379,7 +1388,8 @@ class Engine:
         pf_low_run_s = np.where(pls >= 0, (end_ms - pls) / 1000.0, 0.0)
 
         # daily energy ratio (multi-day trend)
-        self._update_day(gm, day, pane_mean_p, exp_now, since_s)
+        self._update_day(gm, day, pane_mean_p, exp_now, since_s, imp_pane)
+        days_facts = self._days_facts(gm)
         dr = st.day_ratio[gm].astype(np.float64)
         dvalid = np.isfinite(dr)
         slope = trend_slope(fill_nan(dr, 0.0), dvalid)
@@ -1466,6 +1476,7 @@ class Engine:
             "vstep_amps": vstep["amps"],
             "vstep_onset": vstep["onset"],
             "vstep_prior_n": vstep["prior"],
+            **days_facts,
         }
         if self.debug_facts is not None:
             self.debug_facts.append((gm.copy(), end_ms.copy(), facts))
@@ -1726,6 +1737,7 @@ class Engine:
         pane_p: FloatArray,
         exp_now: FloatArray,
         since_s: FloatArray,
+        imp_pane: FloatArray,
     ) -> None:
         st = self.state
         cur = st.day_cur[gm]
@@ -1740,14 +1752,68 @@ class Engine:
             ring = st.day_ratio[rm]
             ring = np.concatenate([ring[:, 1:], ratio[:, None].astype(np.float32)], axis=1)
             st.day_ratio[rm] = ring
+            # the completed day for the slow-bypass cue (a day seen less than half: unknown)
+            full = cov >= 12 * 3600
+            mean_w = np.where(full, st.day_sum_p[rm] / np.maximum(cov, 1.0), np.nan)
+            min_w = np.where(full, st.sb_min_today_w[rm], np.nan)
+            imp = np.where(full[:, None], st.sb_imp_today[rm], np.nan)
+            entry = np.column_stack([mean_w, min_w, imp]).astype(np.float32)
+            st.sb_days[rm] = np.concatenate([st.sb_days[rm][:, 1:], entry[:, None]], axis=1)
+            st.sb_min_today_w[rm] = np.inf
+            st.sb_imp_today[rm] = 0.0
             st.day_sum_p[rm] = 0.0
             st.day_sum_exp[rm] = 0.0
             st.day_cov_s[rm] = 0.0
         st.day_cur[gm] = day
+        seen = np.isfinite(pane_p)
+        st.sb_min_today_w[gm[seen]] = np.minimum(st.sb_min_today_w[gm[seen]], pane_p[seen])
+        st.sb_imp_today[gm] += imp_pane
         ok = np.isfinite(exp_now)
         st.day_sum_p[gm[ok]] += pane_p[ok] * since_s[ok]
         st.day_sum_exp[gm[ok]] += exp_now[ok] * since_s[ok]
         st.day_cov_s[gm[ok]] += since_s[ok]
+
+    def _days_facts(self, m: IntArray) -> dict[str, FloatArray]:
+        """Facts of the slow-bypass cue from the completed days: the two newest against the
+        older ones (their median level and floor, their pooled impedance fit)."""
+        days = self.state.sb_days[m].astype(np.float64)
+        new, old = days[:, -2:], days[:, :-2]
+        old_valid = np.isfinite(old[:, :, SB_MEAN]).sum(axis=1).astype(np.float64)
+        old_mean = median_of_finite(old[:, :, SB_MEAN])
+        old_floor = median_of_finite(old[:, :, SB_MIN])
+        new_n = np.isfinite(new[:, :, SB_MEAN]).sum(axis=1)
+        new_mean = np.nansum(new[:, :, SB_MEAN], axis=1) / np.maximum(new_n, 1)
+        new_floor = np.where(np.isfinite(new[:, :, SB_MIN]), new[:, :, SB_MIN], np.inf).min(axis=1)
+        z_old, z_old_se = impedance_fit(np.nansum(old[:, :, SB_IMP:], axis=1))
+        z_new, z_new_se = impedance_fit(np.nansum(new[:, :, SB_IMP:], axis=1))
+        fit_ok = (
+            np.isfinite(z_old)
+            & np.isfinite(z_new)
+            & (z_old >= 0.01)
+            & (z_old_se <= 0.25 * np.abs(z_old))
+            & (z_new_se <= 0.25 * np.abs(z_new))
+        )
+        usable = (new_n >= 2) & np.isfinite(new_floor)
+        today_floor = self.state.sb_min_today_w[m].astype(np.float64)
+        return {
+            "days_old_n": np.where(usable, old_valid, 0.0),
+            "days_old_mean_w": old_mean,
+            "days_old_floor_w": old_floor,
+            "days_level_ratio": np.where(
+                usable & (old_mean > 0), fill_nan(new_mean, 0.0) / np.maximum(old_mean, 1e-9), 1.0
+            ),
+            "days_floor_ratio": np.where(
+                usable & (old_floor > 0),
+                fill_nan(new_floor, 0.0) / np.maximum(old_floor, 1e-9),
+                1.0,
+            ),
+            "days_impedance_ratio": np.where(fit_ok, z_new / np.maximum(z_old, 1e-3), 1.0),
+            "today_floor_ratio": np.where(
+                np.isfinite(today_floor) & (old_floor > 0),
+                today_floor / np.maximum(old_floor, 1e-9),
+                np.inf,
+            ),
+        }
 
     def _update_baselines(
         self,
@@ -1936,6 +2002,20 @@ def impedance_fit(sums: FloatArray) -> tuple[FloatArray, FloatArray]:
         resid = np.maximum(syy - z * z * sxx, 0.0) / np.maximum(n - 1, 1)
         se = np.where(ok, np.sqrt(resid / sxx), np.nan)
     return z, se
+
+
+def median_of_finite(rows: FloatArray) -> FloatArray:
+    """Median of each row's finite values (0 for a row without any).
+
+    >>> median_of_finite(np.array([[3.0, np.nan, 1.0, 2.0], [np.nan, np.nan, np.nan, np.nan]]))
+    array([2., 0.])
+    """
+    valid = np.isfinite(rows)
+    n = valid.sum(axis=1)
+    ordered = np.sort(np.where(valid, rows, np.inf), axis=1)
+    lo = np.take_along_axis(ordered, np.maximum((n - 1) // 2, 0)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(ordered, np.maximum(n // 2, 0)[:, None], axis=1)[:, 0]
+    return np.where(n > 0, 0.5 * (lo + hi), 0.0)
 
 
 def conf_max(cues: dict[str, tuple[str, float, dict[str, float]]]) -> float:

@@ -73,6 +73,13 @@ def facts(**values: float) -> dict[str, np.ndarray]:
         "vstep_amps": 0.0,
         "vstep_onset": 0.0,
         "vstep_prior_n": 0.0,
+        "days_old_n": 8.0,
+        "days_old_mean_w": 450.0,
+        "days_old_floor_w": 120.0,
+        "days_level_ratio": 1.0,
+        "days_floor_ratio": 1.0,
+        "today_floor_ratio": 1.0,
+        "days_impedance_ratio": 1.0,
     }
     out = {k: np.array([v, v]) for k, v in base.items()}
     for k, v in values.items():
@@ -96,6 +103,9 @@ FIRING = {
     "below_standby": dict(slow_p_w=40.0, sub_floor_run_s=9000.0),
     "recurring_sag": dict(
         vstep_onset=1.0, vstep_v=-2.0, vstep_z=-6.0, vstep_amps=12.0, vstep_prior_n=1.0
+    ),
+    "slow_bypass": dict(
+        days_level_ratio=0.6, days_floor_ratio=0.6, today_floor_ratio=0.55, days_impedance_ratio=1.6
     ),
 }
 

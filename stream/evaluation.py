@@ -7,8 +7,10 @@ Definitions (also in the README):
   theft intervals, widened by ``slack`` (1 h before, 2 h after: windows are 10 min long
   and an event closes after a quiet period);
 - a thief is **caught** when it has at least one true alert; its **detection delay** is
-  ``detected_at`` of its first true alert minus the start of the theft interval it
-  overlaps (0 if the event began before the interval);
+  the earliest ``detected_at`` of its true alerts minus the start of its theft, i.e. of
+  its first theft interval (0 if the alert came first). A theft that recurs (an evening
+  bypass every day) started with its first interval: an alert one minute into the fifth
+  evening is a delay of four days, not of one minute;
 - **alert precision** = true alerts / alerts;
 - **false alarms per 100 clean meter-days** = alerts on meters with no theft, per 100
   days of those meters' readings;
@@ -125,7 +127,7 @@ def evaluate(
                 for a, b in _intervals(theft):
                     if s <= b + SLACK_AFTER_MS and e >= a - SLACK_BEFORE_MS:
                         hit = True
-                        delay = max(det - a, 0) / 60_000
+                        delay = max(det - _theft_start(meter), 0) / 60_000
                         mid = ev["meter_id"]
                         first_true[mid] = min(first_true.get(mid, float("inf")), delay)
                         break
@@ -179,6 +181,10 @@ def evaluate(
         median_delay_abrupt_min=float(np.median(delays_abrupt)) if delays_abrupt else float("nan"),
         median_delay_all_min=float(np.median(delays_all)) if delays_all else float("nan"),
     )
+
+
+def _theft_start(meter: dict[str, Any]) -> int:
+    return min(a for theft in meter["theft"] for a, _ in _intervals(theft))
 
 
 def _intervals(theft: dict[str, Any]) -> list[tuple[int, int]]:

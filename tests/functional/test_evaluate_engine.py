@@ -125,3 +125,25 @@ def test_evaluate_cli_prints_and_writes_json(tmp_path: Path) -> None:
         app, ["evaluate", "--labels", str(tmp_path / "x.json"), "--events", str(events)]
     )
     assert res.exit_code == 2 and "no such file" in res.output
+
+
+def test_the_delay_of_a_recurring_theft_runs_from_its_first_interval() -> None:
+    labels = _labels()
+    evenings = [
+        {"type": "full_bypass", "start_ms": T0 + d * 24 * H + 18 * H,
+         "end_ms": T0 + d * 24 * H + 22 * H, "params": {}}
+        for d in (1, 2, 3)
+    ]  # fmt: skip
+    labels["meters"][0]["theft"] = evenings
+    # missed on the first two evenings, flagged 5 minutes into the third
+    third = T0 + 3 * 24 * H + 18 * H
+    events = [_event("A", third, third + H, third + 5 * 60_000, True, 95.0)]
+    res = evaluate(labels, events, ks=(1,))
+    assert res.caught == 1 and res.true_alerts == 1
+    assert res.per_type["full_bypass"]["median_delay_min"] == 2 * 24 * 60 + 5
+    # the same theft in one interval label form gives the same delay
+    labels["meters"][0]["theft"] = [
+        {"type": "full_bypass", "intervals": [[e["start_ms"], e["end_ms"]] for e in evenings],
+         "params": {}}
+    ]  # fmt: skip
+    assert evaluate(labels, events, ks=(1,)).median_delay_abrupt_min == 2 * 24 * 60 + 5

@@ -1775,7 +1775,37 @@ class Engine:
 
     def _days_facts(self, m: IntArray) -> dict[str, FloatArray]:
         """Facts of the slow-bypass cue from the completed days: the two newest against the
-        older ones (their median level and floor, their pooled impedance fit)."""
+        older ones (their median level and floor, their pooled impedance fit).
+
+        R13 needs today's lowest load at most ``max_floor_ratio`` of the older days' median
+        lowest, which is at most their highest lowest: only meters passing that cheap test
+        get the medians and fits (a few per round; the rest cannot fire, and evidence is
+        read only where a cue fired). The others get neutral facts (ratios 1, no older day).
+        """
+        st = self.state
+        today_floor_all = st.sb_min_today_w[m].astype(np.float64)
+        old_min = st.sb_days[m, :-2, SB_MIN].astype(np.float64)
+        highest_old_floor = np.where(np.isfinite(old_min), old_min, -np.inf).max(axis=1)
+        max_ratio = self.thresholds.value("slow_bypass", "max_floor_ratio")
+        cand = np.flatnonzero(
+            np.isfinite(today_floor_all) & (today_floor_all <= max_ratio * highest_old_floor)
+        )
+        k = len(m)
+        out = {
+            "days_old_n": np.zeros(k),
+            "days_old_mean_w": np.full(k, np.nan),
+            "days_old_floor_w": np.full(k, np.nan),
+            "days_level_ratio": np.ones(k),
+            "days_floor_ratio": np.ones(k),
+            "days_impedance_ratio": np.ones(k),
+            "today_floor_ratio": np.full(k, np.inf),
+        }
+        if len(cand):
+            for name, values in self._days_facts_of(m[cand]).items():
+                out[name][cand] = values
+        return out
+
+    def _days_facts_of(self, m: IntArray) -> dict[str, FloatArray]:
         days = self.state.sb_days[m].astype(np.float64)
         new, old = days[:, -2:], days[:, :-2]
         old_valid = np.isfinite(old[:, :, SB_MEAN]).sum(axis=1).astype(np.float64)

@@ -80,6 +80,28 @@ def _quantile(samples: dict[Any, float], name: str, q: float) -> float:
     return float("inf")
 
 
+def _latency_rows(samples: dict[Any, float]) -> list[tuple[str, str]]:
+    """p50 / p99 rows from a worker's latency histograms."""
+    from stream.cli_worker import metric_sum
+
+    score = "meterwatch_scoring_latency_seconds"
+    alert = "meterwatch_alert_latency_seconds"
+    return [
+        ("reading -> scored p50 / p99 (bucket bound)",
+         f"<= {_quantile(samples, score, 0.5)} s / <= {_quantile(samples, score, 0.99)} s"),
+        ("reading -> alert in Redis p50 / p99",
+         f"<= {_quantile(samples, alert, 0.5)} s / <= {_quantile(samples, alert, 0.99)} s"
+         f" ({metric_sum(samples, alert + '_count'):.0f} alerts)"),
+    ]  # fmt: skip
+
+
+def _print_table(title: str, rows: list[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in rows)
+    print(f"\n== {title} ==")
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
 @pytest.fixture
 def stack_settings() -> Settings:
     from deploy.local.stack import stack_status
@@ -219,8 +241,6 @@ def _paced_run(
 def test_bench_streaming(stack_settings: Settings, tmp_path: Path) -> None:
     from kafka import KafkaAdminClient
 
-    from stream.cli_worker import metric_sum
-
     meters = int(os.environ.get("MW_BENCH_METERS", "10000"))
     admin = KafkaAdminClient(bootstrap_servers=stack_settings.kafka_bootstrap)
     redis = redis_test_db_client(stack_settings)
@@ -293,8 +313,6 @@ def test_bench_streaming(stack_settings: Settings, tmp_path: Path) -> None:
 
     admin.close()
 
-    score_name = "meterwatch_scoring_latency_seconds"
-    alert_name = "meterwatch_alert_latency_seconds"
     rows += [
         ("fleet A (backlog)", f"{meters} meters x 1 day @ 15 min, {readings:,} readings"),
     ]  # fmt: skip
@@ -320,17 +338,9 @@ def test_bench_streaming(stack_settings: Settings, tmp_path: Path) -> None:
          f"{a_runs['per arrival']['state_per_10k'] / 1e6:,.1f} MB"),
         ("fleet B (paced)", f"500 meters x 2.5 days @ 5 min, {table_b.num_rows:,} readings "
                             f"at {pace:,.0f} readings/s"),
-        ("reading -> scored p50 / p99 (bucket bound)",
-         f"<= {_quantile(samples, score_name, 0.5)} s / "
-         f"<= {_quantile(samples, score_name, 0.99)} s"),
-        ("reading -> alert in Redis p50 / p99",
-         f"<= {_quantile(samples, alert_name, 0.5)} s / <= {_quantile(samples, alert_name, 0.99)} s"
-         f" ({metric_sum(samples, alert_name + '_count'):.0f} alerts)"),
+        *_latency_rows(samples),
     ]  # fmt: skip
-    width = max(len(k) for k, _ in rows)
-    print("\n== streaming benchmark ==")
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+    _print_table("streaming benchmark", rows)
     assert all(r["worker_rate"] > 0 for r in a_runs.values())  # ran; never a timed assert
 
 
@@ -339,8 +349,6 @@ def test_bench_streaming_at_target_rate(stack_settings: Settings, tmp_path: Path
     from one producer at ``MW_BENCH_TARGET_READINGS_S`` (50,000) readings/s. The worker's
     micro-batch size is ``METERWATCH_BATCH_SIZE`` from the environment (default 2,000)."""
     from kafka import KafkaAdminClient
-
-    from stream.cli_worker import metric_sum
 
     pace = float(os.environ.get("MW_BENCH_TARGET_READINGS_S", "50000"))
     meters = int(os.environ.get("MW_BENCH_C_METERS", "4000"))
@@ -354,8 +362,6 @@ def test_bench_streaming_at_target_rate(stack_settings: Settings, tmp_path: Path
         )
     finally:
         admin.close()
-    score_name = "meterwatch_scoring_latency_seconds"
-    alert_name = "meterwatch_alert_latency_seconds"
     samples = run["samples"]
     rows = [
         ("fleet C (paced, uploads every 60 s)",
@@ -365,15 +371,7 @@ def test_bench_streaming_at_target_rate(stack_settings: Settings, tmp_path: Path
         ("worker micro-batch (METERWATCH_BATCH_SIZE)",
          os.environ.get("METERWATCH_BATCH_SIZE", "2000 (default)")),
         ("worker had 97 % of the readings", f"{run['behind_s']:.1f} s after the last send"),
-        ("reading -> scored p50 / p99 (bucket bound)",
-         f"<= {_quantile(samples, score_name, 0.5)} s / "
-         f"<= {_quantile(samples, score_name, 0.99)} s"),
-        ("reading -> alert in Redis p50 / p99",
-         f"<= {_quantile(samples, alert_name, 0.5)} s / <= {_quantile(samples, alert_name, 0.99)} s"
-         f" ({metric_sum(samples, alert_name + '_count'):.0f} alerts)"),
+        *_latency_rows(samples),
     ]  # fmt: skip
-    width = max(len(k) for k, _ in rows)
-    print("\n== streaming benchmark at the target rate ==")
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
+    _print_table("streaming benchmark at the target rate", rows)
     assert run["published_rate"] > 0  # ran; never a timed assert

@@ -101,18 +101,19 @@ def create_app(
     in-memory fakes with ``test_context()``); the defaults are the real Kafka snapshot
     store, Redis, Alertmanager and the engine.
     """
-    import faust
     from faust.types import TP
 
     from stream.codecs import concat_batches, decode_message, decode_messages
+    from stream.faust_transport import App, fetch_wait_transport
     from stream.snapshots import KafkaSnapshotStore, snapshot_topic
 
     if metrics is None:
         metrics = StreamMetrics(registry if registry is not None else CollectorRegistry())
     datadir = datadir or (settings.stack_dir / "faust" / settings.app_id)
     datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
-    app = faust.App(
+    app = App(
         settings.app_id,
+        transport_class=fetch_wait_transport(settings.consumer_fetch_max_wait_ms),
         broker=f"kafka://{settings.kafka_bootstrap}",
         key_serializer="raw",
         value_serializer="raw",

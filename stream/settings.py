@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     app_id: str = Field("meterwatch", description="Faust app id / consumer group")
     batch_size: int = Field(2000, ge=1, description="Messages per micro-batch (take n)")
     batch_within_seconds: float = Field(0.5, gt=0, description="Micro-batch max wait")
+    consumer_fetch_max_wait_ms: int = Field(
+        100,
+        ge=1,
+        le=30_000,
+        description="Longest the broker may hold a worker's fetch (Faust hard-wires 1500)",
+    )
     snapshot_interval_seconds: float = Field(
         60.0, gt=0, description="Engine state checkpoint interval"
     )

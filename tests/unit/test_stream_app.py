@@ -21,7 +21,7 @@ T0 = 1_767_571_200_000
 
 
 def build(
-    tmp_path: Path, engine: Any = ToyEngine, on_fatal: Any = None
+    tmp_path: Path, engine: Any = ToyEngine, on_fatal: Any = None, **overrides: Any
 ) -> tuple[Any, list[tuple[str, bytes | None, bytes]], MemoryRedisSink]:
     from stream.app import create_app
 
@@ -46,7 +46,9 @@ def build(
         alertmanager=AlertmanagerSink("http://am", on_retry=metrics.count_sink_retry,
                                       clock=lambda: datetime.now(tz=UTC), post=post),
     )  # fmt: skip
-    settings = Settings(app_id="mw-test-app", batch_size=50, batch_within_seconds=0.05)
+    settings = Settings(
+        **{"app_id": "mw-test-app", "batch_size": 50, "batch_within_seconds": 0.05, **overrides}
+    )
     app = create_app(
         settings, metrics=metrics, sinks=sinks, snapshot_store=MemorySnapshotStore(),
         new_engine=engine, restore_engine=ToyEngine.restore, commit=commit,

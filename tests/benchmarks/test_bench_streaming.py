@@ -376,7 +376,9 @@ def test_bench_streaming_at_target_rate(stack_settings: Settings, tmp_path: Path
 
     pace = float(os.environ.get("MW_BENCH_TARGET_READINGS_S", "50000"))
     meters = int(os.environ.get("MW_BENCH_C_METERS", "4000"))
-    table, _ = _fleet(meters, days=1.0, cadence_s=300, seed=23)
+    # two days: the first is every meter's warm-up, the second has alerts to time
+    days = float(os.environ.get("MW_BENCH_C_DAYS", "2"))
+    table, _ = _fleet(meters, days=days, cadence_s=300, seed=23)
     messages = messages_of(table, max_batch=500, upload_every_s=60)
     admin = KafkaAdminClient(bootstrap_servers=stack_settings.kafka_bootstrap)
     runs = {}
@@ -391,7 +393,7 @@ def test_bench_streaming_at_target_rate(stack_settings: Settings, tmp_path: Path
         admin.close()
     rows = [
         ("fleet C (paced, uploads every 60 s)",
-         f"{meters} meters x 1 day @ 5 min, {table.num_rows:,} readings in {len(messages):,} "
+         f"{meters} meters x {days:g} days @ 5 min, {table.num_rows:,} readings in {len(messages):,} "
          f"batches"),
         ("worker micro-batch (METERWATCH_BATCH_SIZE)",
          os.environ.get("METERWATCH_BATCH_SIZE", "2000 (default)")),

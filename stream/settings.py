@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     alertmanager_url: str = Field("http://127.0.0.1:19094", description="Alertmanager base URL")
     prometheus_url: str = Field("http://127.0.0.1:19090", description="Prometheus base URL")
     metrics_port: int = Field(19100, ge=1, le=65535, description="Worker /metrics port")
+    local_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Workers the local stack's Prometheus scrapes, on consecutive ports from "
+        "METERWATCH_METRICS_PORT (one per core)",
+    )
 
     # --- Local stack (deploy/local) ----------------------------------------------
     stack_dir: Path = Field(REPO_ROOT / ".stack", description="Data, logs and pids of the stack")
@@ -86,6 +93,14 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError(f"unknown log level {value!r}")
         return level
+
+    @field_validator("local_workers")
+    @classmethod
+    def _worker_ports_exist(cls, workers: int, info: object) -> int:
+        port = getattr(info, "data", {}).get("metrics_port")
+        if port is not None and port + workers - 1 > 65535:
+            raise ValueError(f"{workers} workers from port {port} run past port 65535")
+        return workers
 
     @field_validator("hop_seconds")
     @classmethod

@@ -127,7 +127,9 @@ def prometheus_config(settings: Settings, rules_dir: Path = PROMETHEUS_RULES_DIR
         PROMETHEUS_TEMPLATE,
         {
             "scrape_interval": SCRAPE_INTERVAL,
-            "metrics_port": str(settings.metrics_port),
+            "worker_targets": ", ".join(
+                f'"127.0.0.1:{settings.metrics_port + k}"' for k in range(settings.local_workers)
+            ),
             "prometheus_port": str(settings.prometheus_port),
             "alertmanager_port": str(settings.alertmanager_port),
             "rule_files": str(rules_dir / "*.yml"),

@@ -393,8 +393,8 @@ def test_bench_streaming_at_target_rate(stack_settings: Settings, tmp_path: Path
         admin.close()
     rows = [
         ("fleet C (paced, uploads every 60 s)",
-         f"{meters} meters x {days:g} days @ 5 min, {table.num_rows:,} readings in {len(messages):,} "
-         f"batches"),
+         f"{meters} meters x {days:g} days @ 5 min, {table.num_rows:,} readings in "
+         f"{len(messages):,} batches"),
         ("worker micro-batch (METERWATCH_BATCH_SIZE)",
          os.environ.get("METERWATCH_BATCH_SIZE", "2000 (default)")),
     ]  # fmt: skip

@@ -46,6 +46,17 @@ def test_prometheus_scrapes_the_worker_port_and_loads_the_rules(settings: Settin
     assert alerting["static_configs"] == [{"targets": ["127.0.0.1:21094"]}]
 
 
+def test_prometheus_scrapes_one_port_per_local_worker(settings: Settings) -> None:
+    two = settings.model_copy(update={"local_workers": 2})
+    config = yaml.safe_load(prometheus_config(two, rules_dir=Path("/rules")))
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["meterwatch-worker"]["static_configs"] == [
+        {"targets": ["127.0.0.1:21100", "127.0.0.1:21101"]}
+    ]
+    with pytest.raises(ValueError, match="past port 65535"):
+        Settings(metrics_port=65535, local_workers=2)
+
+
 def test_alertmanager_routes_to_the_webhook(settings: Settings) -> None:
     config = yaml.safe_load(alertmanager_config(settings))
     assert config["route"]["receiver"] == "meterwatch-webhook"

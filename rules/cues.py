@@ -483,6 +483,52 @@ def slow_bypass(f: Facts, t: Section) -> CueResult:
     )
 
 
+def stuck_registers(f: Facts, t: Section) -> CueResult:
+    """R14: power, current and power factor repeat exactly, with load on, for hours, while
+    the voltage register keeps moving: the load registers are stuck (or replayed) while the
+    meter is alive. A real load is never that still: on a real 1-minute circuit (AMPds2)
+    P, I and the true PF (P / V*I) all repeat for at most 9 minutes, as P = V*I*PF moves
+    with every voltage step, and a simulated home for at most 3 readings. A meter whose
+    every channel repeats is R01's case, not this one: the voltage must have moved within
+    the run, so that the all-channel repeat is at most ``max_flat_share`` of it (a frozen
+    meter's all-channel run is as long as this one, give or take the reading before the
+    onset). A coarse register on a steady load can repeat longer, so the run must also be
+    far longer than any this meter showed before.
+
+    >>> r = stuck_registers({"warm": np.array([1.0, 1.0, 1.0, 1.0]),
+    ...     "stuck_run_n": np.array([150.0, 150.0, 150.0, 150.0]),
+    ...     "stuck_run_s": np.array([9000.0, 9000.0, 9000.0, 9000.0]),
+    ...     "flat_run_s": np.array([600.0, 8940.0, 600.0, 600.0]),
+    ...     "stuck_max_s": np.array([540.0, 540.0, 5400.0, 540.0]),
+    ...     "last_abs_p_w": np.array([21.0, 21.0, 21.0, 0.0]),
+    ...     "last_i_a": np.array([0.2, 0.2, 0.2, 0.0])},
+    ...     {"min_readings_n": 6, "min_duration_s": 7200, "history_ratio": 3.0,
+    ...      "min_abs_p_w": 5.0, "max_flat_share": 0.5})
+    >>> r.fired.tolist()
+    [True, False, False, False]
+    """
+    loaded = (f["last_abs_p_w"] > t["min_abs_p_w"]) | (f["last_i_a"] > 0.0)
+    fired = (
+        _warm(f)
+        & loaded
+        & (f["stuck_run_n"] >= t["min_readings_n"])
+        & (
+            f["stuck_run_s"]
+            >= np.maximum(t["min_duration_s"], t["history_ratio"] * f["stuck_max_s"])
+        )
+        & (f["flat_run_s"] <= t["max_flat_share"] * f["stuck_run_s"])
+    )
+    return CueResult(
+        fired,
+        {
+            "stuck_for_s": f["stuck_run_s"],
+            "repeated_readings": f["stuck_run_n"],
+            "stuck_p_w": f["last_abs_p_w"],
+            "longest_earlier_stuck_s": f["stuck_max_s"],
+        },
+    )
+
+
 CUES: tuple[Cue, ...] = (
     Cue("R01", "meter_freeze", True, meter_freeze),
     Cue("R02", "bypass_zero", True, bypass_zero),
@@ -497,6 +543,7 @@ CUES: tuple[Cue, ...] = (
     Cue("R11", "recurring_sag", True, recurring_sag, partner="R09"),
     Cue("R12", "below_standby", True, below_standby),
     Cue("R13", "slow_bypass", True, slow_bypass),
+    Cue("R14", "stuck_registers", True, stuck_registers),
 )
 
 CUE_BY_NAME: Mapping[str, Cue] = {c.name: c for c in CUES}

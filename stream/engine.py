@@ -132,8 +132,8 @@ SUM_STATS += [SDVDI, SDI2, SDV2, NDIFF, SABSE, NPFLOW]
 IMP_SUMS = slice(SDVDI, NDIFF + 1)
 
 # run kinds (columns of the run counters)
-RUN_FLAT, RUN_ZERO, RUN_RESID, RUN_NEG = range(4)
-N_RUNS = 4
+RUN_FLAT, RUN_ZERO, RUN_RESID, RUN_NEG, RUN_STUCK = range(5)
+N_RUNS = 5
 
 RECENT_TS = 4  # ring of recent timestamps per meter, for duplicates of released readings
 # corrected-voltage bins for the recurring-sag cue: the step is the mean of the newest half
@@ -318,6 +318,8 @@ class MeterState:
             # readings can naturally repeat (an idle circuit on a stiff supply, a coarse
             # voltage register); an idle freeze must last far longer than that
             "flat_max_ms": ((), np.int64, 0),
+            # the same for runs of identical power, current and PF with load on (R14)
+            "stuck_max_ms": ((), np.int64, 0),
             "ring_id": ((panes,), np.int64, -1),
             "ring": ((panes, N_STATS), np.float32, 0.0),
             "last_pane": ((), np.int64, -1),
@@ -890,6 +892,14 @@ class Engine:
         # the power factor of a near-idle load is noise (AMPds2 reports APF 0.05 at 0.1 A)
         real_s = real_i & (v * i >= meas["pf_min_va"])
         res_bad = real_i & (resid > tol)
+        # the load registers repeat while load is on (the voltage may move: R14)
+        stuck = (
+            consecutive
+            & (p == prev_p)
+            & (i == prev_i)
+            & (pf == prev_pf)
+            & (real_i | (np.abs(p) > meas["p_zero_w"]))
+        )
         res_rel = np.where(real_i, resid / np.maximum(np.abs(vipf), np.abs(p)).clip(1.0), 0.0)
         # "zero" is relative to what the meter usually draws: a bypass leaves a few W of
         # residual (the metered share, the meter's own supply), a 3 kW home's 30 W is zero
@@ -926,9 +936,10 @@ class Engine:
 
         # ---- runs
         flat_carry_start = st.run_start[seg_m, RUN_FLAT].copy()
+        stuck_carry_start = st.run_start[seg_m, RUN_STUCK].copy()
         flat_carry_last = st.last_ts[seg_m].copy()
-        run_true = [flat, zero, res_bad, neg]
-        run_reset = [~flat, ~zero, real_i & ~res_bad, p > meas["p_zero_w"]]
+        run_true = [flat, zero, res_bad, neg, stuck]
+        run_reset = [~flat, ~zero, real_i & ~res_bad, p > meas["p_zero_w"], ~stuck]
         run_n_end = np.zeros((n, N_RUNS))
         run_s_end = np.zeros((n, N_RUNS))
         for k in range(N_RUNS):
@@ -1004,7 +1015,7 @@ class Engine:
             for col, (ufunc, values) in extremes.items():
                 stats[:, col] = ufunc.reduceat(values, g0)
         flat_max_s = (
-            self._longest_ended_flat_ms(
+            self._longest_ended_run_ms(
                 ts,
                 flat,
                 segs,
@@ -1013,6 +1024,21 @@ class Engine:
                 run_s_end[:, RUN_FLAT],
                 flat_carry_start,
                 flat_carry_last,
+                "flat_max_ms",
+            )[g_last]
+            / 1000.0
+        )
+        stuck_max_s = (
+            self._longest_ended_run_ms(
+                ts,
+                stuck,
+                segs,
+                seg_m,
+                run_n_end[:, RUN_STUCK],
+                run_s_end[:, RUN_STUCK],
+                stuck_carry_start,
+                flat_carry_last,
+                "stuck_max_ms",
             )[g_last]
             / 1000.0
         )
@@ -1025,6 +1051,7 @@ class Engine:
             p[g_last],
             i[g_last],
             flat_max_s,
+            stuck_max_s,
             profile,
             floor_m,
             z_fit,
@@ -1089,7 +1116,7 @@ class Engine:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(c > 0, s / np.maximum(c, 1), np.nan)
 
-    def _longest_ended_flat_ms(
+    def _longest_ended_run_ms(
         self,
         ts: IntArray,
         flat: BoolArray,
@@ -1099,10 +1126,12 @@ class Engine:
         flat_s: FloatArray,
         carry_start: IntArray,
         carry_last_ts: IntArray,
+        history: str,
     ) -> IntArray:
-        """Per reading: the longest flat run of its meter that had ended by then (ms), from
-        the state and the runs ending inside this release, as a running maximum, so a pane
-        is judged with what was known at its time whatever the batching. Stores the
+        """Per reading: the longest run (of the kind ``flat`` marks: all channels repeating,
+        or the load registers) of its meter that had ended by then (ms), from the state
+        array ``history`` and the runs ending inside this release, as a running maximum, so
+        a pane is judged with what was known at its time whatever the batching. Stores the
         meter's new maximum."""
         st = self.state
         # a flat run ends at the first reading that is not flat; its length is the
@@ -1114,8 +1143,9 @@ class Engine:
         # running max inside each segment: offset the segments apart, one accumulate
         offset = segs.seg_of.astype(np.int64) << 40
         running = np.maximum.accumulate(ended + offset) - offset
-        running = np.maximum(running, st.flat_max_ms[seg_m][segs.seg_of])
-        st.flat_max_ms[seg_m] = running[segs.ends]
+        longest = st.arrays[history]
+        running = np.maximum(running, longest[seg_m][segs.seg_of])
+        longest[seg_m] = running[segs.ends]
         return running
 
     def _update_resolution(
@@ -1207,6 +1237,7 @@ class Engine:
         last_p: FloatArray,
         last_i: FloatArray,
         flat_max_s: FloatArray,
+        stuck_max_s: FloatArray,
         profile: _Profile,
         floor_w: FloatArray,
         z_fit: tuple[FloatArray, FloatArray],
@@ -1437,6 +1468,9 @@ class Engine:
             "flat_run_n": runs_n[:, RUN_FLAT],
             "flat_run_s": runs_s[:, RUN_FLAT],
             "flat_max_s": flat_max_s,
+            "stuck_run_n": runs_n[:, RUN_STUCK],
+            "stuck_run_s": runs_s[:, RUN_STUCK],
+            "stuck_max_s": stuck_max_s,
             "last_abs_p_w": np.abs(last_p),
             "last_i_a": last_i,
             "zero_run_s": runs_s[:, RUN_ZERO],

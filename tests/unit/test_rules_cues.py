@@ -80,6 +80,9 @@ def facts(**values: float) -> dict[str, np.ndarray]:
         "days_floor_ratio": 1.0,
         "today_floor_ratio": 1.0,
         "days_impedance_ratio": 1.0,
+        "stuck_run_n": 0.0,
+        "stuck_run_s": 0.0,
+        "stuck_max_s": 0.0,
     }
     out = {k: np.array([v, v]) for k, v in base.items()}
     for k, v in values.items():
@@ -107,6 +110,7 @@ FIRING = {
     "slow_bypass": dict(
         days_level_ratio=0.6, days_floor_ratio=0.6, today_floor_ratio=0.55, days_impedance_ratio=1.6
     ),
+    "stuck_registers": dict(stuck_run_n=120.0, stuck_run_s=7200.0, flat_run_s=300.0),
 }
 
 
@@ -283,3 +287,20 @@ def test_docstring_examples_hold(module: str) -> None:
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_stuck_registers_needs_load_length_history_and_a_moving_voltage() -> None:
+    th = TH.section("stuck_registers")
+    firing = dict(stuck_run_n=120.0, stuck_run_s=7200.0, flat_run_s=300.0, stuck_max_s=600.0)
+    assert C.stuck_registers(facts(**firing), th).fired.tolist() == [True, False]
+    for change in (
+        dict(flat_run_s=7200.0),  # every channel repeats: the voltage did not move (R01's)
+        dict(flat_run_s=7140.0),  # ... but for the reading before a freeze's onset
+        dict(flat_run_s=3700.0),  # the voltage stood still for over half of the run
+        dict(stuck_max_s=3000.0),  # this meter held 50 min before: 2 h is not 3x that
+        dict(stuck_run_s=7000.0),  # under two hours
+        dict(stuck_run_n=5.0),  # too few readings (a coarse cadence)
+        dict(last_abs_p_w=0.0, last_i_a=0.0),  # no load: an idle circuit repeats zeros
+    ):
+        fired = C.stuck_registers(facts(**{**firing, **change}), th).fired
+        assert not fired.any(), change

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from engine_runs import DAY, MIN, T0, FixedClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,20 +20,7 @@ from rules.thresholds import load_thresholds
 from stream.codecs import ReadingBatch, concat_batches
 from stream.engine import Engine, EngineConfig
 
-T0 = 1_767_571_200_000  # 2026-01-05T00:00Z
-MIN = 60_000
-DAY = 86_400_000
 CADENCE = 5 * MIN
-
-
-class FakeClock:
-    """Wall clock for the engine: fixed, a little after the data."""
-
-    def __init__(self, now_ms: int) -> None:
-        self.now = now_ms / 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -75,7 +63,7 @@ def engine(**overrides: int) -> Engine:
     cfg = EngineConfig(
         window_s=600, hop_s=60, lateness_s=120, warmup_s=overrides.get("warmup_s", 86_400)
     )
-    return Engine(cfg, load_thresholds(), scorer=None, clock=FakeClock(T0 + 30 * DAY))
+    return Engine(cfg, load_thresholds(), scorer=None, clock=FixedClock(T0 + 30 * DAY))
 
 
 def run(eng: Engine, batch: ReadingBatch, chunk: int = 5000) -> dict[str, object]:
@@ -223,7 +211,7 @@ def test_snapshot_restore_continues_identically() -> None:
     a = engine()
     a.process(fleet.slice(0, half))
     blob = a.snapshot()
-    b = Engine.restore(None, blob, clock=FakeClock(T0 + 30 * DAY))
+    b = Engine.restore(None, blob, clock=FixedClock(T0 + 30 * DAY))
     out_a = a.process(fleet.slice(half, len(fleet)))
     out_b = b.process(fleet.slice(half, len(fleet)))
     np.testing.assert_array_equal(out_a.window_end_ms, out_b.window_end_ms)

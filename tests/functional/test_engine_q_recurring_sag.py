@@ -13,27 +13,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from engine_runs import final_events
+from engine_runs import DAY, HOUR, MIN, T0, FixedClock, final_events
 
 from rules.cues import recurring_sag
 from rules.thresholds import load_thresholds
 from stream.codecs import ReadingBatch, concat_batches
 from stream.engine import Engine, EngineConfig
 
-T0 = 1_767_571_200_000  # 2026-01-05T00:00Z
-MIN = 60_000
-HOUR = 3_600_000
-DAY = 86_400_000
 CADENCE = 5 * MIN
 Z_SERVICE_OHM = 0.15
-
-
-class FakeClock:
-    def __init__(self, now_ms: int) -> None:
-        self.now = now_ms / 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def nightly(ts: np.ndarray, first_day: int, start_h: float, hours: float) -> np.ndarray:
@@ -77,7 +65,7 @@ def household(
 
 def engine() -> Engine:
     cfg = EngineConfig(window_s=600, hop_s=60, lateness_s=120, warmup_s=86_400)
-    return Engine(cfg, load_thresholds(), scorer=None, clock=FakeClock(T0 + 30 * DAY))
+    return Engine(cfg, load_thresholds(), scorer=None, clock=FixedClock(T0 + 30 * DAY))
 
 
 def theft_events(batch: ReadingBatch, chunk: int = 5000) -> list:

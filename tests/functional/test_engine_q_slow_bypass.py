@@ -7,24 +7,16 @@ but leave the service impedance alone, and are not theft."""
 from __future__ import annotations
 
 import numpy as np
-from engine_runs import final_events
+from engine_runs import DAY, HOUR, T0, FixedClock, final_events
 
 from rules.thresholds import load_thresholds
 from stream.codecs import ReadingBatch
 from stream.engine import Engine, EngineConfig
 
-T0 = 1_767_571_200_000  # 2026-01-05T00:00Z
-HOUR = 3_600_000
-DAY = 86_400_000
 CADENCE = 300_000
 DAYS = 13
 SERVICE_OHM = 0.3
 TS = T0 + np.arange(DAYS * DAY // CADENCE) * CADENCE
-
-
-class FakeClock:
-    def __call__(self) -> float:
-        return (T0 + 30 * DAY) / 1000.0
 
 
 def household(
@@ -55,7 +47,7 @@ def household(
 
 def theft_events(batch: ReadingBatch) -> list[tuple[int, list[str]]]:
     cfg = EngineConfig(window_s=600, hop_s=60, lateness_s=120, warmup_s=86_400)
-    eng = Engine(cfg, load_thresholds(), scorer=None, clock=FakeClock())
+    eng = Engine(cfg, load_thresholds(), scorer=None, clock=FixedClock())
     events = final_events(eng, batch, 288)
     return sorted((e.detected_at_ms, sorted(e.cues)) for e in events.values() if e.theft_likely)
 

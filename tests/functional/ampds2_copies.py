@@ -1,16 +1,21 @@
 """Shared by the functional tests that inject theft into the real AMPds2 sub-meter: the
-first days of the real series, and copies of it as one time-ordered reading batch."""
+first days of the real series, copies of it as one time-ordered reading batch, and their
+final events from a fresh engine."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from engine_runs import final_events
 
 from simulator.inject import MeterSeries
 from stream.codecs import ReadingBatch
 from stream.datasets import read_ampds2
+from stream.engine import Engine
+from stream.settings import Settings
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "ampds2_B1E_part11_1min.csv.xz"
 DAY_MS = 86_400_000
@@ -36,3 +41,16 @@ def copies_batch(copies: Mapping[str, MeterSeries]) -> ReadingBatch:
         pf=np.concatenate([s.pf for s in series]),
     )
     return batch.take(np.argsort(batch.ts_ms, kind="stable"))
+
+
+def run_copies(batch: ReadingBatch, step: int) -> dict[str, Any]:
+    """event_id -> the final event JSON of a fresh engine fed ``batch`` in chunks of ``step``
+    (wall clock fixed a little after the first weeks of the data)."""
+    engine = Engine.from_settings(Settings(), clock=lambda: 1_393_700_000.0)
+    return {k: ev.to_json() for k, ev in final_events(engine, batch, step).items()}
+
+
+def without_versions(events: dict[str, Any]) -> dict[str, Any]:
+    """The events with their version counters dropped (it counts the updates emitted, one
+    per batch, so only it may differ between batchings)."""
+    return {k: {f: v for f, v in e.items() if f != "version"} for k, e in events.items()}

@@ -5,17 +5,12 @@ repeat the meter showed before; the clean copy stays quiet; batching does not ma
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 import pytest
-from ampds2_copies import DATA, DAY_MS, copies_batch, first_days
-from engine_runs import final_events
+from ampds2_copies import DATA, DAY_MS, copies_batch, first_days, run_copies, without_versions
 
 from simulator.inject import HOUR_MS, MeterSeries, meter_freeze
-from stream.codecs import ReadingBatch
-from stream.engine import Engine
-from stream.settings import Settings
 
 IDLE_FOR_MS = 12 * HOUR_MS
 
@@ -31,15 +26,6 @@ def first_idle_start(s: MeterSeries) -> int:
     return int(s.ts_ms[candidates[0]])
 
 
-def run(batch: ReadingBatch, step: int) -> dict[str, Any]:
-    engine = Engine.from_settings(Settings(), clock=lambda: 1_393_700_000.0)
-    return {k: ev.to_json() for k, ev in final_events(engine, batch, step).items()}
-
-
-def strip_versions(events: dict[str, Any]) -> dict[str, Any]:
-    return {k: {f: v for f, v in e.items() if f != "version"} for k, e in events.items()}
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not DATA.is_file(), reason=f"AMPds2 sample not found at {DATA}")
 def test_a_meter_frozen_while_idle_is_caught_after_hours_and_the_clean_copy_is_not() -> None:
@@ -48,7 +34,7 @@ def test_a_meter_frozen_while_idle_is_caught_after_hours_and_the_clean_copy_is_n
     frozen = meter_freeze(s, at, at + IDLE_FOR_MS).series
     assert frozen.p[s.ts_ms >= at][0] == 0.0  # frozen at 0 W: the loaded-freeze test cannot fire
     batch = copies_batch({"REAL-frozen-idle": frozen, "REAL-clean": s})
-    events = run(batch, 20_000)
+    events = run_copies(batch, 20_000)
     alerts = [e for e in events.values() if e["theft_likely"]]
     assert [e["meter_id"] for e in alerts] == ["REAL-frozen-idle"], alerts
     alert = alerts[0]
@@ -61,4 +47,4 @@ def test_a_meter_frozen_while_idle_is_caught_after_hours_and_the_clean_copy_is_n
     assert at + 6 * HOUR_MS <= detected_ms <= at + 7 * HOUR_MS
     # the longest-repeat history is a running maximum: small batches give the same events
     # (only the version counter differs: it counts the updates emitted, one per batch)
-    assert strip_versions(run(batch, 997)) == strip_versions(events)
+    assert without_versions(run_copies(batch, 997)) == without_versions(events)

@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 import pytest
-from ampds2_copies import DATA, DAY_MS, copies_batch, first_days
-from engine_runs import final_events
+from ampds2_copies import DATA, DAY_MS, copies_batch, first_days, run_copies, without_versions
 
 from simulator.inject import HOUR_MS, MeterSeries, meter_freeze
-from stream.codecs import ReadingBatch
-from stream.engine import Engine
-from stream.settings import Settings
 
 
 def first_loaded_after_warm_up(s: MeterSeries) -> int:
@@ -35,15 +30,6 @@ def stuck_from(s: MeterSeries, at_ms: int) -> MeterSeries:
     return dataclasses.replace(s, **held)
 
 
-def run(batch: ReadingBatch, step: int) -> dict[str, Any]:
-    engine = Engine.from_settings(Settings(), clock=lambda: 1_393_700_000.0)
-    return {k: ev.to_json() for k, ev in final_events(engine, batch, step).items()}
-
-
-def without_versions(events: dict[str, Any]) -> dict[str, Any]:
-    return {k: {f: v for f, v in e.items() if f != "version"} for k, e in events.items()}
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not DATA.is_file(), reason=f"AMPds2 sample not found at {DATA}")
 def test_stuck_load_registers_are_caught_and_a_full_freeze_stays_r01() -> None:
@@ -54,7 +40,7 @@ def test_stuck_load_registers_are_caught_and_a_full_freeze_stays_r01() -> None:
     assert np.unique(stuck.p[after]).size == 1 and np.unique(stuck.v[after]).size > 10
     frozen = meter_freeze(s, at).series
     batch = copies_batch({"REAL-stuck": stuck, "REAL-frozen": frozen, "REAL-clean": s})
-    events = run(batch, 20_000)
+    events = run_copies(batch, 20_000)
 
     alerts = {e["meter_id"]: e for e in events.values() if e["theft_likely"]}
     assert set(alerts) == {"REAL-stuck", "REAL-frozen"}, alerts
@@ -70,4 +56,4 @@ def test_stuck_load_registers_are_caught_and_a_full_freeze_stays_r01() -> None:
                    for c in e["cues"]}  # fmt: skip
     assert "R01" in frozen_cues and "R14" not in frozen_cues
     # the longest-run history is a running maximum: small batches give the same events
-    assert without_versions(run(batch, 997)) == without_versions(events)
+    assert without_versions(run_copies(batch, 997)) == without_versions(events)

@@ -131,9 +131,11 @@ SUM_STATS += [SDVDI, SDI2, SDV2, NDIFF, SABSE, NPFLOW]
 # the impedance sums (dV*dI, dI^2, dV^2, n), adjacent columns: a slice, not a gather
 IMP_SUMS = slice(SDVDI, NDIFF + 1)
 
-# run kinds (columns of the run counters)
-RUN_FLAT, RUN_ZERO, RUN_RESID, RUN_NEG, RUN_STUCK = range(5)
-N_RUNS = 5
+# run kinds (columns of the run counters); R14's run of stuck load registers has state
+# arrays of its own, so that snapshots written before it existed still restore
+RUN_FLAT, RUN_ZERO, RUN_RESID, RUN_NEG = range(4)
+N_RUNS = 4
+RUN_STUCK = N_RUNS  # the extra column of a round's run arrays
 
 RECENT_TS = 4  # ring of recent timestamps per meter, for duplicates of released readings
 # corrected-voltage bins for the recurring-sag cue: the step is the mean of the newest half
@@ -318,7 +320,10 @@ class MeterState:
             # readings can naturally repeat (an idle circuit on a stiff supply, a coarse
             # voltage register); an idle freeze must last far longer than that
             "flat_max_ms": ((), np.int64, 0),
-            # the same for runs of identical power, current and PF with load on (R14)
+            # runs of identical power, current and PF with load on (R14): the current run
+            # and the longest one that has ended
+            "stuck_run_n": ((), np.float32, 0.0),
+            "stuck_run_start": ((), np.int64, -1),
             "stuck_max_ms": ((), np.int64, 0),
             "ring_id": ((panes,), np.int64, -1),
             "ring": ((panes, N_STATS), np.float32, 0.0),
@@ -936,12 +941,24 @@ class Engine:
 
         # ---- runs
         flat_carry_start = st.run_start[seg_m, RUN_FLAT].copy()
-        stuck_carry_start = st.run_start[seg_m, RUN_STUCK].copy()
+        stuck_carry_start = st.stuck_run_start[seg_m].copy()
         flat_carry_last = st.last_ts[seg_m].copy()
-        run_true = [flat, zero, res_bad, neg, stuck]
-        run_reset = [~flat, ~zero, real_i & ~res_bad, p > meas["p_zero_w"], ~stuck]
-        run_n_end = np.zeros((n, N_RUNS))
-        run_s_end = np.zeros((n, N_RUNS))
+        run_true = [flat, zero, res_bad, neg]
+        run_reset = [~flat, ~zero, real_i & ~res_bad, p > meas["p_zero_w"]]
+        run_n_end = np.zeros((n, N_RUNS + 1))
+        run_s_end = np.zeros((n, N_RUNS + 1))
+        cnt, start = runs_in_segments(
+            stuck,
+            ~stuck,
+            ts,
+            segs,
+            st.stuck_run_n[seg_m].astype(np.float64),
+            st.stuck_run_start[seg_m],
+        )
+        run_n_end[:, RUN_STUCK] = cnt
+        run_s_end[:, RUN_STUCK] = np.where(start >= 0, (ts - start) / 1000.0, 0.0)
+        st.stuck_run_n[seg_m] = cnt[last_idx]
+        st.stuck_run_start[seg_m] = start[last_idx]
         for k in range(N_RUNS):
             cnt, start = runs_in_segments(
                 run_true[k],

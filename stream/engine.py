@@ -939,39 +939,28 @@ class Engine:
                 np.isnan(cur[has]), med[has], 0.8 * cur[has] + 0.2 * med[has]
             )
 
-        # ---- runs
-        flat_carry_start = st.run_start[seg_m, RUN_FLAT].copy()
-        stuck_carry_start = st.stuck_run_start[seg_m].copy()
+        # ---- runs (the four of run_n/run_start, then R14's, which has arrays of its own)
+        run_true = [flat, zero, res_bad, neg, stuck]
+        run_reset = [~flat, ~zero, real_i & ~res_bad, p > meas["p_zero_w"], ~stuck]
+        # gathers by an index array: copies, kept as the carried state of the run histories
+        carry_n = [st.run_n[seg_m, k] for k in range(N_RUNS)] + [st.stuck_run_n[seg_m]]
+        carry_start = [st.run_start[seg_m, k] for k in range(N_RUNS)]
+        carry_start.append(st.stuck_run_start[seg_m])
         flat_carry_last = st.last_ts[seg_m].copy()
-        run_true = [flat, zero, res_bad, neg]
-        run_reset = [~flat, ~zero, real_i & ~res_bad, p > meas["p_zero_w"]]
         run_n_end = np.zeros((n, N_RUNS + 1))
         run_s_end = np.zeros((n, N_RUNS + 1))
-        cnt, start = runs_in_segments(
-            stuck,
-            ~stuck,
-            ts,
-            segs,
-            st.stuck_run_n[seg_m].astype(np.float64),
-            st.stuck_run_start[seg_m],
-        )
-        run_n_end[:, RUN_STUCK] = cnt
-        run_s_end[:, RUN_STUCK] = np.where(start >= 0, (ts - start) / 1000.0, 0.0)
-        st.stuck_run_n[seg_m] = cnt[last_idx]
-        st.stuck_run_start[seg_m] = start[last_idx]
-        for k in range(N_RUNS):
+        run_start_end = np.zeros((len(seg_m), N_RUNS + 1), dtype=np.int64)
+        for k in range(N_RUNS + 1):
             cnt, start = runs_in_segments(
-                run_true[k],
-                run_reset[k],
-                ts,
-                segs,
-                st.run_n[seg_m, k].astype(np.float64),
-                st.run_start[seg_m, k],
+                run_true[k], run_reset[k], ts, segs, carry_n[k].astype(np.float64), carry_start[k]
             )
             run_n_end[:, k] = cnt
             run_s_end[:, k] = np.where(start >= 0, (ts - start) / 1000.0, 0.0)
-            st.run_n[seg_m, k] = cnt[last_idx]
-            st.run_start[seg_m, k] = start[last_idx]
+            run_start_end[:, k] = start[last_idx]
+        st.run_n[seg_m] = run_n_end[last_idx, :N_RUNS]
+        st.run_start[seg_m] = run_start_end[:, :N_RUNS]
+        st.stuck_run_n[seg_m] = run_n_end[last_idx, RUN_STUCK]
+        st.stuck_run_start[seg_m] = run_start_end[:, RUN_STUCK]
 
         # ---- per-meter "last reading" state
         st.last_ts[seg_m] = ts[last_idx]
@@ -1039,7 +1028,7 @@ class Engine:
                 seg_m,
                 run_n_end[:, RUN_FLAT],
                 run_s_end[:, RUN_FLAT],
-                flat_carry_start,
+                carry_start[RUN_FLAT],
                 flat_carry_last,
                 "flat_max_ms",
             )[g_last]
@@ -1053,7 +1042,7 @@ class Engine:
                 seg_m,
                 run_n_end[:, RUN_STUCK],
                 run_s_end[:, RUN_STUCK],
-                stuck_carry_start,
+                carry_start[RUN_STUCK],
                 flat_carry_last,
                 "stuck_max_ms",
             )[g_last]

@@ -27,21 +27,20 @@ def fetch_wait_transport(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transpor
     if fetch_max_wait_ms < 1:
         raise ValueError(f"fetch_max_wait_ms must be at least 1, got {fetch_max_wait_ms}")
 
-    class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
+    class FetchWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
         def _create_worker_consumer(self, transport: Any) -> Any:
             consumer = super()._create_worker_consumer(transport)
             set_fetch_max_wait(consumer, fetch_max_wait_ms)
             return consumer
 
-    class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
-        def _new_consumer_thread(self) -> ConsumerThread:
-            return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+    class FetchWaitConsumer(faust_aiokafka.Consumer):  # type: ignore[misc]
+        def _new_consumer_thread(self) -> FetchWaitConsumerThread:
+            return FetchWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    class Transport(faust_aiokafka.Transport):  # type: ignore[misc]
-        pass
+    class FetchWaitTransport(faust_aiokafka.Transport):  # type: ignore[misc]
+        Consumer = FetchWaitConsumer
 
-    Transport.Consumer = Consumer
-    return Transport
+    return FetchWaitTransport
 
 
 def set_fetch_max_wait(consumer: Any, fetch_max_wait_ms: int) -> None:

@@ -38,6 +38,7 @@ from stream_harness import (  # noqa: E402
     WorkerGroup,
     clear_meterwatch_keys,
     messages_of,
+    process_cpu_seconds,
     publish,
     redis_test_db_client,
 )
@@ -200,11 +201,9 @@ def _broker_cpu_seconds(settings: Settings) -> float:
 
     try:
         pid = json.loads((settings.stack_dir / "pids" / "kafka.json").read_text())["pid"]
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
+        return process_cpu_seconds(int(pid))
     except (OSError, ValueError, KeyError):
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _paced_run(

@@ -188,6 +188,13 @@ def clear_meterwatch_keys(client: Any) -> None:
             client.delete(*keys)
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class WorkerGroup:
     """Worker subprocesses of one consumer group on private topics."""
@@ -314,14 +321,7 @@ class WorkerGroup:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of every worker process so far (Linux /proc)."""
-        import os
-
-        total = 0.0
-        for proc in self.processes:
-            with open(f"/proc/{proc.pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return total
+        return sum(process_cpu_seconds(proc.pid) for proc in self.processes)
 
     def kill9(self, index: int) -> None:
         self.processes[index].send_signal(signal.SIGKILL)

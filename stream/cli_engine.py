@@ -119,6 +119,8 @@ def run_replay(
         "alerts_raised": alerts,
         "seconds_read": round(t_read, 3),
         "seconds_engine": round(t_engine, 3),
+        # where the engine's time went (see stream.engine.ENGINE_STAGES)
+        "seconds_by_stage": {k: round(v, 3) for k, v in engine.stage_seconds.items()},
         "seconds_total": round(total, 3),
         "readings_per_second": round(rows_in / total, 1) if total > 0 else None,
         "bytes_per_meter": engine.bytes_per_meter(),

@@ -94,6 +94,11 @@ DAY_MS = 86_400_000
 # a gateway is "silent" when none of its meters reported for this many windows (>= 30 min)
 GATEWAY_SILENT_WINDOWS = 3
 SNAPSHOT_FORMAT = "meterwatch.engine.snapshot.v2"
+# Where the engine's time goes, for the replay summary and the worker's
+# meterwatch_engine_seconds_total{stage}: validating and ordering readings; pane rounds
+# (reading facts, pane statistics, windows, baselines, rules); the feature matrix and the
+# two models; flagged windows into events.
+ENGINE_STAGES = ("admit", "pane_rounds", "models", "events")
 
 # pane statistics (columns of the pane ring)
 (
@@ -268,6 +273,10 @@ class EngineOutput:
     alerts: list[Event] = field(default_factory=list)
     #: wall-clock seconds from window end (event time) to scoring, per scored window
     scoring_latency_s: FloatArray = field(default_factory=lambda: np.empty(0))
+    #: seconds this call spent in each of ENGINE_STAGES (by the engine's timer)
+    stage_seconds: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(ENGINE_STAGES, 0.0)
+    )
 
 
 @dataclass
@@ -430,13 +439,17 @@ class Engine:
         thresholds: Thresholds,
         scorer: Any = None,
         clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.perf_counter,
     ):
+        """``clock`` is wall time (epoch seconds: scoring latency, absurd-future check);
+        ``timer`` is a monotonic counter that times the engine's stages."""
         if config.window_s % config.hop_s != 0:
             raise ValueError("hop must divide window")
         self.config = config
         self.thresholds = thresholds
         self.scorer = scorer
         self.clock = clock
+        self.timer = timer
         self.model_version = str(getattr(scorer, "model_version", "rules-only"))
         th = thresholds.sections
         self.events = EventTracker(th, self.model_version)
@@ -456,11 +469,17 @@ class Engine:
             "windows_scored": 0,
             "comms_gap_windows": 0,
         }
+        #: seconds spent in each of ENGINE_STAGES since the engine was built
+        self.stage_seconds: dict[str, float] = dict.fromkeys(ENGINE_STAGES, 0.0)
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_settings(
-        cls, settings: Any, scorer: Any = "auto", clock: Callable[[], float] = time.time
+        cls,
+        settings: Any,
+        scorer: Any = "auto",
+        clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> Engine:
         config = EngineConfig(
             window_s=settings.window_seconds,
@@ -471,7 +490,7 @@ class Engine:
         thresholds = load_thresholds(settings.thresholds_file)
         if isinstance(scorer, str) and scorer == "auto":
             scorer = _load_scorer(settings)
-        return cls(config, thresholds, scorer, clock)
+        return cls(config, thresholds, scorer, clock, timer)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -529,6 +548,7 @@ class Engine:
     def process(self, batch: ReadingBatch) -> EngineOutput:
         """Validate, order, window and score a batch of readings."""
         out = EngineOutput()
+        started = self.timer()
         newest = self.newest_ms
         now_ms = int(self.clock() * 1000)
         upper_ref = now_ms if newest is None else max(newest, now_ms)
@@ -538,6 +558,7 @@ class Engine:
         if len(valid):
             self._admit(valid, out)
         release = self._take_release(flush=False)
+        self._add_stage_time(out, "admit", started)
         self._run(release, out)
         return out
 
@@ -547,6 +568,13 @@ class Engine:
         release = self._take_release(flush=True)
         self._run(release, out, close_all=True)
         return out
+
+    def _add_stage_time(self, out: EngineOutput, stage: str, started: float) -> float:
+        """Charge the time since ``started`` to ``stage``; returns the timer's reading."""
+        now = self.timer()
+        out.stage_seconds[stage] += now - started
+        self.stage_seconds[stage] += now - started
+        return now
 
     def snapshot(self) -> bytes:
         """The engine state as bytes, in sections that survive an upgrade.
@@ -803,13 +831,16 @@ class Engine:
     def _run(self, rel: _Pending, out: EngineOutput, close_all: bool = False) -> None:
         if len(rel.m):
             self._process_release(rel, out)
+        started = self.timer()
         if close_all:
             self.events.close_all()
         updates, alerts = self.events.drain()
+        self._add_stage_time(out, "events", started)
         out.event_updates = updates
         out.alerts = alerts
 
     def _process_release(self, rel: _Pending, out: EngineOutput) -> None:
+        started = self.timer()
         hop_ms = self.config.hop_s * 1000
 
         order = np.lexsort((rel.ts, rel.m))
@@ -849,6 +880,7 @@ class Engine:
             self._process_round(rel.slice(int(bounds[r]), int(bounds[r + 1])), out)
             for r in range(len(bounds) - 1)
         ]
+        self._add_stage_time(out, "pane_rounds", started)
         self._finish_windows(windows, out)
 
     def _process_round(self, rel: _Pending, out: EngineOutput) -> dict[str, Any]:
@@ -1947,6 +1979,7 @@ class Engine:
     def _finish_windows(self, rounds: list[dict[str, Any]], out: EngineOutput) -> None:
         if not rounds:
             return
+        started = self.timer()
         cat = {
             key: np.concatenate([r[key] for r in rounds])
             for key in rounds[0]
@@ -1979,6 +2012,7 @@ class Engine:
         else:
             nan = np.full(K, np.nan)
             scores = {"hst": nan, "ae": nan.copy(), "hybrid": nan.copy()}
+        started = self._add_stage_time(out, "models", started)
         meter_ids = np.array(self.meter_ids, dtype=object)[cat["m"]]
         out.windows_scored += K
         self.counters["windows_scored"] += K
@@ -2055,6 +2089,7 @@ class Engine:
             cat["m"][seg.ends].tolist(), cat["end_ms"][seg.ends].tolist(), strict=True
         ):
             self.events.advance(self.meter_ids[mi], int(last_end))
+        self._add_stage_time(out, "events", started)
 
 
 def impedance_fit(sums: FloatArray) -> tuple[FloatArray, FloatArray]:

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from stream.engine import ENGINE_STAGES
+
 SCORE_BUCKETS = (5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 100.0)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 BATCH_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -134,6 +136,13 @@ class StreamMetrics:
             buckets=BATCH_BUCKETS,
             registry=registry,
         )
+        self.engine_seconds = Counter(
+            "meterwatch_engine_seconds",
+            "Seconds the engine spent per stage: admit (validate, order), pane_rounds "
+            "(facts, windows, rules), models (features, HST, autoencoder), events",
+            ["stage"],
+            registry=registry,
+        )
         self.model = Info(
             "meterwatch_model", "Model version per detector", ["detector"], registry=registry
         )
@@ -151,6 +160,8 @@ class StreamMetrics:
             self.messages.labels(form=form)
         for reason in SNAPSHOT_RESTORE_FAILURE_REASONS:
             self.snapshot_restore_failures.labels(reason=reason)
+        for stage in ENGINE_STAGES:
+            self.engine_seconds.labels(stage=stage)
 
     # --- input ------------------------------------------------------------------
     def count_message(self, form: str) -> None:
@@ -174,6 +185,9 @@ class StreamMetrics:
         self.readings.inc(int(out.readings_accepted))
         self.duplicates.inc(int(out.duplicates))
         self.windows_scored.inc(int(out.windows_scored))
+        for stage, seconds in getattr(out, "stage_seconds", {}).items():
+            if stage in ENGINE_STAGES and seconds > 0:
+                self.engine_seconds.labels(stage=stage).inc(seconds)
         gaps = getattr(out, "comms_gap_windows", 0)
         if gaps:
             self.comms_gap_windows.inc(int(gaps))

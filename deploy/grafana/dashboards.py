@@ -488,6 +488,23 @@ def detector_health() -> DashboardJSON:
             .height(8)
             .span(12)
         )
+        .with_panel(
+            timeseries.Panel()
+            .title("Engine CPU by stage")
+            .description(
+                "Cores the detection engine uses, by stage (recording rule): admit (validate, "
+                "order), pane_rounds (reading facts, windows, baselines, rules), models "
+                "(features, Half-Space Trees, autoencoder), events. Where to look when the "
+                "workers fall behind."
+            )
+            .datasource(PROMETHEUS)
+            .with_target(prom("meterwatch:engine_seconds:rate5m", "{{stage}}"))
+            .unit("none")
+            .stacking(common_builder.StackingConfig().mode(common.StackingMode.NORMAL))
+            .fill_opacity(30)
+            .height(8)
+            .span(24)
+        )
         .with_row(dashboard_builder.Row("Kafka"))
         .with_panel(
             timeseries.Panel()

@@ -121,3 +121,11 @@ def test_replay_throughput_vs_pandas(fleet_csv: Path, tmp_path: Path) -> None:
         f"parse {full['seconds_read']:.2f} s, engine {full['seconds_engine']:.2f} s (wall); "
         f"{full['bytes_per_meter']:,} bytes/meter"
     )
+    # where the engine's time goes (stream.engine.ENGINE_STAGES), as shares of the whole
+    # replay: what a faster engine has to shrink
+    total = full["seconds_total"]
+    shares = {"parse": full["seconds_read"], **full["seconds_by_stage"]}
+    print(
+        "share of replay time: "
+        + ", ".join(f"{name} {seconds / total:.0%}" for name, seconds in shares.items())
+    )

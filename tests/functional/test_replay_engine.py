@@ -56,6 +56,10 @@ def test_replay_writes_events_rejections_and_summary(tmp_path: Path) -> None:
     assert summary["readings_accepted"] == summary["rows_in"] - 2
     assert 0 < summary["bytes_per_meter"] <= 4096
     assert summary["readings_per_second"] > 0
+    stages = summary["seconds_by_stage"]
+    assert set(stages) == {"admit", "pane_rounds", "models", "events"}
+    assert all(v >= 0 for v in stages.values()) and stages["pane_rounds"] > 0, stages
+    assert sum(stages.values()) <= summary["seconds_engine"] + 0.005  # rounding of 4 values
 
 
 def test_replay_exits_non_zero_with_one_line_for_unusable_input(tmp_path: Path) -> None:

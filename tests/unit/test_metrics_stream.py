@@ -28,7 +28,7 @@ def contract_metric_families() -> set[str]:
 
 CONTRACT_METRICS = contract_metric_families()
 BOUNDED_LABELS = {"form", "reason", "detector", "severity", "cue", "partition", "sink",
-                  "model_version", "le"}  # fmt: skip
+                  "model_version", "le", "stage"}  # fmt: skip
 
 
 def test_every_contract_metric_is_registered_on_the_given_registry() -> None:
@@ -56,6 +56,28 @@ def test_engine_output_counts_and_scores() -> None:
     assert get("meterwatch_window_score_count", {"detector": "hybrid"}) == 2  # NaN skipped
     assert get("meterwatch_window_score_bucket", {"detector": "hybrid", "le": "10.0"}) == 1
     assert get("meterwatch_rejected_total", {"reason": "bad_type"}) == 2
+
+
+def test_engine_seconds_by_stage_add_up_and_unknown_stages_are_dropped() -> None:
+    registry = CollectorRegistry()
+    metrics = StreamMetrics(registry)
+    get = registry.get_sample_value
+    # every stage has its child from the start (a dashboard shows 0, not a gap)
+    assert get("meterwatch_engine_seconds_total", {"stage": "models"}) == 0.0
+    for _ in range(2):
+        metrics.observe_engine_output(
+            SimpleNamespace(
+                readings_accepted=0,
+                duplicates=0,
+                windows_scored=0,
+                scores={},
+                stage_seconds={"admit": 0.25, "models": 1.5, "events": 0.0, "meter-42": 9.0},
+            )  # fmt: skip
+        )
+    assert get("meterwatch_engine_seconds_total", {"stage": "admit"}) == 0.5
+    assert get("meterwatch_engine_seconds_total", {"stage": "models"}) == 3.0
+    assert get("meterwatch_engine_seconds_total", {"stage": "pane_rounds"}) == 0.0
+    assert get("meterwatch_engine_seconds_total", {"stage": "meter-42"}) is None
 
 
 def test_alerts_by_severity_and_top_cue_skip_resolves() -> None:

@@ -529,6 +529,43 @@ def stuck_registers(f: Facts, t: Section) -> CueResult:
     )
 
 
+def peer_voltage_dip(f: Facts, t: Section) -> CueResult:
+    """R15: on several recent nights the meter's corrected voltage (V + Z*I) sat for hours
+    well below its gateway's peers at the same hours, while no other meter of the gateway
+    did: current the meter does not measure flows through its own service drop (a pump
+    hooked before the meter, a bypassed circuit). A neighbour's load lowers the peers
+    too, so it does not count. Judged once per meter and day, when the day's peers are
+    final (see ``detectors.peer_voltage.night_dips``).
+
+    >>> r = peer_voltage_dip({"warm": np.array([1.0, 1.0, 1.0]),
+    ...     "peer_judged": np.array([1.0, 1.0, 1.0]),
+    ...     "peer_dip_v": np.array([-2.1, -2.1, -0.4]),
+    ...     "peer_nights_n": np.array([3.0, 1.0, 3.0]),
+    ...     "peer_unmetered_a": np.array([12.0, 12.0, 2.0]),
+    ...     "peer_n": np.array([30.0, 30.0, 30.0])},
+    ...     {"min_dip_v": 1.5, "min_nights_n": 3, "min_amps_a": 4.0, "min_peers_n": 8})
+    >>> r.fired.tolist()
+    [True, False, False]
+    """
+    fired = (
+        _warm(f)
+        & (f["peer_judged"] > 0.5)
+        & (f["peer_dip_v"] <= -t["min_dip_v"])
+        & (f["peer_nights_n"] >= t["min_nights_n"])
+        & (f["peer_unmetered_a"] >= t["min_amps_a"])
+        & (f["peer_n"] >= t["min_peers_n"])
+    )
+    return CueResult(
+        fired,
+        {
+            "dip_v": f["peer_dip_v"],
+            "nights": f["peer_nights_n"],
+            "unmetered_a": f["peer_unmetered_a"],
+            "peers": f["peer_n"],
+        },
+    )
+
+
 CUES: tuple[Cue, ...] = (
     Cue("R01", "meter_freeze", True, meter_freeze),
     Cue("R02", "bypass_zero", True, bypass_zero),
@@ -544,6 +581,7 @@ CUES: tuple[Cue, ...] = (
     Cue("R12", "below_standby", True, below_standby),
     Cue("R13", "slow_bypass", True, slow_bypass),
     Cue("R14", "stuck_registers", True, stuck_registers),
+    Cue("R15", "peer_voltage_dip", True, peer_voltage_dip),
 )
 
 CUE_BY_NAME: Mapping[str, Cue] = {c.name: c for c in CUES}

@@ -76,6 +76,7 @@ from detectors.features import (
     voltage_deviation,
     zscore_to_baseline,
 )
+from detectors.peer_voltage import night_dips
 from rules.cues import CUES, PARTNER_IDS, evaluate_cues, theft_windows
 from rules.events import Event, EventTracker, FlaggedWindow
 from rules.severity import unbilled_kwh
@@ -151,6 +152,9 @@ FLOOR_DAYS = 7  # daily minima kept for the standby floor
 SB_DAYS = 10
 SB_MEAN, SB_MIN, SB_IMP = 0, 1, 2
 VBIN_MS = 300_000
+# R15 remembers the dips of this many judged days (its "nights among the last week")
+PEER_DAYS = 7
+R15_COLUMN = [c.id for c in CUES].index("R15")
 VBINS = 12
 N_SLOTS = 48  # hour of day x (weekday, weekend)
 
@@ -395,6 +399,14 @@ class MeterState:
             "sb_days": ((SB_DAYS, 6), np.float32, np.nan),
             "sb_min_today_w": ((), np.float32, np.inf),
             "sb_imp_today": ((4,), np.float64, 0.0),
+            # R15: hourly sums of the corrected voltage u = V + Z*I and reading counts for
+            # the meter's current and previous "peer day" (slot = day % 2), the day each
+            # slot holds, and the last PEER_DAYS judged days' dips against the gateway
+            "peer_u": ((2, 24), np.float32, 0.0),
+            "peer_n": ((2, 24), np.float32, 0.0),
+            "peer_day": ((2,), np.int32, -1),
+            "peer_dip": ((PEER_DAYS,), np.float32, np.nan),
+            "peer_dip_day": ((PEER_DAYS,), np.int32, -1),
         }
         self.grow(capacity)
 
@@ -457,6 +469,10 @@ class Engine:
         self.meter_ids: list[str] = []
         self.gateways: list[str | None] = []
         self.index: dict[str, int] = {}
+        # R15: meter indices per gateway (rebuilt when a meter or gateway is added), and
+        # the dips of each (gateway, peer day) already judged (one evaluation per gateway)
+        self._members: dict[str, IntArray] | None = None
+        self._peer_judged: dict[tuple[str, int], dict[int, tuple[float, float, int]]] = {}
         self.newest_ms: int | None = None
         self.pending = _Pending.empty()
         # set to a list to collect the rule facts of every round (diagnostics, tests)
@@ -721,6 +737,8 @@ class Engine:
         self.meter_ids = ids
         self.gateways = gateways
         self.index = {m: k for k, m in enumerate(ids)}
+        self._members = None
+        self._peer_judged = {}
 
     def _restore_model(self, section: Any) -> None:
         """Put the snapshot's learned model state into this engine's (current) scorer."""
@@ -763,6 +781,7 @@ class Engine:
             lookup[k] = self.index[vocab[k]] = len(self.meter_ids)
             self.meter_ids.append(vocab[k])
             self.gateways.append(None)
+            self._members = None
         self.state.grow(len(self.meter_ids))
         return lookup[codes] if len(codes) else np.empty(0, dtype=np.int64)
 
@@ -779,7 +798,9 @@ class Engine:
                 for m, gw in zip(
                     meters_seen.tolist(), batch.gateway_id[last_first[pos]].tolist(), strict=True
                 ):
-                    self.gateways[m] = gw
+                    if self.gateways[m] != gw:
+                        self.gateways[m] = gw
+                        self._members = None
         # readings at or before the last released reading of their meter: too late, or a
         # duplicate of something already processed
         old = ts <= st.last_ts[midx]
@@ -857,23 +878,29 @@ class Engine:
         n = len(rel.m)
         out.readings_accepted += n
         self.counters["readings_accepted"] += n
-        # Rounds: the first pane of every meter in this release, then the second, ...
-        # Each round is one pane per meter, and everything a reading's facts read from the
-        # meter's state (its previous reading, runs, resolution, cadence, baselines, zero
-        # level, impedance) is as of the meter's previous pane, whatever the batching: a
-        # replay, a stream of micro-batches and a restarted worker compute the same.
+        # Rounds: one pane per meter each. Everything a reading's facts read from the
+        # meter's own state (its previous reading, runs, resolution, cadence, baselines,
+        # zero level, impedance) is as of the meter's previous pane, whatever the batching:
+        # a replay, a stream of micro-batches and a restarted worker compute the same.
+        # Rounds go hour by hour (each meter's first pane of the hour, its second, ...), not
+        # "each meter's first pane of the release, then its second": a meter with a comms
+        # gap would then run hours or days ahead of its gateway, and R15 judges a meter's
+        # day against its peers' same day. By hour, not by pane: meters read at different
+        # minutes (or with skewed clocks) would make many small rounds, each paying the
+        # round's fixed cost (a thousand numpy calls).
         pane = rel.ts // hop_ms
+        hour = pane // max(1, HOUR_MS // hop_ms)
         groups = Segments.from_keys(rel.m * np.int64(1 << 40) + pane)
-        meters_of_groups = Segments.from_keys(rel.m[groups.starts])
-        group_rank = (
-            np.arange(len(groups.starts)) - meters_of_groups.starts[meters_of_groups.seg_of]
-        )
-        reading_rank = group_rank[groups.seg_of] if n else np.zeros(0, dtype=np.int64)
+        group_hour = hour[groups.starts]
+        meter_hours = Segments.from_keys(rel.m[groups.starts] * np.int64(1 << 40) + group_hour)
+        rank = np.arange(len(groups.starts)) - meter_hours.starts[meter_hours.seg_of]
+        _, hour_index = np.unique(group_hour, return_inverse=True)
+        group_round = hour_index * (int(rank.max()) + 1 if n else 1) + rank
+        _, reading_round = np.unique(group_round[groups.seg_of], return_inverse=True)
         # one stable sort by round keeps (meter, time) order inside each round
-        by_round = np.argsort(reading_rank, kind="stable")
-        bounds = np.searchsorted(
-            reading_rank[by_round], np.arange(int(reading_rank.max()) + 2 if n else 1)
-        )
+        by_round = np.argsort(reading_round, kind="stable")
+        rounds_n = int(reading_round.max()) + 1 if n else 0
+        bounds = np.searchsorted(reading_round[by_round], np.arange(rounds_n + 1))
         # one gather into round order; each round is then a slice (views, no copies)
         rel = rel.take(by_round)
         windows = [
@@ -1437,6 +1464,7 @@ class Engine:
             impedance,
             warm & np.isfinite(z_long),
         )
+        peer, peer_since_ms = self._peer_voltage(gm, end_ms, pstats, impedance, np.isfinite(z_long))
 
         # PF: share of low-PF readings (with real current) over the last hour or so
         pfa = th.section("pf_abnormal")
@@ -1548,6 +1576,7 @@ class Engine:
             "vstep_amps": vstep["amps"],
             "vstep_onset": vstep["onset"],
             "vstep_prior_n": vstep["prior"],
+            **peer,
             **days_facts,
         }
         if self.debug_facts is not None:
@@ -1577,6 +1606,16 @@ class Engine:
         unbilled_w = (
             np.maximum(fill_nan(expected_p, 0.0), np.where(fired[:, 3], vipf_mean, 0.0)) - mean_p
         )
+        span_s = since_s
+        # R15 judges last night the next day: its window reaches back to the dipped
+        # stretch, and its unbilled energy is the unmetered current over that stretch
+        r15 = fired[:, R15_COLUMN]
+        if r15.any():
+            start_ms = np.where(r15, np.minimum(start_ms, peer_since_ms), start_ms)
+            pump_w = peer["peer_unmetered_a"] * fill_nan(mean_v, 0.0)
+            unbilled_w = np.where(r15, np.maximum(unbilled_w, pump_w), unbilled_w)
+            stretch_s = th.value("peer_voltage_dip", "stretch_h") * 3600.0
+            span_s = np.where(r15, np.maximum(since_s, stretch_s), since_s)
         return {
             "m": gm,
             "start_ms": start_ms,
@@ -1587,7 +1626,7 @@ class Engine:
             "suspicious": suspicious,
             "warm": warm,
             "unbilled_w": unbilled_w,
-            "span_s": since_s,
+            "span_s": span_s,
             "evidence": {name: res.evidence for name, res in cue_res.items()},
         }
 
@@ -1739,6 +1778,105 @@ class Engine:
             "onset": onset.astype(np.float64),
             "prior": prior,
         }
+
+    def _gateway_members(self) -> dict[str, IntArray]:
+        if self._members is None:
+            members: dict[str, list[int]] = {}
+            for k, gateway in enumerate(self.gateways):
+                if gateway is not None:
+                    members.setdefault(gateway, []).append(k)
+            self._members = {g: np.array(ks, dtype=np.int64) for g, ks in members.items()}
+        return self._members
+
+    def _judge_peer_day(self, gateway: str, day: int) -> dict[int, tuple[float, float, int]]:
+        """R15's dips of one gateway's meters on one peer day (computed once, then kept
+        until the day is two days old): hourly mean u of every member holding that day."""
+        key = (gateway, day)
+        done = self._peer_judged.get(key)
+        if done is not None:
+            return done
+        st = self.state
+        pv = self.thresholds.section("peer_voltage_dip")
+        members = self._gateway_members().get(gateway, np.empty(0, dtype=np.int64))
+        slot = day % 2
+        members = members[st.peer_day[members, slot] == day]
+        hours = 24 - int(pv["skip_last_h"])
+        n = st.peer_n[members, slot, :hours].astype(np.float64)
+        u = np.where(
+            n >= pv["min_readings_n"],
+            st.peer_u[members, slot, :hours].astype(np.float64) / np.maximum(n, 1.0),
+            np.nan,
+        )
+        dip, peers, at = night_dips(u, pv)
+        judged = zip(dip.tolist(), peers.tolist(), at.tolist(), strict=True)
+        done = dict(zip(members.tolist(), judged, strict=True))
+        if len(self._peer_judged) > 4 * max(len(self._gateway_members()), 1):
+            self._peer_judged = {k: v for k, v in self._peer_judged.items() if k[1] >= day - 2}
+        self._peer_judged[key] = done
+        return done
+
+    def _peer_voltage(
+        self,
+        gm: IntArray,
+        end_ms: IntArray,
+        pstats: FloatArray,
+        impedance: FloatArray,
+        z_known: BoolArray,
+    ) -> tuple[dict[str, FloatArray], IntArray]:
+        """R15's facts, and when each judged meter's dipped stretch began (ms, -1: not
+        judged): an R15 event starts there, not at the window that judged it the next
+        day. Each meter sums u = V + Z*I per hour of its current peer day; at
+        its first window of a new day it is judged on the previous one against its
+        gateway's meters (all of them hold that day by then, save a meter silent or a
+        day behind, which then stays out of the reference)."""
+        st = self.state
+        pv = self.thresholds.section("peer_voltage_dip")
+        shifted = end_ms - 1 - int(pv["day_start_h"] * HOUR_MS)
+        pday = shifted // DAY_MS
+        phour = (shifted // HOUR_MS) % 24
+        slot = pday % 2
+        k = len(gm)
+        judged = np.zeros(k)
+        dip = np.full(k, np.nan)
+        peers = np.zeros(k)
+        nights = np.zeros(k)
+        since_ms = np.full(k, -1, dtype=np.int64)
+        new_day = st.peer_day[gm, slot] != pday
+        if new_day.any():
+            rows = np.flatnonzero(new_day)
+            prev = pday[rows] - 1
+            held = st.peer_day[gm[rows], prev % 2] == prev
+            for r, day in zip(rows[held].tolist(), prev[held].tolist(), strict=True):
+                m = int(gm[r])
+                gateway = self.gateways[m]
+                if gateway is None:
+                    continue
+                d, n_peers, at = self._judge_peer_day(gateway, day).get(m, (np.nan, 0.0, -1))
+                if not np.isfinite(d):
+                    continue
+                judged[r], dip[r], peers[r] = 1.0, d, n_peers
+                since_ms[r] = day * DAY_MS + int(pv["day_start_h"] * HOUR_MS) + at * HOUR_MS
+                st.peer_dip[m, day % PEER_DAYS] = d
+                st.peer_dip_day[m, day % PEER_DAYS] = day
+                recent = st.peer_dip_day[m] > day - PEER_DAYS
+                nights[r] = float((recent & (st.peer_dip[m] <= -pv["min_dip_v"])).sum())
+            st.peer_u[gm[rows], slot[rows]] = 0.0
+            st.peer_n[gm[rows], slot[rows]] = 0.0
+            st.peer_day[gm[rows], slot[rows]] = pday[rows]
+        add = np.flatnonzero(z_known)
+        st.peer_u[gm[add], slot[add], phour[add]] += (
+            pstats[add, SV] + impedance[add] * pstats[add, SI]
+        )
+        st.peer_n[gm[add], slot[add], phour[add]] += pstats[add, N]
+        facts = {
+            "peer_judged": judged,
+            "peer_dip_v": fill_nan(dip, 0.0),
+            "peer_nights_n": nights,
+            "peer_unmetered_a": np.where(judged > 0, -fill_nan(dip, 0.0), 0.0)
+            / np.maximum(impedance, 0.05),
+            "peer_n": peers,
+        }
+        return facts, since_ms
 
     def _learn_vstep(
         self,

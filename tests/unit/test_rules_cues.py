@@ -83,6 +83,11 @@ def facts(**values: float) -> dict[str, np.ndarray]:
         "stuck_run_n": 0.0,
         "stuck_run_s": 0.0,
         "stuck_max_s": 0.0,
+        "peer_judged": 0.0,
+        "peer_dip_v": 0.0,
+        "peer_nights_n": 0.0,
+        "peer_unmetered_a": 0.0,
+        "peer_n": 30.0,
     }
     out = {k: np.array([v, v]) for k, v in base.items()}
     for k, v in values.items():
@@ -111,6 +116,9 @@ FIRING = {
         days_level_ratio=0.6, days_floor_ratio=0.6, today_floor_ratio=0.55, days_impedance_ratio=1.6
     ),
     "stuck_registers": dict(stuck_run_n=120.0, stuck_run_s=7200.0, flat_run_s=300.0),
+    "peer_voltage_dip": dict(
+        peer_judged=1.0, peer_dip_v=-2.0, peer_nights_n=2.0, peer_unmetered_a=13.0
+    ),
 }
 
 
@@ -202,6 +210,7 @@ def test_threshold_keys_carry_units() -> None:
         "_pf",
         "_per_day",
         "_va",
+        "_h",
         "_z",
         "_sigmas",
         "_of_daily",
@@ -303,4 +312,20 @@ def test_stuck_registers_needs_load_length_history_and_a_moving_voltage() -> Non
         dict(last_abs_p_w=0.0, last_i_a=0.0),  # no load: an idle circuit repeats zeros
     ):
         fired = C.stuck_registers(facts(**{**firing, **change}), th).fired
+        assert not fired.any(), change
+
+
+def test_peer_voltage_dip_needs_a_judged_deep_recurring_dip_with_peers() -> None:
+    th = TH.section("peer_voltage_dip")
+    firing = dict(peer_judged=1.0, peer_dip_v=-2.0, peer_nights_n=2.0, peer_unmetered_a=13.0)
+    assert C.peer_voltage_dip(facts(**firing), th).fired.tolist() == [True, False]
+    for change in (
+        dict(peer_judged=0.0),  # judged once a day, at the meter's first window of the next
+        dict(peer_dip_v=-1.0),  # 1 V below the peers: within a household's hourly spread
+        dict(peer_nights_n=1.0),  # one night: a party, a guest's heater
+        dict(peer_unmetered_a=2.0),  # a dip that implies 2 A is no hooked load
+        dict(peer_n=5.0),  # a reference of five meters is not a reference
+        dict(warm=0.0),
+    ):
+        fired = C.peer_voltage_dip(facts(**{**firing, **change}), th).fired
         assert not fired.any(), change

@@ -4,7 +4,7 @@ One code path for the Faust worker and the offline replay (contract section 3). 
 Kafka, no Faust here. See the README's architecture section for the design; in short:
 
 * **Columnar.** A :class:`~stream.codecs.ReadingBatch` is numpy arrays; every step is
-  vectorised over readings, or over meters (one pass per pane rank), never a Python loop
+  vectorised over readings, or over meters (one pass per pane round), never a Python loop
   per reading.
 * **Event time.** Each meter has its own watermark (its newest reading minus the allowed
   lateness). Readings wait in a small pending buffer until the pane (one hop) they fall in
@@ -41,6 +41,11 @@ Kafka, no Faust here. See the README's architecture section for the design; in s
   needs persistence counts seconds of event time, so rules behave the same at any cadence.
 * **Per-meter state** lives in preallocated numpy arrays indexed by a dense meter index
   that grows by doubling: no Python object per meter (see :meth:`Engine.state_bytes`).
+* **Peers (R15 only).** Every other verdict reads the meter's own state. R15 compares a
+  meter's day of hourly corrected voltage with its gateway's meters' same day, judged at
+  the meter's first window of the next day; pane rounds go hour by hour, so in any
+  batching the peers hold that day by then (all but its last ``skip_last_h`` hours,
+  which are left out). A gateway's meters must share an engine: gateway-keyed topics.
 """
 
 from __future__ import annotations
@@ -955,7 +960,20 @@ class Engine:
         real_i = i >= meas["i_min_a"]
         # the power factor of a near-idle load is noise (AMPds2 reports APF 0.05 at 0.1 A)
         real_s = real_i & (v * i >= meas["pf_min_va"])
-        res_bad = real_i & (resid > tol)
+        # Reading low is judged tighter than reading wrong: rounding (or truncating) V, I and
+        # PF hides at most half a step of each below the true power (a truncated register
+        # only ever reads below it), so a P further under V*I*PF than half the resolution
+        # terms plus the meter's accuracy is a register reading low. The symmetric band
+        # above is for P reading high as well; on a 0.1 A register at 120 V it is +-19 W,
+        # wide enough to hide half of a 20 W circuit (real AMPds2 copy: an under-reading
+        # register alerted after 15 days instead of the first evening).
+        under = np.abs(vipf) - np.abs(p)
+        tol_under = (
+            meas["under_read_abs_tol_w"]
+            + meas["under_read_rel_tol_ratio"] * np.abs(vipf)
+            + 0.5 * (v * i_step * np.abs(pf) + i * v_step + v * i * meas["default_pf_step_pf"])
+        )
+        res_bad = real_i & ((resid > tol) | (under > tol_under))
         # the load registers repeat while load is on (the voltage may move: R14)
         stuck = (
             consecutive

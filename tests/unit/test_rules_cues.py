@@ -286,6 +286,7 @@ def test_theft_cue_on_a_plain_anomaly_opens_a_separate_theft_event() -> None:
         "rules.severity",
         "rules.events",
         "detectors.features",
+        "detectors.peer_voltage",
         "stream.windows",
         "stream.evaluation",
     ],

@@ -54,8 +54,8 @@ def night_dips(u: FloatArray, t: Mapping[str, float]) -> tuple[FloatArray, Float
     the reference over the day (a load that runs a few hours does not move it). A
     stretch counts the hours it spans only if every one of them is below the offset (a
     max over the stretch), and only where at most ``max_dipping_n`` meters of the
-    gateway dip by ``min_dip_v`` over the same stretch: a sag shared by several meters is
-    the transformer's, not one meter's load.
+    gateway dip by ``shared_dip_v`` over the same stretch: a sag shared by several meters
+    is the transformer's, not one meter's load.
 
     Returns (dip, peers, at): per meter the deepest such stretch in volts (negative:
     below the peers; NaN without a judgeable stretch), the fewest meters the reference
@@ -68,7 +68,7 @@ def night_dips(u: FloatArray, t: Mapping[str, float]) -> tuple[FloatArray, Float
     >>> u[0, 2:6] -= 2.0
     >>> u[1:3, 8:11] -= 2.0
     >>> dip, peers, at = night_dips(u, {"min_peers_n": 4, "stretch_h": 3,
-    ...                                  "min_dip_v": 1.5, "max_dipping_n": 1})
+    ...                                  "shared_dip_v": 1.5, "max_dipping_n": 1})
     >>> dip.round(2).tolist(), peers.tolist(), int(at[0])
     ([-2.0, 0.0, 0.0, 0.0, 0.0], [5.0, 5.0, 5.0, 5.0, 5.0], 2)
     """
@@ -92,7 +92,7 @@ def night_dips(u: FloatArray, t: Mapping[str, float]) -> tuple[FloatArray, Float
     stretch = below[:, : hours - span + 1].copy()
     for k in range(1, span):
         stretch = np.maximum(stretch, below[:, k : hours - span + 1 + k])
-    deep = np.where(np.isfinite(stretch), stretch <= -t["min_dip_v"], False)
+    deep = np.where(np.isfinite(stretch), stretch <= -t["shared_dip_v"], False)
     shared = deep.sum(axis=0) > t["max_dipping_n"]
     usable = np.isfinite(stretch) & ~shared[None, :]
     candidates = np.where(usable, stretch, np.inf)

@@ -1858,6 +1858,7 @@ class Engine:
         dip = np.full(k, np.nan)
         peers = np.zeros(k)
         nights = np.zeros(k)
+        shallow_nights = np.zeros(k)
         since_ms = np.full(k, -1, dtype=np.int64)
         new_day = st.peer_day[gm, slot] != pday
         if new_day.any():
@@ -1878,6 +1879,8 @@ class Engine:
                 st.peer_dip_day[m, day % PEER_DAYS] = day
                 recent = st.peer_dip_day[m] > day - PEER_DAYS
                 nights[r] = float((recent & (st.peer_dip[m] <= -pv["min_dip_v"])).sum())
+                shallow = st.peer_dip[m] <= -pv["shallow_dip_v"]
+                shallow_nights[r] = float((recent & shallow).sum())
             st.peer_u[gm[rows], slot[rows]] = 0.0
             st.peer_n[gm[rows], slot[rows]] = 0.0
             st.peer_day[gm[rows], slot[rows]] = pday[rows]
@@ -1890,6 +1893,7 @@ class Engine:
             "peer_judged": judged,
             "peer_dip_v": fill_nan(dip, 0.0),
             "peer_nights_n": nights,
+            "peer_shallow_nights_n": shallow_nights,
             "peer_unmetered_a": np.where(judged > 0, -fill_nan(dip, 0.0), 0.0)
             / np.maximum(impedance, 0.05),
             "peer_n": peers,

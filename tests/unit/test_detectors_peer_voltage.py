@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from detectors.peer_voltage import median_of_finite, night_dips
 from rules.thresholds import load_thresholds
 
-T = {"min_peers_n": 4.0, "stretch_h": 3.0, "min_dip_v": 1.2, "max_dipping_n": 1.0}
+T = {"min_peers_n": 4.0, "stretch_h": 3.0, "shared_dip_v": 1.2, "max_dipping_n": 1.0}
 
 
 def gateway(meters: int = 8, hours: int = 22, seed: int = 0) -> np.ndarray:
@@ -35,9 +35,17 @@ def test_a_sag_shared_by_several_meters_is_the_transformers() -> None:
     u = gateway()
     u[:3, 10:16] -= 2.0  # three meters: a transformer's night load, not one hook
     dip, _, _ = night_dips(u, T)
-    assert np.all(dip > -T["min_dip_v"]), dip  # only the ramps at its edges are left
+    assert np.all(dip > -T["shared_dip_v"]), dip  # only the ramps at its edges are left
     dip_lenient, _, _ = night_dips(u, {**T, "max_dipping_n": 3.0})
     assert np.all(dip_lenient[:3] < -1.2), dip_lenient
+    # a neighbour 1 V down over the same hours already makes it shared at a 0.7 V line
+    u = gateway()
+    u[3, 10:16] -= 2.0
+    u[4, 10:16] -= 1.0
+    u[5, 10:16] -= 1.0
+    alone, _, _ = night_dips(u, T)
+    shared, _, _ = night_dips(u, {**T, "shared_dip_v": 0.7})
+    assert alone[3] < -1.6 and shared[3] > -1.2, (alone, shared)
 
 
 def test_a_missing_hour_breaks_a_stretch_and_too_few_peers_judge_nothing() -> None:

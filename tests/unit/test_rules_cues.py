@@ -86,6 +86,7 @@ def facts(**values: float) -> dict[str, np.ndarray]:
         "peer_judged": 0.0,
         "peer_dip_v": 0.0,
         "peer_nights_n": 0.0,
+        "peer_shallow_nights_n": 0.0,
         "peer_unmetered_a": 0.0,
         "peer_n": 30.0,
     }
@@ -330,3 +331,10 @@ def test_peer_voltage_dip_needs_a_judged_deep_recurring_dip_with_peers() -> None
     ):
         fired = C.peer_voltage_dip(facts(**{**firing, **change}), th).fired
         assert not fired.any(), change
+    # a shallow dip needs more nights
+    shallow = dict(peer_judged=1.0, peer_dip_v=-0.8, peer_nights_n=0.0, peer_unmetered_a=6.0)
+    assert C.peer_voltage_dip(facts(**shallow, peer_shallow_nights_n=4.0), th).fired[0]
+    assert not C.peer_voltage_dip(facts(**shallow, peer_shallow_nights_n=3.0), th).fired[0]
+    assert not C.peer_voltage_dip(
+        facts(**{**shallow, "peer_dip_v": -0.6}, peer_shallow_nights_n=6.0), th
+    ).fired[0]

@@ -280,3 +280,24 @@ def feature_matrix(columns: Mapping[str, FloatArray]) -> FloatArray:
     rows = np.stack([np.asarray(columns[name], dtype=np.float64) for name in FEATURE_NAMES])
     np.copyto(rows, 0.0, where=~np.isfinite(rows))
     return np.ascontiguousarray(rows.T)
+
+
+def finite_median(values: FloatArray, axis: int) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """Median of the finite values along ``axis`` (NaN where there are none), and their
+    count.
+
+    >>> med, n = finite_median(np.array([[1.0, np.nan], [3.0, np.nan], [2.0, 5.0]]), 0)
+    >>> med.tolist(), n.tolist()
+    ([2.0, 5.0], [3, 1])
+    """
+    finite = np.isfinite(values)
+    n = finite.sum(axis=axis)
+    ordered = np.sort(np.where(finite, values, np.inf), axis=axis)
+    lo = np.expand_dims(np.maximum(n - 1, 0) // 2, axis)
+    hi = np.expand_dims(np.maximum(n, 1) // 2, axis)
+    a = np.take_along_axis(ordered, lo, axis=axis).squeeze(axis)
+    b = np.take_along_axis(ordered, np.minimum(hi, lo + 1), axis=axis).squeeze(axis)
+    b = np.where(n % 2 == 1, a, b)
+    with np.errstate(invalid="ignore"):  # inf + inf where n == 0, masked just below
+        med = np.where(n > 0, 0.5 * (a + b), np.nan)
+    return np.asarray(med, dtype=np.float64), np.asarray(n, dtype=np.int64)

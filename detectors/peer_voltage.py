@@ -20,29 +20,10 @@ from collections.abc import Mapping
 import numpy as np
 import numpy.typing as npt
 
+from detectors.features import finite_median
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-
-def median_of_finite(values: FloatArray, axis: int) -> tuple[FloatArray, IntArray]:
-    """Median of the finite values along ``axis`` (NaN where there are none), and their
-    count.
-
-    >>> med, n = median_of_finite(np.array([[1.0, np.nan], [3.0, np.nan], [2.0, 5.0]]), 0)
-    >>> med.tolist(), n.tolist()
-    ([2.0, 5.0], [3, 1])
-    """
-    finite = np.isfinite(values)
-    n = finite.sum(axis=axis)
-    ordered = np.sort(np.where(finite, values, np.inf), axis=axis)
-    lo = np.expand_dims(np.maximum(n - 1, 0) // 2, axis)
-    hi = np.expand_dims(np.maximum(n, 1) // 2, axis)
-    a = np.take_along_axis(ordered, lo, axis=axis).squeeze(axis)
-    b = np.take_along_axis(ordered, np.minimum(hi, lo + 1), axis=axis).squeeze(axis)
-    b = np.where(n % 2 == 1, a, b)
-    with np.errstate(invalid="ignore"):  # inf + inf where n == 0, masked just below
-        med = np.where(n > 0, 0.5 * (a + b), np.nan)
-    return np.asarray(med, dtype=np.float64), np.asarray(n, dtype=np.int64)
 
 
 def night_dips(u: FloatArray, t: Mapping[str, float]) -> tuple[FloatArray, FloatArray, IntArray]:
@@ -77,13 +58,13 @@ def night_dips(u: FloatArray, t: Mapping[str, float]) -> tuple[FloatArray, Float
     # two passes: meters differ by their calibration and their place on the feeder (volts
     # apart, for good), so the median of raw levels would jump from meter to meter as one
     # of them dips; the reference is the median of the levels with each offset removed
-    ref, n_peers = median_of_finite(u, axis=0)
+    ref, n_peers = finite_median(u, axis=0)
     judged = n_peers >= t["min_peers_n"]
-    offset, _ = median_of_finite(np.where(judged[None, :], u - ref[None, :], np.nan), axis=1)
+    offset, _ = finite_median(np.where(judged[None, :], u - ref[None, :], np.nan), axis=1)
     level = u - offset[:, None]
-    ref, _ = median_of_finite(level, axis=0)
+    ref, _ = finite_median(level, axis=0)
     rel = np.where(judged[None, :], level - ref[None, :], np.nan)
-    second, _ = median_of_finite(rel, axis=1)
+    second, _ = finite_median(rel, axis=1)
     below = rel - second[:, None]
     if hours < span or u.shape[0] == 0:
         empty = np.full(u.shape[0], np.nan)

@@ -69,6 +69,7 @@ from detectors.features import (
     coverage,
     feature_matrix,
     fill_nan,
+    finite_median,
     odd_hour_load,
     pf_drop,
     pf_jitter,
@@ -2275,12 +2276,7 @@ def median_of_finite(rows: FloatArray) -> FloatArray:
     >>> median_of_finite(np.array([[3.0, np.nan, 1.0, 2.0], [np.nan, np.nan, np.nan, np.nan]]))
     array([2., 0.])
     """
-    valid = np.isfinite(rows)
-    n = valid.sum(axis=1)
-    ordered = np.sort(np.where(valid, rows, np.inf), axis=1)
-    lo = np.take_along_axis(ordered, np.maximum((n - 1) // 2, 0)[:, None], axis=1)[:, 0]
-    hi = np.take_along_axis(ordered, np.maximum(n // 2, 0)[:, None], axis=1)[:, 0]
-    return np.where(n > 0, 0.5 * (lo + hi), 0.0)
+    return fill_nan(finite_median(rows, axis=1)[0], 0.0)
 
 
 def conf_max(cues: dict[str, tuple[str, float, dict[str, float]]]) -> float:

@@ -43,10 +43,10 @@ def copies_batch(copies: Mapping[str, MeterSeries]) -> ReadingBatch:
     return batch.take(np.argsort(batch.ts_ms, kind="stable"))
 
 
-def run_copies(batch: ReadingBatch, step: int) -> dict[str, Any]:
+def run_copies(batch: ReadingBatch, step: int, settings: Settings | None = None) -> dict[str, Any]:
     """event_id -> the final event JSON of a fresh engine fed ``batch`` in chunks of ``step``
     (wall clock fixed a little after the first weeks of the data)."""
-    engine = Engine.from_settings(Settings(), clock=lambda: 1_393_700_000.0)
+    engine = Engine.from_settings(settings or Settings(), clock=lambda: 1_393_700_000.0)
     return {k: ev.to_json() for k, ev in final_events(engine, batch, step).items()}
 
 

@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.peer_voltage import median_of_finite, night_dips
+from detectors.features import finite_median
+from detectors.peer_voltage import night_dips
 from rules.thresholds import load_thresholds
 
 T = {"min_peers_n": 4.0, "stretch_h": 3.0, "shared_dip_v": 1.2, "max_dipping_n": 1.0}
@@ -91,16 +92,16 @@ def test_a_shift_of_the_whole_gateway_changes_no_dip(shift: float, seed: int) ->
     assert dip[2] < -2.0
 
 
-def test_median_of_finite_matches_numpy_on_finite_columns() -> None:
+def test_finite_median_matches_numpy_on_finite_columns() -> None:
     rng = np.random.default_rng(3)
     x = rng.normal(size=(7, 5))
-    med, n = median_of_finite(x, axis=0)
+    med, n = finite_median(x, axis=0)
     np.testing.assert_allclose(med, np.median(x, axis=0))
     assert n.tolist() == [7] * 5
     x[:, 2] = np.nan
     x[0, 1] = np.nan
-    med, n = median_of_finite(x, axis=0)
+    med, n = finite_median(x, axis=0)
     assert np.isnan(med[2]) and n[2] == 0
     np.testing.assert_allclose(med[1], np.median(x[1:, 1]))
-    med_rows, _ = median_of_finite(x, axis=1)
+    med_rows, _ = finite_median(x, axis=1)
     np.testing.assert_allclose(med_rows[1], np.nanmedian(x[1]))

@@ -71,11 +71,25 @@ def test_pumps_are_found_against_their_peers_and_no_one_else(
         start, end = _ms(alert["start"]), _ms(alert["end"])
         assert any(a - 3_600_000 <= end and start <= b for a, b in nights[alert["meter_id"]])
         evidence = next(c["evidence"] for c in alert["cues"] if c["id"] == "R15")
-        assert evidence["dip_v"] <= -1.2 and evidence["unmetered_a"] >= 4.0
-        assert evidence["peers"] >= 8 and evidence["nights"] >= 2
+        # one of R15's three tiers: one night of 1.5 V, two of 1.2 V, four of 0.7 V
+        dip = evidence["dip_v"]
+        assert (
+            dip <= -1.5
+            or (dip <= -1.2 and evidence["nights"] >= 2)
+            or (dip <= -0.7 and evidence["shallow_nights"] >= 4)
+        ), evidence
+        assert evidence["unmetered_a"] >= 4.0 and evidence["peers"] >= 8
         assert alert["est_unbilled_kwh"] > 0
     found = {a["meter_id"] for a in alerts}
     assert len(found) >= len(nights) // 2, (sorted(found), sorted(nights))
+    # a strong pump is found the morning after its first night, not its second
+    first_alert = {}
+    for alert in alerts:
+        first_alert.setdefault(alert["meter_id"], alert)
+    assert any(
+        _ms(a["detected_at"]) - min(start for start, _ in nights[m]) < 86_400_000
+        for m, a in first_alert.items()
+    ), [(m, a["detected_at"]) for m, a in first_alert.items()]
 
 
 @pytest.mark.slow

@@ -324,13 +324,17 @@ def test_peer_voltage_dip_needs_a_judged_deep_recurring_dip_with_peers() -> None
     for change in (
         dict(peer_judged=0.0),  # judged once a day, at the meter's first window of the next
         dict(peer_dip_v=-1.0),  # 1 V below the peers: within a household's hourly spread
-        dict(peer_nights_n=1.0),  # one night: a party, a guest's heater
+        dict(peer_dip_v=-1.4, peer_nights_n=1.0),  # one night of 1.4 V: a guest's heater
         dict(peer_unmetered_a=2.0),  # a dip that implies 2 A is no hooked load
         dict(peer_n=5.0),  # a reference of five meters is not a reference
         dict(warm=0.0),
     ):
         fired = C.peer_voltage_dip(facts(**{**firing, **change}), th).fired
         assert not fired.any(), change
+    # one night is enough only for a dip deeper than clean meters show (1.5 V)
+    one = dict(peer_judged=1.0, peer_nights_n=1.0, peer_unmetered_a=10.0)
+    assert C.peer_voltage_dip(facts(**one, peer_dip_v=-1.6), th).fired[0]
+    assert not C.peer_voltage_dip(facts(**one, peer_dip_v=-1.45), th).fired[0]
     # a shallow dip needs more nights
     shallow = dict(peer_judged=1.0, peer_dip_v=-0.8, peer_nights_n=0.0, peer_unmetered_a=6.0)
     assert C.peer_voltage_dip(facts(**shallow, peer_shallow_nights_n=4.0), th).fired[0]

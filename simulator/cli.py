@@ -207,6 +207,14 @@ def inject_command(
         float, typer.Option(help="Local time of the meter, h from UTC (AMPds2: -8)")
     ] = -8.0,
     meter_prefix: Annotated[str, typer.Option(help="Meter id prefix")] = "AMPDS2-B1E",
+    interval_min: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Export K-minute interval readings (means; PF from the meter's own "
+            "registers) after injection [1: as recorded]",
+        ),
+    ] = 1,
 ) -> None:
     """Inject labelled theft into copies of a real meter: an evaluation fleet."""
     import numpy as np
@@ -253,6 +261,8 @@ def inject_command(
     except ValueError as exc:
         fail(f"{input}: {exc}")
         return
+    if interval_min > 1:
+        fleet = fleet.at_interval(interval_min)
     _write_table(fleet.columns(), out)
     labels_path = labels_out if labels_out is not None else labels_path_for(out)
     write_labels(fleet.labels, labels_path)

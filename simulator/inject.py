@@ -669,6 +669,42 @@ def inject(
 # --- an evaluation fleet from one real meter --------------------------------------------------
 
 
+def interval_readings(series: MeterSeries, minutes: int) -> MeterSeries:
+    """The series as a head-end exports ``minutes``-long interval readings: P, V and I are
+    the interval's means, PF is mean(V*I*PF) / mean(V*I) (the meter's own power factor over
+    the interval, from its registers: a forged P does not forge it), stamped with the
+    interval's last reading, at export precision (0.1 W, 0.1 V, 0.01 A, 0.01). Run after
+    injection: a meter integrates what it measures, theft included. Intervals are aligned
+    to the clock (a 15-minute interval starts at :00, :15, ...).
+
+    >>> s = MeterSeries.of(np.arange(4) * 60_000, [10.0, 10.0, 30.0, 0.0],
+    ...                    [120.0, 120.0, 118.0, 121.0], [0.1, 0.1, 0.3, 0.0], [0.8] * 4)
+    >>> out = interval_readings(s, 2)
+    >>> out.ts_ms.tolist(), out.p.tolist(), out.i.tolist(), out.pf.tolist()
+    ([60000, 180000], [10.0, 15.0], [0.1, 0.15], [0.8, 0.8])
+    """
+    if minutes < 1:
+        raise ValueError("an interval is at least one minute")
+    bucket = series.ts_ms // (minutes * 60_000)
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    if len(starts) < 2:
+        raise ValueError(f"the series spans fewer than two {minutes}-minute intervals")
+    counts = np.diff(np.r_[starts, len(bucket)])
+
+    def mean(x: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(x, starts) / counts
+
+    s = mean(series.v * series.i)
+    pf = np.where(s > 0, mean(series.v * series.i * series.pf) / np.where(s > 0, s, 1.0), 1.0)
+    return MeterSeries.of(
+        series.ts_ms[np.r_[starts[1:] - 1, len(bucket) - 1]],
+        np.round(mean(series.p), 1),
+        np.round(mean(series.v), 1),
+        np.round(mean(series.i), 2),
+        np.round(np.clip(pf, -1.0, 1.0), 2),
+    )
+
+
 def fleet_meter_id(prefix: str, kind: str, k: int) -> str:
     """The id of copy ``k`` of a theft type; clean copies are ``PREFIX-clean-K``.
 
@@ -685,6 +721,18 @@ class InjectedFleet:
     meter_ids: list[str]
     copies: list[MeterSeries]
     labels: dict[str, Any]
+
+    def at_interval(self, minutes: int) -> InjectedFleet:
+        """Every copy as ``minutes``-long interval readings (:func:`interval_readings`);
+        the theft intervals stay as they are (ms)."""
+        copies = [interval_readings(c, minutes) for c in self.copies]
+        labels = {
+            **self.labels,
+            "cadence_s": copies[0].step_ms // 1000,
+            "readings": sum(len(c) for c in copies),
+            "source": {**self.labels.get("source", {}), "interval_min": minutes},
+        }
+        return InjectedFleet(self.meter_ids, copies, labels)
 
     def columns(self) -> dict[str, np.ndarray]:
         """The replay file's columns, time-major (each minute, every copy), like a stream."""

@@ -25,6 +25,7 @@ from simulator.inject import (
     draw_theft,
     full_bypass,
     inject,
+    interval_readings,
     meter_freeze,
     night_pump_hook,
     pf_tamper,
@@ -386,3 +387,67 @@ def test_cli_refuses_unusable_input_with_a_clear_error(
     assert res.exit_code != 0
     assert message in res.output, res.output
     assert not out.exists()
+
+
+# --- interval readings (a head-end's k-minute export) ----------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(honest_series(), st.sampled_from([2, 5, 15]))
+def test_interval_readings_keep_energy_and_the_identity_of_an_honest_meter(
+    s: MeterSeries, minutes: int
+) -> None:
+    s = MeterSeries.of(1_400_000_000_000 + np.arange(len(s)) * 60_000, s.p, s.v, s.i, s.pf)
+    bucket = s.ts_ms // (minutes * 60_000)
+    if len(np.unique(bucket)) < 2:
+        with pytest.raises(ValueError, match="fewer than two"):
+            interval_readings(s, minutes)
+        return
+    out = interval_readings(s, minutes)
+    assert len(out) == len(np.unique(bucket))
+    assert np.all(np.diff(out.ts_ms) > 0) and set(out.ts_ms) <= set(s.ts_ms)
+    # the energy of each interval is kept (to export precision), so is the whole series'
+    for b, ts, p in zip(np.unique(bucket), out.ts_ms, out.p, strict=True):
+        assert ts // (minutes * 60_000) == b
+        assert abs(p - s.p[bucket == b].mean()) <= 0.05 + 1e-9
+    # P = V*I*PF holds where V barely moves inside an interval (here it jumps, so only the
+    # interval's own V*I*PF mean is exact: PF is mean(V*I*PF) / mean(V*I))
+    s_mean = np.array([(s.v * s.i)[bucket == b].mean() for b in np.unique(bucket)])
+    # (up to the export's rounding: PF to 0.01, P to 0.1 W)
+    err = np.abs(out.pf * s_mean - out.p)
+    assert np.all(err <= 0.005 * s_mean + 0.05 + 1e-6), err
+
+
+def test_interval_pf_comes_from_the_registers_not_from_a_forged_p() -> None:
+    n = 60
+    s = MeterSeries.of(np.arange(n) * 60_000, np.full(n, 960.0), np.full(n, 240.0),
+                       np.full(n, 5.0), np.full(n, 0.8))  # fmt: skip
+    tampered = register_tamper(s, 0, under_report_fraction=0.5).series
+    out = interval_readings(tampered, 15)
+    assert out.p.tolist() == [480.0] * 4 and out.pf.tolist() == [0.8] * 4
+    # ... so the interval readings still break P = V*I*PF by the tamper's fraction
+    assert np.allclose(out.v * out.i * out.pf, 2 * out.p)
+
+
+def test_an_interval_under_a_minute_is_refused() -> None:
+    s = MeterSeries.of([0, 60_000], [1.0, 1.0], [230.0, 230.0], [0.1, 0.1], [1.0, 1.0])
+    with pytest.raises(ValueError, match="at least one minute"):
+        interval_readings(s, 0)
+
+
+def test_cli_exports_interval_readings(tmp_path: Any) -> None:
+    import json
+
+    import pyarrow.csv as pacsv
+
+    src = tmp_path / "real.csv"
+    write_ampds2_csv(src, days=4.0, cadence_s=60)
+    out = tmp_path / "fleet.csv"
+    args = (str(src), "--out", str(out), "--per-type", "1", "--clean", "1", "--seed", "4")
+    res = run_cli(*args, "--interval-min", "15")
+    assert res.exit_code == 0, res.output
+    labels = json.loads((tmp_path / "fleet.labels.json").read_text(encoding="utf-8"))
+    assert labels["cadence_s"] == 900 and labels["source"]["interval_min"] == 15
+    table = pacsv.read_csv(out)
+    assert table.num_rows == labels["readings"] == 4 * 96 * (len(THEFT_TYPES) + 1)
+    assert run_cli(*args, "--interval-min", "0").exit_code != 0

@@ -1,4 +1,6 @@
-"""Real, clean AMPds2 readings (37 days, 1-minute) raise at most one theft alert.
+"""Real, clean AMPds2 readings (37 days, 1-minute) raise at most one theft alert, and so
+do the same readings exported as 5- or 15-minute interval readings (what many utilities'
+head-ends deliver).
 
 The file lives in ../shared/data (not in the repository); without it the test skips with
 the reason. ~51k single-meter readings: each minute is its own pass of the engine, which
@@ -12,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from simulator.inject import MeterSeries, interval_readings
+from stream.codecs import ReadingBatch
 from stream.datasets import read_ampds2
 from stream.engine import Engine
 from stream.settings import Settings
@@ -28,6 +32,11 @@ def test_clean_real_meter_raises_at_most_one_theft_alert() -> None:
     busy = batch.i >= 1.0
     rel = np.abs(batch.p[busy] - batch.v[busy] * batch.i[busy] * batch.pf[busy]) / batch.p[busy]
     assert np.median(rel) < 0.05
+    thefts = theft_alerts(batch)
+    assert len(thefts) <= 1, [(ev.start_ms, sorted(ev.cues)) for ev in thefts]
+
+
+def theft_alerts(batch: ReadingBatch) -> list:
     engine = Engine.from_settings(Settings(), clock=lambda: 1_396_400_000.0)
     events = {}
     for start in range(0, len(batch), 10_000):
@@ -36,5 +45,25 @@ def test_clean_real_meter_raises_at_most_one_theft_alert() -> None:
     for ev in engine.flush().event_updates:
         events[ev.event_id] = ev
     assert engine.counters["readings_accepted"] == len(batch)
-    thefts = [ev for ev in events.values() if ev.theft_likely]
+    return [ev for ev in events.values() if ev.theft_likely]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DATA.is_file(), reason=f"AMPds2 sample not found at {DATA}")
+@pytest.mark.parametrize("minutes", [5, 15])
+def test_clean_real_meter_as_interval_readings_raises_at_most_one_theft_alert(
+    minutes: int,
+) -> None:
+    real = read_ampds2(DATA)
+    series = interval_readings(MeterSeries.of(real.ts_ms, real.p, real.v, real.i, real.pf), minutes)
+    assert series.step_ms == minutes * 60_000 and len(series) == pytest.approx(51_210 / minutes, 1)
+    batch = ReadingBatch.from_columns(
+        meter_id=np.full(len(series), "AMPDS2-B1E", dtype=object),
+        ts_ms=series.ts_ms,
+        p=series.p,
+        v=series.v,
+        i=series.i,
+        pf=series.pf,
+    )
+    thefts = theft_alerts(batch)
     assert len(thefts) <= 1, [(ev.start_ms, sorted(ev.cues)) for ev in thefts]

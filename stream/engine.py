@@ -941,12 +941,21 @@ class Engine:
         consecutive = (prev_ts >= 0) & (dt_s <= meas["max_consecutive_gap_s"])
         flat = consecutive & (p == prev_p) & (v == prev_v) & (i == prev_i) & (pf == prev_pf)
         step = np.where(consecutive, np.abs(p - prev_p), 0.0)
-        dv = np.where(consecutive, v - prev_v, 0.0)
-        di = np.where(consecutive, i - prev_i, 0.0)
+        # Voltage physics (the service-impedance fits, the unexplained steps, u = V + Z*I)
+        # reads pairs of importing readings only. The current register is a magnitude: while
+        # a premises exports (rooftop PV), its current raises V instead of lowering it, so
+        # V + Z*I and dV against dI flip sign. Without this, a PV home's daytime export
+        # dragged its impedance fit and made its nights look dipped against its own days
+        # (R15, R10). On meters that never export this is every consecutive pair.
+        importing = p >= -meas["p_zero_w"]
+        physics_pair = consecutive & importing & (prev_p >= -meas["p_zero_w"])
+        dv = np.where(physics_pair, v - prev_v, 0.0)
+        di = np.where(physics_pair, i - prev_i, 0.0)
         sag = consecutive & (dv <= -meas["sag_step_v"]) & (np.abs(di) <= meas["sag_i_quiet_a"])
 
         # measurement resolution per meter (smallest non-zero step seen), for the tolerance
-        self._update_resolution(segs, seg_m, np.abs(di), np.abs(dv), consecutive)
+        # (a register's resolution is the same whichever way the power flows)
+        self._update_resolution(segs, seg_m, np.abs(i - prev_i), np.abs(v - prev_v), consecutive)
         i_step = np.where(np.isfinite(st.i_step[m]), st.i_step[m], meas["default_i_step_a"])
         v_step = np.where(np.isfinite(st.v_step[m]), st.v_step[m], meas["default_v_step_v"])
         vipf = v * i * pf
@@ -1005,7 +1014,7 @@ class Engine:
         # the long impedance fit (the window reuses it: imp_long changes after judging)
         z_fit = impedance_fit(st.imp_long[seg_m])
         z_r = np.clip(fill_nan(z_fit[0], 0.0), 0.0, 2.0)[segs.seg_of]
-        e_step = np.where(consecutive, dv + z_r * di, 0.0)
+        e_step = np.where(physics_pair, dv + z_r * di, 0.0)
 
         # ---- cadence (EWMA of the interval between consecutive readings)
         good_dt = consecutive & (dt_s > 0)
@@ -1074,7 +1083,7 @@ class Engine:
             SDVDI: dv * di,
             SDI2: di * di,
             SDV2: dv * dv,
-            NDIFF: consecutive.astype(np.float64),
+            NDIFF: physics_pair.astype(np.float64),
             SABSE: np.abs(e_step),
             NPFLOW: pf_low.astype(np.float64),
         }
@@ -1479,11 +1488,15 @@ class Engine:
             end_ms,
             hour,
             pane_mean_v + impedance * pane_mean_i,
-            pstats[:, N],
+            np.where(pstats[:, NNEG] == 0, pstats[:, N], 0.0),
             impedance,
             warm & np.isfinite(z_long),
         )
-        peer, peer_since_ms = self._peer_voltage(gm, end_ms, pstats, impedance, np.isfinite(z_long))
+        # (panes with an exporting reading add nothing to u: see physics_pair)
+        imports = pstats[:, NNEG] == 0
+        peer, peer_since_ms = self._peer_voltage(
+            gm, end_ms, pstats, impedance, np.isfinite(z_long) & imports
+        )
 
         # PF: share of low-PF readings (with real current) over the last hour or so
         pfa = th.section("pf_abnormal")

@@ -1246,8 +1246,15 @@ class Engine:
         """Keep the last RECENT_TS timestamps of each meter (for duplicate detection)."""
         st = self.state
         ends = segs.ends
-        counts = ends - segs.starts + 1
         old = st.recent_ts[seg_m]  # newest first
+        if len(ends) == len(ts):
+            # one reading per meter (the usual round): it goes in front of the older ones
+            new = np.empty((len(seg_m), RECENT_TS), dtype=np.int64)
+            new[:, 0] = ts
+            new[:, 1:] = old[:, :-1]
+            st.recent_ts[seg_m] = new
+            return
+        counts = ends - segs.starts + 1
         rows = np.arange(len(seg_m))
         new = np.empty((len(seg_m), RECENT_TS), dtype=np.int64)
         # slot k: the meter's k-th newest reading of this round, else an older remembered one
@@ -1886,10 +1893,14 @@ class Engine:
             st.peer_n[gm[rows], slot[rows]] = 0.0
             st.peer_day[gm[rows], slot[rows]] = pday[rows]
         add = np.flatnonzero(z_known)
-        st.peer_u[gm[add], slot[add], phour[add]] += (
-            pstats[add, SV] + impedance[add] * pstats[add, SI]
-        )
-        st.peer_n[gm[add], slot[add], phour[add]] += pstats[add, N]
+        # one flat index into the (meter, slot, hour) cells, used by both sums (the
+        # three-array index would be flattened by numpy for every access)
+        cell = (gm[add] * 2 + slot[add]) * 24 + phour[add]
+        # views: the state arrays are C-contiguous (np.full in MeterState.grow)
+        peer_u = st.peer_u.reshape(-1)
+        peer_n = st.peer_n.reshape(-1)
+        peer_u[cell] += pstats[add, SV] + impedance[add] * pstats[add, SI]
+        peer_n[cell] += pstats[add, N]
         facts = {
             "peer_judged": judged,
             "peer_dip_v": fill_nan(dip, 0.0),
@@ -2092,9 +2103,13 @@ class Engine:
     ) -> None:
         st = self.state
         th = self.thresholds
-        gm, bslot, hour = gm[learn], bslot[learn], hour[learn]
-        pane_p, pane_v, pane_i = pane_p[learn], pane_v[learn], pane_i[learn]
-        pstats, dt = pstats[learn], since_s[learn]
+        # most rounds learn from every window: the boolean selection would only copy
+        if not learn.all():
+            gm, bslot, hour = gm[learn], bslot[learn], hour[learn]
+            pane_p, pane_v, pane_i = pane_p[learn], pane_v[learn], pane_i[learn]
+            pstats, dt = pstats[learn], since_s[learn]
+        else:
+            dt = since_s
         if not len(gm):
             return
         tau = th.value("baseline", "hour_profile_memory_days") * 3600.0
@@ -2108,8 +2123,11 @@ class Engine:
         st.base_w[gm, bslot] = np.minimum(w + dt, 10 * tau)
         vw = st.base_vw[gm, hour].astype(np.float64)
         av = np.where(vw < tau, dt / np.maximum(vw + dt, 1e-9), 1.0 - np.exp(-dt / tau))
-        st.base_v[gm, hour] += av * (pane_v - st.base_v[gm, hour])
-        st.base_i[gm, hour] += av * (pane_i - st.base_i[gm, hour])
+        # one gather per slot array (``a[idx] += x`` would gather it a second time)
+        bv = st.base_v[gm, hour]
+        st.base_v[gm, hour] = bv + av * (pane_v - bv)
+        bi = st.base_i[gm, hour]
+        st.base_i[gm, hour] = bi + av * (pane_i - bi)
         st.base_vw[gm, hour] = np.minimum(vw + dt, 10 * tau)
         # PF level (readings with real current), export history, service impedance
         a_slow = 1.0 - np.exp(-dt / (3 * 86400.0))
@@ -2132,7 +2150,8 @@ class Engine:
         st.e_scale[gm[has_d]] = new_e[has_d]
         neg_share = pstats[:, NNEG] / pstats[:, N]
         a_exp = 1.0 - np.exp(-dt / (7 * 86400.0))
-        st.export_share[gm] += a_exp * (neg_share - st.export_share[gm])
+        es = st.export_share[gm]
+        st.export_share[gm] = es + a_exp * (neg_share - es)
         decay = np.exp(-dt / th.value("baseline", "impedance_long_memory_s"))[:, None]
         st.imp_long[gm] = st.imp_long[gm] * decay + pstats[:, IMP_SUMS]
 

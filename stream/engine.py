@@ -1154,7 +1154,7 @@ class Engine:
         that a fine cadence uses."""
         st = self.state
         P = self.config.panes
-        counts = valid.sum(axis=1)
+        counts = row_counts(valid)
         if 3 * int(counts.max(initial=0)) > P:
             # most slots hold a pane of the window (a fine cadence): one masked contraction
             # over the whole ring, which adds the panes in slot order onto zeros too
@@ -1286,12 +1286,12 @@ class Engine:
         exact = float(np.float32(ready_s)) == ready_s
         ready = ready32 if exact else base_w >= np.float64(ready_s)
         ready_p32 = np.where(ready32, st.base_p[m], np.float32(0.0))
-        n32 = ready32.sum(axis=1)
+        n32 = row_counts(ready32)
         daily_mean = np.where(n32 > 0, ready_p32.sum(axis=1) / np.maximum(n32, 1), 0.0)
         if exact:
             return _Profile(ready32, ready_p32, n32, daily_mean)
         ready_p = np.where(ready, st.base_p[m], np.float32(0.0))
-        return _Profile(ready, ready_p, ready.sum(axis=1), daily_mean)
+        return _Profile(ready, ready_p, row_counts(ready), daily_mean)
 
     def _expected(
         self, m: IntArray, slot: IntArray, profile: _Profile
@@ -1518,11 +1518,11 @@ class Engine:
         slope = trend_slope(fill_nan(dr, 0.0), dvalid)
         tail = dr[:, -2:]
         tail_ok = np.isfinite(tail)
-        tail_n = tail_ok.sum(axis=1)
+        tail_n = row_counts(tail_ok)
         trend_ratio = np.where(
             tail_n > 0, np.where(tail_ok, tail, 0.0).sum(axis=1) / np.maximum(tail_n, 1), 1.0
         )
-        trend_days = dvalid.sum(axis=1).astype(np.float64)
+        trend_days = row_counts(dvalid).astype(np.float64)
 
         # features
         pf_mean = pf_level(wsum[:, SPF], wsum[:, NPF], pf_base)
@@ -1735,13 +1735,13 @@ class Engine:
         w_old = np.where(older, bins[:, :, 1], 0.0)
         mu_new = (w_new * bins[:, :, 0]).sum(axis=1) / np.maximum(w_new.sum(axis=1), 1e-9)
         mu_old = (w_old * bins[:, :, 0]).sum(axis=1) / np.maximum(w_old.sum(axis=1), 1e-9)
-        step_ok = (newer.sum(axis=1) >= rs["min_bins_n"]) & (older.sum(axis=1) >= rs["min_bins_n"])
+        step_ok = (row_counts(newer) >= rs["min_bins_n"]) & (row_counts(older) >= rs["min_bins_n"])
         step = np.where(step_ok, mu_new - mu_old, 0.0)
 
         base = st.vstep_base[gm]  # float32 (K, 24, [mean, var, learnt s])
         # compared and summed in float64 (a float64 scalar promotes the float32 operand)
         ready_all = base[:, :, 2] >= np.float64(rs["ready_s"])
-        n_ready = ready_all.sum(axis=1)
+        n_ready = row_counts(ready_all)
         pooled_var = np.where(ready_all, base[:, :, 1], np.float32(0.0)).astype(np.float64).sum(
             axis=1
         ) / np.maximum(n_ready, 1)
@@ -1971,8 +1971,16 @@ class Engine:
         heater on all day does not raise it while two milder days are remembered."""
         days = self.state.floor_days_w[m]
         valid = np.isfinite(days)
-        second = np.partition(np.where(valid, days, np.float32(np.inf)), 1, axis=1)[:, 1]
-        return np.where(valid.sum(axis=1) >= 3, np.maximum(second.astype(np.float64), 0.0), 0.0)
+        days = np.where(valid, days, np.float32(np.inf))
+        # the two lowest so far, one day (column) at a time across all meters: the same
+        # value as a partition of each row (the second element of the sorted row), without
+        # numpy's per-row selection on rows of FLOOR_DAYS values
+        lowest = days[:, 0].copy()
+        second = np.full(len(m), np.inf, dtype=days.dtype)
+        for d in range(1, days.shape[1]):
+            np.minimum(second, np.maximum(lowest, days[:, d]), out=second)
+            np.minimum(lowest, days[:, d], out=lowest)
+        return np.where(row_counts(valid) >= 3, np.maximum(second.astype(np.float64), 0.0), 0.0)
 
     def _update_day(
         self,
@@ -2028,8 +2036,13 @@ class Engine:
         """
         st = self.state
         today_floor_all = st.sb_min_today_w[m].astype(np.float64)
-        old_min = st.sb_days[m, :-2, SB_MIN].astype(np.float64)
-        highest_old_floor = np.where(np.isfinite(old_min), old_min, -np.inf).max(axis=1)
+        # the highest in float32, then widened: the same value as widening first (exact)
+        old_min = st.sb_days[m, :-2, SB_MIN]
+        highest_old_floor = (
+            np.where(np.isfinite(old_min), old_min, np.float32(-np.inf))
+            .max(axis=1)
+            .astype(np.float64)
+        )
         max_ratio = self.thresholds.value("slow_bypass", "max_floor_ratio")
         cand = np.flatnonzero(
             np.isfinite(today_floor_all) & (today_floor_all <= max_ratio * highest_old_floor)
@@ -2287,6 +2300,20 @@ def impedance_fit(sums: FloatArray) -> tuple[FloatArray, FloatArray]:
         resid = np.maximum(syy - z * z * sxx, 0.0) / np.maximum(n - 1, 1)
         se = np.where(ok, np.sqrt(resid / sxx), np.nan)
     return z, se
+
+
+def row_counts(mask: BoolArray) -> IntArray:
+    """The number of True cells in each row of a 2-D mask, as int64: ``mask.sum(axis=1)``.
+
+    Counted in bytes: a bool sum casts every cell to int64 first, which doubles the time
+    on the short rows of the per-meter state (24 or 48 slots). Counts are exact either way.
+
+    >>> row_counts(np.array([[True, False, True], [False, False, False]])).tolist()
+    [2, 0]
+    """
+    if mask.shape[1] > 255:  # a byte could overflow: count in int64
+        return np.asarray(mask.sum(axis=1), dtype=np.int64)
+    return mask.view(np.uint8).sum(axis=1, dtype=np.uint8).astype(np.int64)
 
 
 def median_of_finite(rows: FloatArray) -> FloatArray:

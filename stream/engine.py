@@ -1225,10 +1225,15 @@ class Engine:
         carried = np.where(carry_start >= 0, carry_last_ts - carry_start, 0)
         before = shift_in_segments(run_ms, segs, carried)
         ended = np.where(flat, 0, np.clip(before, 0, (1 << 40) - 1))
+        longest = st.arrays[history]
+        if len(ts) == len(seg_m):
+            # one reading per meter (the usual round): the running maximum is the reading's
+            running = np.maximum(ended, longest[seg_m])
+            longest[seg_m] = running
+            return running
         # running max inside each segment: offset the segments apart, one accumulate
         offset = segs.seg_of.astype(np.int64) << 40
         running = np.maximum.accumulate(ended + offset) - offset
-        longest = st.arrays[history]
         running = np.maximum(running, longest[seg_m][segs.seg_of])
         longest[seg_m] = running[segs.ends]
         return running
@@ -1966,8 +1971,9 @@ class Engine:
             st.floor_days_w[rm] = np.concatenate([st.floor_days_w[rm][:, 1:], today[:, None]], 1)
             st.floor_today_w[rm] = np.inf
         st.floor_day[gm] = np.maximum(day, cur_day)
-        g = gm[learn]
-        st.floor_today_w[g] = np.minimum(st.floor_today_w[g], pane_min_p[learn])
+        if not learn.all():
+            gm, pane_min_p = gm[learn], pane_min_p[learn]
+        st.floor_today_w[gm] = np.minimum(st.floor_today_w[gm], pane_min_p)
 
     def _standby_floor(self, m: IntArray) -> FloatArray:
         """Second lowest of the meter's recent daily minimum powers (0 until three days are
@@ -2021,13 +2027,17 @@ class Engine:
             st.day_sum_exp[rm] = 0.0
             st.day_cov_s[rm] = 0.0
         st.day_cur[gm] = day
+        # select (copies) only when some pane or baseline is missing, each index once
         seen = np.isfinite(pane_p)
-        st.sb_min_today_w[gm[seen]] = np.minimum(st.sb_min_today_w[gm[seen]], pane_p[seen])
-        st.sb_imp_today[gm] += imp_pane
+        g, p_seen = (gm, pane_p) if seen.all() else (gm[seen], pane_p[seen])
+        st.sb_min_today_w[g] = np.minimum(st.sb_min_today_w[g], p_seen)
+        st.sb_imp_today[gm] = rows_of(st.sb_imp_today, gm) + imp_pane
         ok = np.isfinite(exp_now)
-        st.day_sum_p[gm[ok]] += pane_p[ok] * since_s[ok]
-        st.day_sum_exp[gm[ok]] += exp_now[ok] * since_s[ok]
-        st.day_cov_s[gm[ok]] += since_s[ok]
+        if not ok.all():
+            gm, pane_p, exp_now, since_s = gm[ok], pane_p[ok], exp_now[ok], since_s[ok]
+        st.day_sum_p[gm] += pane_p * since_s
+        st.day_sum_exp[gm] += exp_now * since_s
+        st.day_cov_s[gm] += since_s
 
     def _days_facts(self, m: IntArray) -> dict[str, FloatArray]:
         """Facts of the slow-bypass cue from the completed days: the two newest against the

@@ -1012,7 +1012,7 @@ class Engine:
         pf_low = real_s & (np.abs(pf) <= th.value("pf_abnormal", "max_pf"))
         # unexplained voltage step: dV not accounted for by the meter's own current change
         # the long impedance fit (the window reuses it: imp_long changes after judging)
-        z_fit = impedance_fit(st.imp_long[seg_m])
+        z_fit = impedance_fit(rows_of(st.imp_long, seg_m))
         z_r = np.clip(fill_nan(z_fit[0], 0.0), 0.0, 2.0)[segs.seg_of]
         e_step = np.where(physics_pair, dv + z_r * di, 0.0)
 
@@ -1030,8 +1030,9 @@ class Engine:
         run_true = [flat, zero, res_bad, neg, stuck]
         run_reset = [~flat, ~zero, real_i & ~res_bad, p > meas["p_zero_w"], ~stuck]
         # gathers by an index array: copies, kept as the carried state of the run histories
-        carry_n = [st.run_n[seg_m, k] for k in range(N_RUNS)] + [st.stuck_run_n[seg_m]]
-        carry_start = [st.run_start[seg_m, k] for k in range(N_RUNS)]
+        run_n, run_start = rows_of(st.run_n, seg_m), rows_of(st.run_start, seg_m)
+        carry_n = [run_n[:, k] for k in range(N_RUNS)] + [st.stuck_run_n[seg_m]]
+        carry_start = [run_start[:, k] for k in range(N_RUNS)]
         carry_start.append(st.stuck_run_start[seg_m])
         flat_carry_last = st.last_ts[seg_m].copy()
         run_n_end = np.zeros((n, N_RUNS + 1))
@@ -1163,11 +1164,11 @@ class Engine:
         that a fine cadence uses."""
         st = self.state
         P = self.config.panes
-        counts = valid.sum(axis=1)
+        counts = row_counts(valid)
         if 3 * int(counts.max(initial=0)) > P:
             # most slots hold a pane of the window (a fine cadence): one masked contraction
             # over the whole ring, which adds the panes in slot order onto zeros too
-            ring = st.ring[gm]
+            ring = rows_of(st.ring, gm)
             wsum = np.einsum("kp,kps->ks", valid.astype(np.float64), ring, dtype=np.float64)
             wmax_p = np.where(valid, ring[:, :, MAXP], -np.inf).max(axis=1)
             wmax_step = np.where(valid, ring[:, :, MAXSTEP], 0.0).max(axis=1)
@@ -1233,10 +1234,15 @@ class Engine:
         carried = np.where(carry_start >= 0, carry_last_ts - carry_start, 0)
         before = shift_in_segments(run_ms, segs, carried)
         ended = np.where(flat, 0, np.clip(before, 0, (1 << 40) - 1))
+        longest = st.arrays[history]
+        if len(ts) == len(seg_m):
+            # one reading per meter (the usual round): the running maximum is the reading's
+            running = np.maximum(ended, longest[seg_m])
+            longest[seg_m] = running
+            return running
         # running max inside each segment: offset the segments apart, one accumulate
         offset = segs.seg_of.astype(np.int64) << 40
         running = np.maximum.accumulate(ended + offset) - offset
-        longest = st.arrays[history]
         running = np.maximum(running, longest[seg_m][segs.seg_of])
         longest[seg_m] = running[segs.ends]
         return running
@@ -1255,8 +1261,15 @@ class Engine:
         """Keep the last RECENT_TS timestamps of each meter (for duplicate detection)."""
         st = self.state
         ends = segs.ends
+        old = rows_of(st.recent_ts, seg_m)  # newest first
+        if len(ends) == len(ts):
+            # one reading per meter (the usual round): it goes in front of the older ones
+            new = np.empty((len(seg_m), RECENT_TS), dtype=np.int64)
+            new[:, 0] = ts
+            new[:, 1:] = old[:, :-1]
+            st.recent_ts[seg_m] = new
+            return
         counts = ends - segs.starts + 1
-        old = st.recent_ts[seg_m]  # newest first
         rows = np.arange(len(seg_m))
         new = np.empty((len(seg_m), RECENT_TS), dtype=np.int64)
         # slot k: the meter's k-th newest reading of this round, else an older remembered one
@@ -1273,27 +1286,28 @@ class Engine:
         hour = (ts // HOUR_MS) % 24
         weekend = (((ts // DAY_MS) + 3) % 7) >= 5
         slot = hour + 24 * weekend
-        ready = st.base_w[m, slot] >= self.thresholds.value("baseline", "slot_ready_s")
-        return np.where(ready, st.base_p[m, slot], 0.0).astype(np.float64)
+        ready = cells_of(st.base_w, m, slot) >= self.thresholds.value("baseline", "slot_ready_s")
+        return np.where(ready, cells_of(st.base_p, m, slot), 0.0).astype(np.float64)
 
     def _profile(self, m: IntArray) -> _Profile:
         """The power profiles of meters m (distinct) gathered once per round, with the
         mean of the ready slots in float32 (0 when none are ready)."""
         st = self.state
         ready_s = self.thresholds.value("baseline", "slot_ready_s")
-        base_w = st.base_w[m]
+        base_w = rows_of(st.base_w, m)
+        base_p = rows_of(st.base_p, m)
         # float32 comparison against the threshold rounded to float32 ...
         ready32 = base_w >= ready_s
         # ... and the exact one; the same whenever the threshold is a float32 value
         exact = float(np.float32(ready_s)) == ready_s
         ready = ready32 if exact else base_w >= np.float64(ready_s)
-        ready_p32 = np.where(ready32, st.base_p[m], np.float32(0.0))
-        n32 = ready32.sum(axis=1)
+        ready_p32 = np.where(ready32, base_p, np.float32(0.0))
+        n32 = row_counts(ready32)
         daily_mean = np.where(n32 > 0, ready_p32.sum(axis=1) / np.maximum(n32, 1), 0.0)
         if exact:
             return _Profile(ready32, ready_p32, n32, daily_mean)
-        ready_p = np.where(ready, st.base_p[m], np.float32(0.0))
-        return _Profile(ready, ready_p, ready.sum(axis=1), daily_mean)
+        ready_p = np.where(ready, base_p, np.float32(0.0))
+        return _Profile(ready, ready_p, row_counts(ready), daily_mean)
 
     def _expected(
         self, m: IntArray, slot: IntArray, profile: _Profile
@@ -1302,14 +1316,14 @@ class Engine:
         st = self.state
         rows = np.arange(len(m))
         ready = profile.ready
-        own = ready[rows, slot]
+        own = cells_of(ready, rows, slot)
         other_slot = (slot + 24) % N_SLOTS
-        other = ready[rows, other_slot]
+        other = cells_of(ready, rows, other_slot)
         use = np.where(own, slot, other_slot)
         have = own | other
-        bp_use = st.base_p[m, use].astype(np.float64)
+        bp_use = cells_of(st.base_p, m, use).astype(np.float64)
         # only the one slot of the squared mean is needed: gather it, not the whole profile
-        bp2_use = st.base_p2[m, use].astype(np.float64)
+        bp2_use = cells_of(st.base_p2, m, use).astype(np.float64)
         mean = np.where(have, bp_use, np.nan)
         var = np.maximum(bp2_use - bp_use**2, 0.0)
         std = np.where(have, np.sqrt(var), np.nan)
@@ -1369,7 +1383,7 @@ class Engine:
         st.ring_id[gm, slot] = gpane
         st.ring[gm, slot] = pstats
         st.last_pane[gm] = gpane
-        rid = st.ring_id[gm]
+        rid = rows_of(st.ring_id, gm)
         valid = (rid > (gpane - P)[:, None]) & (rid <= gpane[:, None])
         wsum, wmax_p, wmax_step = self._window_sums(gm, valid)
         wn = wsum[:, N]
@@ -1387,20 +1401,21 @@ class Engine:
         weekend = ((day + 3) % 7) >= 5
         bslot = (hour + 24 * weekend).astype(np.int64)
         expected_p, expected_std, daily = self._expected(gm, bslot, profile)
-        vw = st.base_vw[gm, hour].astype(np.float64)
+        vw = cells_of(st.base_vw, gm, hour).astype(np.float64)
         v_ready = vw >= th.value("baseline", "slot_ready_s")
-        expected_v = np.where(v_ready, st.base_v[gm, hour], np.nan)
-        expected_i = np.where(v_ready, st.base_i[gm, hour], np.nan)
+        expected_v = np.where(v_ready, cells_of(st.base_v, gm, hour), np.nan)
+        expected_i = np.where(v_ready, cells_of(st.base_i, gm, hour), np.nan)
         pf_base = st.pf_base[gm].astype(np.float64)
         bl = th.section("baseline")
         imp_pane = pstats[:, IMP_SUMS]
         decay_s = np.exp(-since_s / bl["impedance_short_memory_s"])[:, None]
-        st.imp_short[gm] = st.imp_short[gm] * decay_s + imp_pane
+        imp_short = rows_of(st.imp_short, gm) * decay_s + imp_pane
+        st.imp_short[gm] = imp_short
         z_long, z_long_se = z_fit
         # a long fit is trusted only when it is precise and physically plausible
         z_ok = (z_long_se <= 0.25 * np.abs(z_long)) & (z_long >= 0.01) & (z_long <= 1.5)
         z_long = np.where(z_ok, z_long, np.nan)
-        z_short, z_short_se = impedance_fit(st.imp_short[gm])
+        z_short, z_short_se = impedance_fit(imp_short)
         impedance = np.clip(fill_nan(z_long, 0.0), 0.0, 2.0)
         imp_ratio = np.where(
             np.isfinite(z_long) & np.isfinite(z_short), z_short / np.maximum(z_long, 0.02), 1.0
@@ -1455,7 +1470,7 @@ class Engine:
         scale = fill_nan(st.e_scale[gm].astype(np.float64), 0.3)
         thr = np.maximum(ul["min_step_v"], ul["step_sigmas"] * scale)
         sg = st.sag_start[gm]
-        prev_vi = st.prev_pane_vi[gm].astype(np.float64)
+        prev_vi = rows_of(st.prev_pane_vi, gm).astype(np.float64)
         start_now = (
             (sg < 0)
             & (pstats[:, MINE] <= -thr)
@@ -1463,7 +1478,7 @@ class Engine:
             & np.isfinite(prev_vi[:, 0])
             & np.isfinite(z_long)
         )
-        ref = np.where(start_now[:, None], prev_vi, st.sag_ref[gm])
+        ref = np.where(start_now[:, None], prev_vi, rows_of(st.sag_ref, gm))
         size = np.where(start_now, -pstats[:, MINE], st.sag_size[gm])
         sg = np.where(start_now, end_ms, sg)
         active = sg >= 0
@@ -1519,16 +1534,16 @@ class Engine:
         # daily energy ratio (multi-day trend)
         self._update_day(gm, day, pane_mean_p, exp_now, since_s, imp_pane)
         days_facts = self._days_facts(gm)
-        dr = st.day_ratio[gm].astype(np.float64)
+        dr = rows_of(st.day_ratio, gm).astype(np.float64)
         dvalid = np.isfinite(dr)
         slope = trend_slope(fill_nan(dr, 0.0), dvalid)
         tail = dr[:, -2:]
         tail_ok = np.isfinite(tail)
-        tail_n = tail_ok.sum(axis=1)
+        tail_n = row_counts(tail_ok)
         trend_ratio = np.where(
             tail_n > 0, np.where(tail_ok, tail, 0.0).sum(axis=1) / np.maximum(tail_n, 1), 1.0
         )
-        trend_days = dvalid.sum(axis=1).astype(np.float64)
+        trend_days = row_counts(dvalid).astype(np.float64)
 
         # features
         pf_mean = pf_level(wsum[:, SPF], wsum[:, NPF], pf_base)
@@ -1620,7 +1635,7 @@ class Engine:
             else np.zeros((0, len(CUES)), dtype=bool)
         )
         theft, st.partner_last[gm] = theft_windows(
-            fired, end_ms, st.partner_last[gm], th.section("corroboration")
+            fired, end_ms, rows_of(st.partner_last, gm), th.section("corroboration")
         )
         hold_ms = int(th.value("events", "quiet_period_s") * 1000)
         hold = st.hold_until[gm]
@@ -1718,11 +1733,12 @@ class Engine:
         rows = np.arange(len(gm))
         b = (end_ms - 1) // VBIN_MS
         slot = b % VBINS
-        ids = st.vbin_id[gm].astype(np.int64)
-        bins = st.vbin[gm].astype(np.float64)
-        fresh = ids[rows, slot] != b
-        m0 = np.where(fresh, 0.0, bins[rows, slot, 0])
-        n0 = np.where(fresh, 0.0, bins[rows, slot, 1])
+        ids = rows_of(st.vbin_id, gm).astype(np.int64)
+        bins = rows_of(st.vbin, gm).astype(np.float64)
+        fresh = cells_of(ids, rows, slot) != b
+        bin_now = cells_of(bins, rows, slot)
+        m0 = np.where(fresh, 0.0, bin_now[:, 0])
+        n0 = np.where(fresh, 0.0, bin_now[:, 1])
         ok_u = np.isfinite(u_pane) & (n_pane > 0)
         n1 = n0 + np.where(ok_u, n_pane, 0.0)
         m1 = np.where(ok_u, m0 + (fill_nan(u_pane, 0.0) - m0) * n_pane / np.maximum(n1, 1e-9), m0)
@@ -1741,18 +1757,18 @@ class Engine:
         w_old = np.where(older, bins[:, :, 1], 0.0)
         mu_new = (w_new * bins[:, :, 0]).sum(axis=1) / np.maximum(w_new.sum(axis=1), 1e-9)
         mu_old = (w_old * bins[:, :, 0]).sum(axis=1) / np.maximum(w_old.sum(axis=1), 1e-9)
-        step_ok = (newer.sum(axis=1) >= rs["min_bins_n"]) & (older.sum(axis=1) >= rs["min_bins_n"])
+        step_ok = (row_counts(newer) >= rs["min_bins_n"]) & (row_counts(older) >= rs["min_bins_n"])
         step = np.where(step_ok, mu_new - mu_old, 0.0)
 
-        base = st.vstep_base[gm]  # float32 (K, 24, [mean, var, learnt s])
+        base = rows_of(st.vstep_base, gm)  # float32 (K, 24, [mean, var, learnt s])
         # compared and summed in float64 (a float64 scalar promotes the float32 operand)
         ready_all = base[:, :, 2] >= np.float64(rs["ready_s"])
-        n_ready = ready_all.sum(axis=1)
+        n_ready = row_counts(ready_all)
         pooled_var = np.where(ready_all, base[:, :, 1], np.float32(0.0)).astype(np.float64).sum(
             axis=1
         ) / np.maximum(n_ready, 1)
-        here = base[rows, hour].astype(np.float64)
-        ready = ready_all[rows, hour]
+        here = cells_of(base, rows, hour).astype(np.float64)
+        ready = cells_of(ready_all, rows, hour)
         var = np.maximum(
             np.maximum(here[:, 1], rs["pooled_var_share"] * pooled_var), rs["min_sd_v"] ** 2
         )
@@ -1783,9 +1799,9 @@ class Engine:
         rts = st.onset_recur_ts[gm]
         decay = np.exp(-np.where(rts >= 0, (end_ms - rts) / 1000.0, 0.0) / rs["memory_s"])
         near = (
-            recur[gm, (hour - 1) % 24].astype(np.float64)
-            + recur[gm, hour].astype(np.float64)
-            + recur[gm, (hour + 1) % 24].astype(np.float64)
+            cells_of(recur, gm, (hour - 1) % 24).astype(np.float64)
+            + cells_of(recur, gm, hour).astype(np.float64)
+            + cells_of(recur, gm, (hour + 1) % 24).astype(np.float64)
         )
         prior = np.where(down, near * decay, 0.0)
         if cycle.any():
@@ -1874,7 +1890,7 @@ class Engine:
         nights = np.zeros(k)
         shallow_nights = np.zeros(k)
         since_ms = np.full(k, -1, dtype=np.int64)
-        new_day = st.peer_day[gm, slot] != pday
+        new_day = cells_of(st.peer_day, gm, slot) != pday
         if new_day.any():
             rows = np.flatnonzero(new_day)
             prev = pday[rows] - 1
@@ -1899,10 +1915,14 @@ class Engine:
             st.peer_n[gm[rows], slot[rows]] = 0.0
             st.peer_day[gm[rows], slot[rows]] = pday[rows]
         add = np.flatnonzero(z_known)
-        st.peer_u[gm[add], slot[add], phour[add]] += (
-            pstats[add, SV] + impedance[add] * pstats[add, SI]
-        )
-        st.peer_n[gm[add], slot[add], phour[add]] += pstats[add, N]
+        # one flat index into the (meter, slot, hour) cells, used by both sums (the
+        # three-array index would be flattened by numpy for every access)
+        cell = (gm[add] * 2 + slot[add]) * 24 + phour[add]
+        # views: the state arrays are C-contiguous (np.full in MeterState.grow)
+        peer_u = st.peer_u.reshape(-1)
+        peer_n = st.peer_n.reshape(-1)
+        peer_u[cell] += pstats[add, SV] + impedance[add] * pstats[add, SI]
+        peer_n[cell] += pstats[add, N]
         facts = {
             "peer_judged": judged,
             "peer_dip_v": fill_nan(dip, 0.0),
@@ -1935,7 +1955,7 @@ class Engine:
             return
         g, h, x, dt = gm[sel], hour[sel], vstep["step"][sel], since_s[sel]
         tau = self.thresholds.value("baseline", "hour_profile_memory_days") * 3600.0
-        cur = st.vstep_base[g, h].astype(np.float64)
+        cur = cells_of(st.vstep_base, g, h).astype(np.float64)
         mu, var, w = cur[:, 0], cur[:, 1], cur[:, 2]
         a = np.where(w < tau, dt / np.maximum(w + dt, 1e-9), 1.0 - np.exp(-dt / tau))
         sd = np.sqrt(np.maximum(var, rs["min_sd_v"] ** 2))
@@ -1964,17 +1984,26 @@ class Engine:
             st.floor_days_w[rm] = np.concatenate([st.floor_days_w[rm][:, 1:], today[:, None]], 1)
             st.floor_today_w[rm] = np.inf
         st.floor_day[gm] = np.maximum(day, cur_day)
-        g = gm[learn]
-        st.floor_today_w[g] = np.minimum(st.floor_today_w[g], pane_min_p[learn])
+        if not learn.all():
+            gm, pane_min_p = gm[learn], pane_min_p[learn]
+        st.floor_today_w[gm] = np.minimum(st.floor_today_w[gm], pane_min_p)
 
     def _standby_floor(self, m: IntArray) -> FloatArray:
         """Second lowest of the meter's recent daily minimum powers (0 until three days are
         known): one day with a bypass in it does not lower it, and a cold spell that keeps a
         heater on all day does not raise it while two milder days are remembered."""
-        days = self.state.floor_days_w[m]
+        days = rows_of(self.state.floor_days_w, m)
         valid = np.isfinite(days)
-        second = np.partition(np.where(valid, days, np.float32(np.inf)), 1, axis=1)[:, 1]
-        return np.where(valid.sum(axis=1) >= 3, np.maximum(second.astype(np.float64), 0.0), 0.0)
+        days = np.where(valid, days, np.float32(np.inf))
+        # the two lowest so far, one day (column) at a time across all meters: the same
+        # value as a partition of each row (the second element of the sorted row), without
+        # numpy's per-row selection on rows of FLOOR_DAYS values
+        lowest = days[:, 0].copy()
+        second = np.full(len(m), np.inf, dtype=days.dtype)
+        for d in range(1, days.shape[1]):
+            np.minimum(second, np.maximum(lowest, days[:, d]), out=second)
+            np.minimum(lowest, days[:, d], out=lowest)
+        return np.where(row_counts(valid) >= 3, np.maximum(second.astype(np.float64), 0.0), 0.0)
 
     def _update_day(
         self,
@@ -2011,13 +2040,17 @@ class Engine:
             st.day_sum_exp[rm] = 0.0
             st.day_cov_s[rm] = 0.0
         st.day_cur[gm] = day
+        # select (copies) only when some pane or baseline is missing, each index once
         seen = np.isfinite(pane_p)
-        st.sb_min_today_w[gm[seen]] = np.minimum(st.sb_min_today_w[gm[seen]], pane_p[seen])
-        st.sb_imp_today[gm] += imp_pane
+        g, p_seen = (gm, pane_p) if seen.all() else (gm[seen], pane_p[seen])
+        st.sb_min_today_w[g] = np.minimum(st.sb_min_today_w[g], p_seen)
+        st.sb_imp_today[gm] = rows_of(st.sb_imp_today, gm) + imp_pane
         ok = np.isfinite(exp_now)
-        st.day_sum_p[gm[ok]] += pane_p[ok] * since_s[ok]
-        st.day_sum_exp[gm[ok]] += exp_now[ok] * since_s[ok]
-        st.day_cov_s[gm[ok]] += since_s[ok]
+        if not ok.all():
+            gm, pane_p, exp_now, since_s = gm[ok], pane_p[ok], exp_now[ok], since_s[ok]
+        st.day_sum_p[gm] += pane_p * since_s
+        st.day_sum_exp[gm] += exp_now * since_s
+        st.day_cov_s[gm] += since_s
 
     def _days_facts(self, m: IntArray) -> dict[str, FloatArray]:
         """Facts of the slow-bypass cue from the completed days: the two newest against the
@@ -2030,8 +2063,13 @@ class Engine:
         """
         st = self.state
         today_floor_all = st.sb_min_today_w[m].astype(np.float64)
-        old_min = st.sb_days[m, :-2, SB_MIN].astype(np.float64)
-        highest_old_floor = np.where(np.isfinite(old_min), old_min, -np.inf).max(axis=1)
+        # the highest in float32, then widened: the same value as widening first (exact)
+        old_min = st.sb_days[m, :-2, SB_MIN]
+        highest_old_floor = (
+            np.where(np.isfinite(old_min), old_min, np.float32(-np.inf))
+            .max(axis=1)
+            .astype(np.float64)
+        )
         max_ratio = self.thresholds.value("slow_bypass", "max_floor_ratio")
         cand = np.flatnonzero(
             np.isfinite(today_floor_all) & (today_floor_all <= max_ratio * highest_old_floor)
@@ -2105,24 +2143,31 @@ class Engine:
     ) -> None:
         st = self.state
         th = self.thresholds
-        gm, bslot, hour = gm[learn], bslot[learn], hour[learn]
-        pane_p, pane_v, pane_i = pane_p[learn], pane_v[learn], pane_i[learn]
-        pstats, dt = pstats[learn], since_s[learn]
+        # most rounds learn from every window: the boolean selection would only copy
+        if not learn.all():
+            gm, bslot, hour = gm[learn], bslot[learn], hour[learn]
+            pane_p, pane_v, pane_i = pane_p[learn], pane_v[learn], pane_i[learn]
+            pstats, dt = pstats[learn], since_s[learn]
+        else:
+            dt = since_s
         if not len(gm):
             return
         tau = th.value("baseline", "hour_profile_memory_days") * 3600.0
-        w = st.base_w[gm, bslot].astype(np.float64)
+        w = cells_of(st.base_w, gm, bslot).astype(np.float64)
         # cumulative mean while young, exponential forgetting once a slot has memory
         a = np.where(w < tau, dt / np.maximum(w + dt, 1e-9), 1.0 - np.exp(-dt / tau))
-        bp = st.base_p[gm, bslot]
+        bp = cells_of(st.base_p, gm, bslot)
         st.base_p[gm, bslot] = bp + a * (pane_p - bp)
-        bp2 = st.base_p2[gm, bslot]
+        bp2 = cells_of(st.base_p2, gm, bslot)
         st.base_p2[gm, bslot] = bp2 + a * (pstats[:, SP2] / pstats[:, N] - bp2)
         st.base_w[gm, bslot] = np.minimum(w + dt, 10 * tau)
-        vw = st.base_vw[gm, hour].astype(np.float64)
+        vw = cells_of(st.base_vw, gm, hour).astype(np.float64)
         av = np.where(vw < tau, dt / np.maximum(vw + dt, 1e-9), 1.0 - np.exp(-dt / tau))
-        st.base_v[gm, hour] += av * (pane_v - st.base_v[gm, hour])
-        st.base_i[gm, hour] += av * (pane_i - st.base_i[gm, hour])
+        # one gather per slot array (``a[idx] += x`` would gather it a second time)
+        bv = cells_of(st.base_v, gm, hour)
+        st.base_v[gm, hour] = bv + av * (pane_v - bv)
+        bi = cells_of(st.base_i, gm, hour)
+        st.base_i[gm, hour] = bi + av * (pane_i - bi)
         st.base_vw[gm, hour] = np.minimum(vw + dt, 10 * tau)
         # PF level (readings with real current), export history, service impedance
         a_slow = 1.0 - np.exp(-dt / (3 * 86400.0))
@@ -2145,9 +2190,10 @@ class Engine:
         st.e_scale[gm[has_d]] = new_e[has_d]
         neg_share = pstats[:, NNEG] / pstats[:, N]
         a_exp = 1.0 - np.exp(-dt / (7 * 86400.0))
-        st.export_share[gm] += a_exp * (neg_share - st.export_share[gm])
+        es = st.export_share[gm]
+        st.export_share[gm] = es + a_exp * (neg_share - es)
         decay = np.exp(-dt / th.value("baseline", "impedance_long_memory_s"))[:, None]
-        st.imp_long[gm] = st.imp_long[gm] * decay + pstats[:, IMP_SUMS]
+        st.imp_long[gm] = rows_of(st.imp_long, gm) * decay + pstats[:, IMP_SUMS]
 
     # ------------------------------------------------------------------ outputs
     def _finish_windows(self, rounds: list[dict[str, Any]], out: EngineOutput) -> None:
@@ -2281,6 +2327,39 @@ def impedance_fit(sums: FloatArray) -> tuple[FloatArray, FloatArray]:
         resid = np.maximum(syy - z * z * sxx, 0.0) / np.maximum(n - 1, 1)
         se = np.where(ok, np.sqrt(resid / sxx), np.nan)
     return z, se
+
+
+def rows_of(arr: np.ndarray, m: IntArray) -> np.ndarray:
+    """``arr[m]`` (a copy) for a per-meter array with several values per meter.
+
+    ``take`` copies each meter's row in one piece; fancy indexing goes value by value
+    through its general iterator, 2-4x slower on the short rows of the state arrays.
+    """
+    return arr.take(m, axis=0)
+
+
+def cells_of(arr: np.ndarray, m: IntArray, col: IntArray) -> np.ndarray:
+    """``arr[m, col]`` (a copy): one value (or one trailing row) per meter, by one
+    ``take`` on the first two axes flattened; two-array fancy indexing costs ~4x as much.
+
+    >>> cells_of(np.arange(12).reshape(3, 4), np.array([2, 0]), np.array([1, 3])).tolist()
+    [9, 3]
+    """
+    return arr.reshape(-1, *arr.shape[2:]).take(m * arr.shape[1] + col, axis=0)
+
+
+def row_counts(mask: BoolArray) -> IntArray:
+    """The number of True cells in each row of a 2-D mask, as int64: ``mask.sum(axis=1)``.
+
+    Counted in bytes: a bool sum casts every cell to int64 first, which doubles the time
+    on the short rows of the per-meter state (24 or 48 slots). Counts are exact either way.
+
+    >>> row_counts(np.array([[True, False, True], [False, False, False]])).tolist()
+    [2, 0]
+    """
+    if mask.shape[1] > 255:  # a byte could overflow: count in int64
+        return np.asarray(mask.sum(axis=1), dtype=np.int64)
+    return mask.view(np.uint8).sum(axis=1, dtype=np.uint8).astype(np.int64)
 
 
 def median_of_finite(rows: FloatArray) -> FloatArray:

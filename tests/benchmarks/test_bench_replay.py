@@ -13,7 +13,9 @@ complete, never timings.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -55,11 +57,13 @@ print(json.dumps(summary))
 """
 
 
-def _run(script: str, *args: str) -> dict:
+def _run(script: str, *args: str, code: Path = REPO) -> dict:
+    """Run ``script`` in a fresh interpreter pinned to one CPU, importing the meterwatch
+    code in ``code`` (``python -c`` puts the working directory first on the path)."""
     cmd = [sys.executable, "-c", script, *args]
     if shutil.which("taskset"):
         cmd = ["taskset", "-c", "0", *cmd]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=code)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -129,3 +133,48 @@ def test_replay_throughput_vs_pandas(fleet_csv: Path, tmp_path: Path) -> None:
         "share of replay time: "
         + ", ".join(f"{name} {seconds / total:.0%}" for name, seconds in shares.items())
     )
+
+
+AB_BASE = os.environ.get("MW_AB_BASE", "")
+AB_RUNS = int(os.environ.get("MW_AB_RUNS", "5"))
+
+
+@pytest.mark.skipif(not AB_BASE, reason="set MW_AB_BASE=<git revision> to compare with it")
+def test_replay_speed_against_a_base_revision(fleet_csv: Path, tmp_path: Path) -> None:
+    """The full replay of this checkout against the same replay of revision MW_AB_BASE
+    (``git archive``), alternated MW_AB_RUNS times, so the host's drifts hit both alike:
+    ``MW_AB_BASE=1490130 MW_AB_RUNS=10 .venv/bin/pytest tests/benchmarks/test_bench_replay.py
+    -k base_revision -s``. Prints CPU-time readings/s (median and best of each) and the
+    median ratio; also checks that both wrote the same events."""
+    base = tmp_path / "base"
+    base.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", AB_BASE],
+        cwd=REPO,
+        check=True,
+        capture_output=True,  # noqa: S607
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)  # noqa: S607
+    cpu: dict[str, list[float]] = {"base": [], "this": []}
+    rows = 0
+    for k in range(AB_RUNS):
+        for name, code in (("base", base), ("this", REPO)):
+            out = tmp_path / f"{name}{k}"
+            summary = _run(REPLAY, str(fleet_csv), str(out), "auto", code=code)
+            cpu[name].append(summary["cpu"])
+            rows = summary["rows_in"]
+    same = (tmp_path / "base0" / "events.jsonl").read_bytes() == (
+        tmp_path / "this0" / "events.jsonl"
+    ).read_bytes()
+    print(f"\nfull replay of {rows:,} readings, {AB_RUNS} alternated runs, CPU time")
+    for name, seconds in cpu.items():
+        label = f"{AB_BASE} (base)" if name == "base" else "this checkout"
+        print(
+            f"{label:>24}: median {rows / statistics.median(seconds):>9,.0f}/s, "
+            f"best {rows / min(seconds):>9,.0f}/s  ({', '.join(f'{s:.2f}' for s in seconds)} s)"
+        )
+    faster = sum(b > t for b, t in zip(cpu["base"], cpu["this"], strict=True))
+    ratio = statistics.median(cpu["base"]) / statistics.median(cpu["this"])
+    print(f"median speed ratio this/base {ratio:.3f}; faster in {faster} of {AB_RUNS} pairs")
+    print(f"events.jsonl identical: {same}")
+    assert rows > 0

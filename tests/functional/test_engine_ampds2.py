@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from engine_runs import final_events
 
+from rules.events import Event
 from simulator.inject import MeterSeries, interval_readings
 from stream.codecs import ReadingBatch
 from stream.datasets import read_ampds2
@@ -36,14 +38,9 @@ def test_clean_real_meter_raises_at_most_one_theft_alert() -> None:
     assert len(thefts) <= 1, [(ev.start_ms, sorted(ev.cues)) for ev in thefts]
 
 
-def theft_alerts(batch: ReadingBatch) -> list:
+def theft_alerts(batch: ReadingBatch) -> list[Event]:
     engine = Engine.from_settings(Settings(), clock=lambda: 1_396_400_000.0)
-    events = {}
-    for start in range(0, len(batch), 10_000):
-        for ev in engine.process(batch.slice(start, start + 10_000)).event_updates:
-            events[ev.event_id] = ev
-    for ev in engine.flush().event_updates:
-        events[ev.event_id] = ev
+    events = final_events(engine, batch, 10_000)
     assert engine.counters["readings_accepted"] == len(batch)
     return [ev for ev in events.values() if ev.theft_likely]
 

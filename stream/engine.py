@@ -137,6 +137,8 @@ ENGINE_STAGES = ("admit", "pane_rounds", "models", "events")
     SABSE,
     NPFLOW,
 ) = range(27)
+FEATURE_BLOCK_ROWS = 4096
+"""Windows whose features are computed together (see ``Engine._batch_features``)."""
 N_STATS = 27
 SUM_STATS = [N, SP, SP2, SV, SI, SPF, SPF2, NPF, NZERO, NNEG, NFLAT, NRES, SRES, NSAG, SVIPF]
 SUM_STATS += [SDVDI, SDI2, SDV2, NDIFF, SABSE, NPFLOW]
@@ -1677,6 +1679,32 @@ class Engine:
             "evidence": {name: res.evidence for name, res in cue_res.items()},
         }
 
+    def _batch_features(self, rounds: list[dict[str, Any]], order: IntArray) -> FloatArray:
+        """The feature matrix of the windows of ``rounds``: row ``kk`` belongs to window
+        ``order[kk]`` of the rounds laid end to end.
+
+        Each window's features depend on its own row only, so the rounds are taken a group
+        of about ``FEATURE_BLOCK_ROWS`` windows at a time (the same values as one call on
+        all rounds) and each group's rows are put straight in their place in the output:
+        the temporaries of a group stay small and are reused, where those of a replay
+        batch (~100k windows) are fresh memory each time, and the first touch of fresh
+        pages costs more than the arithmetic (it was half of the feature time).
+        """
+        n_windows = len(order)
+        place = np.empty(n_windows, dtype=np.int64)
+        place[order] = np.arange(n_windows)
+        X = np.empty((n_windows, len(FEATURE_NAMES)), dtype=np.float64)
+        group: list[dict[str, FloatArray]] = []
+        first = n_rows = 0
+        for index, r in enumerate(rounds):
+            group.append(r["features_in"])
+            n_rows += len(r["m"])
+            if n_rows >= FEATURE_BLOCK_ROWS or index == len(rounds) - 1:
+                fin = {key: np.concatenate([g[key] for g in group]) for key in group[0]}
+                X[place[first : first + n_rows]] = self._features(fin)
+                group, first, n_rows = [], first + n_rows, 0
+        return X
+
     def _features(self, fin: dict[str, FloatArray]) -> FloatArray:
         """The (K, F) feature matrix of a batch of windows from their inputs."""
         wsum = fin["wsum"]
@@ -2205,15 +2233,11 @@ class Engine:
             for key in rounds[0]
             if key not in ("evidence", "features_in")
         }
-        fin = {
-            key: np.concatenate([r["features_in"][key] for r in rounds])
-            for key in rounds[0]["features_in"]
-        }
-        cat["features"] = self._features(fin)
         order = np.lexsort((cat["end_ms"], cat["m"]))
         for key in cat:
             # take along rows: same values as cat[key][order], 3-4x faster on matrices
             cat[key] = np.take(cat[key], order, axis=0)
+        cat["features"] = self._batch_features(rounds, order)
         # evidence stays in its rounds: it is read only at the few flagged windows (window
         # kk is row order[kk] of the rounds laid end to end), so concatenating and reordering
         # every evidence column of every window would be waste

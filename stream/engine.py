@@ -949,15 +949,16 @@ class Engine:
         # V + Z*I and dV against dI flip sign. Without this, a PV home's daytime export
         # dragged its impedance fit and made its nights look dipped against its own days
         # (R15, R10). On meters that never export this is every consecutive pair.
-        importing = p >= -meas["p_zero_w"]
-        physics_pair = consecutive & importing & (prev_p >= -meas["p_zero_w"])
-        dv = np.where(physics_pair, v - prev_v, 0.0)
-        di = np.where(physics_pair, i - prev_i, 0.0)
+        neg = p < -meas["p_zero_w"]
+        physics_pair = consecutive & ~neg & (prev_p >= -meas["p_zero_w"])
+        dv_all, di_all = v - prev_v, i - prev_i
+        dv = np.where(physics_pair, dv_all, 0.0)
+        di = np.where(physics_pair, di_all, 0.0)
         sag = consecutive & (dv <= -meas["sag_step_v"]) & (np.abs(di) <= meas["sag_i_quiet_a"])
 
         # measurement resolution per meter (smallest non-zero step seen), for the tolerance
         # (a register's resolution is the same whichever way the power flows)
-        self._update_resolution(segs, seg_m, np.abs(i - prev_i), np.abs(v - prev_v), consecutive)
+        self._update_resolution(segs, seg_m, np.abs(di_all), np.abs(dv_all), consecutive)
         i_step = np.where(np.isfinite(st.i_step[m]), st.i_step[m], meas["default_i_step_a"])
         v_step = np.where(np.isfinite(st.v_step[m]), st.v_step[m], meas["default_v_step_v"])
         vipf = v * i * pf
@@ -1010,7 +1011,6 @@ class Engine:
             np.maximum(meas["zero_share_of_daily"] * daily_m, meas["zero_share_of_hour"] * hour_m),
         )
         zero = (np.abs(p) <= zero_w) & (v >= meas["v_present_v"])
-        neg = p < -meas["p_zero_w"]
         pf_low = real_s & (np.abs(pf) <= th.value("pf_abnormal", "max_pf"))
         # unexplained voltage step: dV not accounted for by the meter's own current change
         # the long impedance fit (the window reuses it: imp_long changes after judging)
@@ -1500,17 +1500,17 @@ class Engine:
         sag_amps = np.where(
             (sg >= 0) & np.isfinite(z_long), size / np.maximum(impedance, 0.05), 0.0
         )
+        # panes with an exporting reading add nothing to R11's or R15's u (see physics_pair)
+        imports = pstats[:, NNEG] == 0
         vstep = self._recurring_sag(
             gm,
             end_ms,
             hour,
             pane_mean_v + impedance * pane_mean_i,
-            np.where(pstats[:, NNEG] == 0, pstats[:, N], 0.0),
+            np.where(imports, pstats[:, N], 0.0),
             impedance,
             warm & np.isfinite(z_long),
         )
-        # (panes with an exporting reading add nothing to u: see physics_pair)
-        imports = pstats[:, NNEG] == 0
         peer, peer_since_ms = self._peer_voltage(
             gm, end_ms, pstats, impedance, np.isfinite(z_long) & imports
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from detectors.features import finite_median
@@ -80,6 +80,7 @@ def test_input_is_not_mutated_and_thresholds_file_has_the_keys() -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(shift=st.floats(-20.0, 20.0), seed=st.integers(0, 1000))
+@example(shift=0.0, seed=684)
 def test_a_shift_of_the_whole_gateway_changes_no_dip(shift: float, seed: int) -> None:
     u = gateway(seed=seed)
     u[2, 9:14] -= 2.5
@@ -89,7 +90,9 @@ def test_a_shift_of_the_whole_gateway_changes_no_dip(shift: float, seed: int) ->
     np.testing.assert_allclose(dip2, dip, atol=1e-9)
     np.testing.assert_array_equal(at2, at)
     np.testing.assert_array_equal(peers2, peers)
-    assert dip[2] < -2.0
+    # the 2.5 V stretch is found; its dip is the shallowest hour less the offset's error,
+    # with 0.1 V of hourly noise (seed 684: -1.95 V; the deepest of seeds 0-1000, -2.64 V)
+    assert dip[2] < -1.75
 
 
 def test_finite_median_matches_numpy_on_finite_columns() -> None:

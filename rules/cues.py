@@ -87,6 +87,18 @@ def _warm(f: Facts) -> BoolArray:
     return np.asarray(f["warm"], dtype=np.float64) > 0.5
 
 
+def _no_own_source(f: Facts, t: Section) -> BoolArray:
+    """The premises shows no source of its own: it has not exported for ``min_export_age_s``
+    and its export pairs' voltage never read as a source's (``export_physics`` -1, see R05).
+    Rooftop PV nets the load down, to zero or below the standby floor, on any day with
+    sun, so the cues that read a low level (R02, R03, R12, R13) stand down on such a
+    premises; the voltage cues (R09 with R11, R10, R15) still judge it."""
+    return np.asarray(
+        (f["export_physics"] > -0.5) & (f["export_age_s"] >= t["min_export_age_s"]),
+        dtype=np.bool_,
+    )
+
+
 def meter_freeze(f: Facts, t: Section) -> CueResult:
     """R01: every channel repeats the previous reading while readings keep arriving.
 
@@ -138,17 +150,21 @@ def meter_freeze(f: Facts, t: Section) -> CueResult:
 
 def bypass_zero(f: Facts, t: Section) -> CueResult:
     """R02: power at zero with voltage present, where the meter's own baseline expects load.
+    Not on a premises with a source of its own (rooftop PV nets the load to zero).
 
-    >>> r = bypass_zero({"warm": np.array([1.0, 1.0]), "zero_run_s": np.array([1800.0, 1800.0]),
-    ...     "zero_expected_w": np.array([450.0, 20.0])},
-    ...     {"min_duration_s": 1200, "min_expected_w": 120})
+    >>> r = bypass_zero({"warm": np.ones(4), "zero_run_s": np.full(4, 1800.0),
+    ...     "zero_expected_w": np.array([450.0, 20.0, 450.0, 450.0]),
+    ...     "export_physics": np.array([0.0, 0.0, -1.0, 0.0]),
+    ...     "export_age_s": np.array([np.inf, np.inf, np.inf, 3600.0])},
+    ...     {"min_duration_s": 1200, "min_expected_w": 120, "min_export_age_s": 86400})
     >>> r.fired.tolist()
-    [True, False]
+    [True, False, False, False]
     """
     fired = (
         _warm(f)
         & (f["zero_run_s"] >= t["min_duration_s"])
         & (f["zero_expected_w"] >= t["min_expected_w"])
+        & _no_own_source(f, t)
     )
     return CueResult(fired, {"zero_for_s": f["zero_run_s"], "expected_w": f["zero_expected_w"]})
 
@@ -160,11 +176,17 @@ def partial_bypass(f: Facts, t: Section) -> CueResult:
     current still flows through the service cable. A vacant home or a changed habit
     lowers the power but not the impedance.
 
+    Not on a premises with a source of its own: its PV nets the level down, and the
+    neighbours' PV, ramping with the same sun as its own, raises V as its net current
+    falls, which reads as a higher impedance.
+
     >>> r = partial_bypass({"warm": np.array([1.0]), "slow_ratio": np.array([0.4]),
     ...     "drop_run_s": np.array([20000.0]), "slow_expected_w": np.array([600.0]),
-    ...     "impedance_ratio": np.array([2.1]), "impedance_z": np.array([4.0])},
+    ...     "impedance_ratio": np.array([2.1]), "impedance_z": np.array([4.0]),
+    ...     "export_physics": np.array([0.0]), "export_age_s": np.array([np.inf])},
     ...     {"max_ratio": 0.55, "min_duration_s": 14400, "min_expected_w": 150,
-    ...      "min_remaining_ratio": 0.15, "min_impedance_ratio": 1.3, "min_impedance_z": 2.0})
+    ...      "min_remaining_ratio": 0.15, "min_impedance_ratio": 1.3, "min_impedance_z": 2.0,
+    ...      "min_export_age_s": 86400})
     >>> bool(r.fired[0])
     True
     """
@@ -176,6 +198,7 @@ def partial_bypass(f: Facts, t: Section) -> CueResult:
         & (f["slow_expected_w"] >= t["min_expected_w"])
         & (f["impedance_ratio"] >= t["min_impedance_ratio"])
         & (f["impedance_z"] >= t["min_impedance_z"])
+        & _no_own_source(f, t)
     )
     return CueResult(
         fired,
@@ -216,17 +239,34 @@ def register_tamper(f: Facts, t: Section) -> CueResult:
 
 
 def reverse_flow(f: Facts, t: Section) -> CueResult:
-    """R05: sustained export on a meter that has never exported (a reversed meter).
+    """R05: sustained export on a meter that has never exported (a reversed meter), read
+    against the voltage. The current register is a magnitude: a reversed meter's export is
+    consumption read negative, and more of it lowers V like any load; a source (rooftop
+    PV) raises V as it exports more. ``export_physics`` is the sign of the export pairs'
+    fit of dV against dI: +1 a load (fires after ``min_duration_s``), -1 a source (never:
+    a new PV install is not a reversed meter), 0 not known yet (a voltage register too
+    coarse, or too few pairs: fires after ``undecided_duration_s``, longer than a day's
+    solar export lasts).
 
-    >>> r = reverse_flow({"warm": np.array([1.0]), "neg_run_s": np.array([1800.0]),
-    ...     "export_share": np.array([0.0]), "mean_p_w": np.array([-420.0])},
-    ...     {"min_duration_s": 900, "max_export_history_share": 0.02, "min_abs_p_w": 30})
-    >>> bool(r.fired[0])
-    True
+    >>> f = {"warm": np.ones(4), "neg_run_s": np.array([1800.0, 1800.0, 1800.0, 90000.0]),
+    ...     "export_share": np.zeros(4), "mean_p_w": np.full(4, -420.0),
+    ...     "export_physics": np.array([1.0, -1.0, 0.0, 0.0]),
+    ...     "export_impedance_ohm": np.array([0.2, -0.2, 0.0, 0.0])}
+    >>> r = reverse_flow(f, {"min_duration_s": 900, "undecided_duration_s": 64800,
+    ...     "max_export_history_share": 0.02, "min_abs_p_w": 30})
+    >>> r.fired.tolist()
+    [True, False, False, True]
     """
+    physics = f["export_physics"]
+    long_enough = np.where(
+        physics > 0.5,
+        f["neg_run_s"] >= t["min_duration_s"],
+        f["neg_run_s"] >= t["undecided_duration_s"],
+    )
     fired = (
         _warm(f)
-        & (f["neg_run_s"] >= t["min_duration_s"])
+        & long_enough
+        & (physics > -0.5)
         & (f["export_share"] <= t["max_export_history_share"])
         & (f["mean_p_w"] <= -t["min_abs_p_w"])
     )
@@ -236,6 +276,7 @@ def reverse_flow(f: Facts, t: Section) -> CueResult:
             "negative_for_s": f["neg_run_s"],
             "mean_p_w": f["mean_p_w"],
             "export_history_share": f["export_share"],
+            "export_impedance_ohm": f["export_impedance_ohm"],
         },
     )
 
@@ -412,19 +453,25 @@ def below_standby(f: Facts, t: Section) -> CueResult:
     the premises' own standby floor (the second lowest of its recent daily minimum powers:
     router, standby supplies, the idle fridge, which never all stop): part of the load, the
     standby included, no longer passes the meter. A vacant home still draws its standby.
+    Not on a premises with a source of its own: rooftop PV nets the standby below the
+    floor on any day with sun (a new install included, before its voltage has told).
 
-    >>> r = below_standby({"warm": np.array([1.0, 1.0]), "slow_p_w": np.array([60.0, 60.0]),
-    ...     "standby_floor_w": np.array([140.0, 70.0]),
-    ...     "sub_floor_run_s": np.array([30000.0, 0.0])},
-    ...     {"min_floor_w": 40.0, "max_floor_ratio": 0.7, "min_duration_s": 21600.0})
+    >>> r = below_standby({"warm": np.ones(4), "slow_p_w": np.full(4, 60.0),
+    ...     "standby_floor_w": np.array([140.0, 70.0, 140.0, 140.0]),
+    ...     "sub_floor_run_s": np.array([30000.0, 0.0, 30000.0, 30000.0]),
+    ...     "export_physics": np.array([1.0, 0.0, -1.0, 0.0]),
+    ...     "export_age_s": np.array([np.inf, np.inf, np.inf, 3600.0])},
+    ...     {"min_floor_w": 40.0, "max_floor_ratio": 0.7, "min_duration_s": 21600.0,
+    ...      "min_export_age_s": 86400})
     >>> r.fired.tolist()
-    [True, False]
+    [True, False, False, False]
     """
     fired = (
         _warm(f)
         & (f["standby_floor_w"] >= t["min_floor_w"])
         & (f["slow_p_w"] <= t["max_floor_ratio"] * f["standby_floor_w"])
         & (f["sub_floor_run_s"] >= t["min_duration_s"])
+        & _no_own_source(f, t)
     )
     return CueResult(
         fired,
@@ -444,6 +491,7 @@ def slow_bypass(f: Facts, t: Section) -> CueResult:
     lowest load so far must be down too (a bypass removed yesterday is not accused today). A
     vacant home keeps its standby; a habit change or a new appliance does not change the
     service impedance; only a bypass does all three.
+    Not on a premises with a source of its own (see R03).
 
     >>> r = slow_bypass({"warm": np.array([1.0, 1.0, 1.0]),
     ...     "days_old_n": np.array([6.0, 6.0, 6.0]),
@@ -452,10 +500,11 @@ def slow_bypass(f: Facts, t: Section) -> CueResult:
     ...     "days_level_ratio": np.array([0.6, 0.6, 0.6]),
     ...     "days_floor_ratio": np.array([0.6, 1.0, 0.6]),
     ...     "today_floor_ratio": np.array([0.55, 1.0, 0.6]),
-    ...     "days_impedance_ratio": np.array([1.5, 1.5, 1.0])},
+    ...     "days_impedance_ratio": np.array([1.5, 1.5, 1.0]),
+    ...     "export_physics": np.zeros(3), "export_age_s": np.full(3, np.inf)},
     ...     {"min_old_days_n": 3, "min_old_mean_w": 150, "min_old_floor_w": 40,
     ...      "max_level_ratio": 0.85, "min_level_ratio": 0.05, "max_floor_ratio": 0.8,
-    ...      "min_impedance_ratio": 1.15})
+    ...      "min_impedance_ratio": 1.15, "min_export_age_s": 86400})
     >>> r.fired.tolist()
     [True, False, False]
     """
@@ -469,6 +518,7 @@ def slow_bypass(f: Facts, t: Section) -> CueResult:
         & (f["days_floor_ratio"] <= t["max_floor_ratio"])
         & (f["today_floor_ratio"] <= t["max_floor_ratio"])
         & (f["days_impedance_ratio"] >= t["min_impedance_ratio"])
+        & _no_own_source(f, t)
     )
     return CueResult(
         fired,

@@ -362,6 +362,13 @@ class MeterState:
             # suspicious) and short memory (always)
             "imp_long": ((4,), np.float64, 0.0),
             "imp_short": ((4,), np.float64, 0.0),
+            # the same sums over pairs of EXPORTING readings (always learnt, long memory) and
+            # when they were last decayed: generation raises V with the exported current, a
+            # reversed meter's consumption lowers it (R05, the level cues)
+            "imp_export": ((4,), np.float64, 0.0),
+            "imp_export_ts": ((), np.int64, -1),
+            # the newest exporting reading (-1: never)
+            "last_export_ts": ((), np.int64, -1),
             "slow_p": ((), np.float32, np.nan),
             "slow_exp": ((), np.float32, np.nan),
             "drop_start": ((), np.int64, -1),
@@ -955,6 +962,15 @@ class Engine:
         dv = np.where(physics_pair, dv_all, 0.0)
         di = np.where(physics_pair, di_all, 0.0)
         sag = consecutive & (dv <= -meas["sag_step_v"]) & (np.abs(di) <= meas["sag_i_quiet_a"])
+        if neg.any():  # most fleets never export: nothing to learn
+            newest_export = np.full(len(st.last_export_ts), -1, dtype=np.int64)
+            np.maximum.at(newest_export, m[neg], ts[neg])
+            st.last_export_ts[:] = np.maximum(st.last_export_ts, newest_export)
+            export_pair = consecutive & neg & (prev_p < -meas["p_zero_w"])
+            if export_pair.any():
+                self._learn_export_physics(
+                    m[export_pair], ts[export_pair], dv_all[export_pair], di_all[export_pair]
+                )
 
         # measurement resolution per meter (smallest non-zero step seen), for the tolerance
         # (a register's resolution is the same whichever way the power flows)
@@ -1259,6 +1275,74 @@ class Engine:
             cur = st.arrays[name][seg_m]
             st.arrays[name][seg_m] = np.minimum(cur, mins)
 
+    def _learn_export_physics(
+        self, m: IntArray, ts: IntArray, dv: FloatArray, di: FloatArray
+    ) -> None:
+        """Decayed sums of dV*dI, dI^2, dV^2 and n over pairs of exporting readings (``m``
+        sorted). The current register is a magnitude: on a premises that generates (rooftop
+        PV), more export current raises V (dV = +Z*dI); on a reversed meter, the export is
+        consumption read negative, and more of it lowers V (dV = -Z*dI), as on any import.
+        The sums are decayed to each meter's newest pair with the long impedance memory."""
+        st = self.state
+        tau = self.thresholds.value("baseline", "impedance_long_memory_s")
+        segs = Segments.from_keys(m)
+        seg_m = m[segs.starts]
+        new = np.stack(
+            [
+                np.add.reduceat(col, segs.starts)
+                for col in (dv * di, di * di, dv * dv, np.ones_like(dv))
+            ],
+            axis=1,
+        )
+        newest = ts[segs.ends]
+        before = st.imp_export_ts[seg_m]
+        decay = np.where(before >= 0, np.exp(-np.maximum(newest - before, 0) / (1000.0 * tau)), 0.0)
+        st.imp_export[seg_m] = rows_of(st.imp_export, seg_m) * decay[:, None] + new
+        st.imp_export_ts[seg_m] = np.maximum(newest, before)
+
+    def _export_physics(self, m: IntArray) -> tuple[FloatArray, FloatArray]:
+        """What the export pairs' voltage says (+1: a load's physics, V falls as the export
+        current rises: a reversed meter; -1: a source's, V rises: generation; 0: not known
+        yet), and the fitted ohms (0 when unknown).
+
+        When the meter's import fit is trusted (its service impedance Z is known), the two
+        hypotheses are dV = -Z*dI (load) and dV = +Z*dI (source), with the meter's own
+        voltage noise sigma around that fit. Their log-likelihood ratio over the export
+        pairs is -2*Z*sum(dV*dI)/sigma^2: a sequential test that decides once it passes
+        ``decision_log_odds_nats`` either way (wrong about once in e^that), so one kettle's
+        step on a reversed meter decides at once and a PV ramp's small steps take their
+        time. Without a trusted Z, the test is against a voltage that ignores the current:
+        t = -sum(dV*dI) / (sigma*sqrt(sum(dI^2))) beyond ``decision_sigmas``, sigma from the
+        export fit's own residual."""
+        st = self.state
+        physics, z_ohm = np.zeros(len(m)), np.zeros(len(m))
+        if not (st.imp_export_ts[m] >= 0).any():
+            return physics, z_ohm
+        rf = self.thresholds.section("reverse_flow")
+        exp = rows_of(st.imp_export, m)
+        _, se_x = impedance_fit(exp)
+        sxy, sxx = exp[:, 0], exp[:, 1]
+        imp = rows_of(st.imp_long, m)
+        z_l, se_l = impedance_fit(imp)
+        z_known = (se_l <= 0.25 * np.abs(z_l)) & (z_l >= 0.01) & (z_l <= 1.5)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            var_import = np.maximum(imp[:, 2] - z_l * z_l * imp[:, 1], 0.0) / np.maximum(
+                imp[:, 3] - 1, 1
+            )
+            var_import = np.maximum(var_import, rf["min_noise_v"] ** 2)
+            log_odds = -2.0 * z_l * sxy / var_import
+            sigma = np.maximum(np.sqrt(se_x * se_x * sxx), rf["min_noise_v"])
+            t = np.where(sxx > 0, -sxy / (sigma * np.sqrt(sxx)), 0.0)
+            z_pairs = np.where(sxx > 0, -sxy / sxx, 0.0)  # (the fit's ten-pair minimum aside)
+        score = np.where(
+            z_known,
+            log_odds / rf["decision_log_odds_nats"],
+            np.where(np.isfinite(t), t, 0.0) / rf["decision_sigmas"],
+        )
+        told = np.isfinite(score) & (np.abs(score) >= 1.0) & (np.abs(z_pairs) >= 0.01)
+        physics = np.where(told, np.sign(score), 0.0)
+        return physics, fill_nan(z_pairs, 0.0)
+
     def _remember_recent(self, segs: Segments, seg_m: IntArray, ts: IntArray) -> None:
         """Keep the last RECENT_TS timestamps of each meter (for duplicate detection)."""
         st = self.state
@@ -1419,6 +1503,7 @@ class Engine:
         z_long = np.where(z_ok, z_long, np.nan)
         z_short, z_short_se = impedance_fit(imp_short)
         impedance = np.clip(fill_nan(z_long, 0.0), 0.0, 2.0)
+        export_physics, z_export = self._export_physics(gm)
         imp_ratio = np.where(
             np.isfinite(z_long) & np.isfinite(z_short), z_short / np.maximum(z_long, 0.02), 1.0
         )
@@ -1596,6 +1681,11 @@ class Engine:
             "vipf_mean_w": vipf_mean,
             "neg_run_s": runs_s[:, RUN_NEG],
             "export_share": st.export_share[gm].astype(np.float64),
+            "export_physics": export_physics,
+            "export_age_s": np.where(
+                st.last_export_ts[gm] >= 0, (end_ms - st.last_export_ts[gm]) / 1000.0, np.inf
+            ),
+            "export_impedance_ohm": z_export,
             "pf_low_run_s": pf_low_run_s,
             "pf_low_share": pf_ew,
             "pf_low_usual": pf_usual,
@@ -2218,6 +2308,11 @@ class Engine:
         st.e_scale[gm[has_d]] = new_e[has_d]
         neg_share = pstats[:, NNEG] / pstats[:, N]
         a_exp = 1.0 - np.exp(-dt / (7 * 86400.0))
+        if (neg_share > 0).any():
+            # a new export becomes history only once the voltage has told a source from a
+            # load: else a reversed meter whose voltage cannot tell (R05 waits for a long
+            # run) would teach itself, in 9 hours, that it always exported
+            a_exp = np.where((neg_share > 0) & (self._export_physics(gm)[0] == 0), 0.0, a_exp)
         es = st.export_share[gm]
         st.export_share[gm] = es + a_exp * (neg_share - es)
         decay = np.exp(-dt / th.value("baseline", "impedance_long_memory_s"))[:, None]

@@ -1,17 +1,21 @@
-"""A premises that exports (rooftop PV) does not drag the voltage physics.
+"""A premises that exports (rooftop PV) is not accused, and a reversed meter still is.
 
 The current register is a magnitude. While a premises exports, its current raises the
 voltage instead of lowering it, so dV against dI and u = V + Z*I flip sign. The engine
 reads voltage physics (impedance fits, unexplained steps, R11's and R15's corrected
-voltage) from pairs of importing readings only. Here a meter behind a 0.2 ohm service
-draws stepping loads and, on some days, exports at midday: its impedance fit stays at
-0.2 ohm, and no voltage cue accuses it.
-
-Known limit, not tested as a pass: the power cues (R05 reverse flow, R12 below standby,
-the level drops) still read a new export as theft; see the README.
+voltage) from pairs of importing readings only, and fits the exporting pairs apart: a
+source raises V as it exports more, a reversed meter's consumption (read negative) lowers
+it. R05 never accuses a source, and fires at once on a load's physics. While the voltage
+has not told, it fires after ``undecided_duration_s``: 10 minutes by default (a fleet
+without generation), 18 hours in the setting for a fleet with rooftop PV, which the PV
+tests use. The zero, level and standby cues (R02, R03, R12, R13) stand down on a premises
+that exported in the last day or whose voltage shows a source. Here a meter behind a
+0.2 ohm service draws stepping loads and, on some days, exports at midday.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 from engine_runs import DAY, HOUR, MIN, T0, FixedClock, final_events
@@ -20,8 +24,10 @@ from stream.codecs import ReadingBatch
 from stream.engine import Engine, impedance_fit
 from stream.settings import Settings
 
+PROSUMER_WAIT_S = 64800.0  # the README's setting for a fleet with rooftop PV
+
 Z_OHM = 0.2
-VOLTAGE_CUES = {"R09", "R10", "R11", "R15"}
+VOLTAGE_CUES = {"unmetered_load", "impedance_rise", "recurring_sag", "peer_voltage_dip"}
 
 
 def prosumer(days: int, export_days: set[int], seed: int = 3) -> ReadingBatch:
@@ -49,8 +55,19 @@ def prosumer(days: int, export_days: set[int], seed: int = 3) -> ReadingBatch:
     )
 
 
-def run(batch: ReadingBatch) -> tuple[Engine, list]:
-    engine = Engine.from_settings(Settings(), scorer=None, clock=FixedClock())
+def prosumer_settings(tmp_path: Path) -> Settings:
+    """The default thresholds with the PV fleet's R05 wait."""
+    default = Settings().thresholds_file.read_text()
+    assert "undecided_duration_s = 600.0" in default
+    path = tmp_path / "thresholds.toml"
+    path.write_text(
+        default.replace("undecided_duration_s = 600.0", f"undecided_duration_s = {PROSUMER_WAIT_S}")
+    )
+    return Settings(thresholds_file=path)
+
+
+def run(batch: ReadingBatch, settings: Settings | None = None) -> tuple[Engine, list]:
+    engine = Engine.from_settings(settings or Settings(), scorer=None, clock=FixedClock())
     events = final_events(engine, batch, 2_000).values()
     return engine, [ev for ev in events if ev.theft_likely]
 
@@ -63,6 +80,57 @@ def test_export_does_not_drag_the_impedance_fit_or_accuse_through_the_voltage() 
     assert abs(z[0] - Z_OHM) < 0.02 and se[0] < 0.01, (z, se)
     voltage = [ev for ev in alerts if VOLTAGE_CUES & set(ev.cues)]
     assert voltage == [], [(ev.start_ms, sorted(ev.cues)) for ev in voltage]
+
+
+def test_a_new_pv_install_is_not_accused_and_its_export_reads_as_a_source(
+    tmp_path: Path,
+) -> None:
+    # four days of plain import, then PV every day: a reversed meter and a bypass would
+    # also show export and a net load below the standby floor
+    batch = prosumer(days=8, export_days={4, 5, 6, 7})
+    engine, alerts = run(batch, prosumer_settings(tmp_path))
+    assert alerts == [], [(ev.start_ms, sorted(ev.cues)) for ev in alerts]
+    z_export, se = impedance_fit(engine.state.imp_export[:1])
+    assert abs(z_export[0] + Z_OHM) < 0.03 and se[0] < 0.05, (z_export, se)
+
+
+def reversed_from(batch: ReadingBatch, day: int, flat_voltage: bool = False) -> ReadingBatch:
+    """The same premises (no PV) with its meter reversed from ``day``: P and PF read negative,
+    V and I as before; ``flat_voltage``: a voltage register too coarse to see the load."""
+    on = batch.ts_ms >= T0 + day * DAY
+    v = np.full(len(batch), 231.0) if flat_voltage else batch.v
+    return ReadingBatch.from_columns(
+        meter_id=batch.meter_id,
+        ts_ms=batch.ts_ms,
+        p=np.where(on, -1.0, 1.0) * np.round(v * batch.i * np.abs(batch.pf), 1),
+        v=v,
+        i=batch.i,
+        pf=np.where(on, -1.0, 1.0) * batch.pf,
+    )
+
+
+def test_a_reversed_meter_is_accused_within_the_hour_its_voltage_reads_a_load() -> None:
+    onset = T0 + 4 * DAY
+    engine, alerts = run(reversed_from(prosumer(days=6, export_days=set()), day=4))
+    r05 = [ev for ev in alerts if "reverse_flow" in ev.cues]
+    assert r05, [(ev.start_ms, sorted(ev.cues)) for ev in alerts]
+    assert min(ev.detected_at_ms for ev in r05) - onset <= HOUR
+    z_export, _ = impedance_fit(engine.state.imp_export[:1])
+    assert abs(z_export[0] - Z_OHM) < 0.03, z_export
+
+
+def test_a_reversed_meter_whose_voltage_cannot_tell_is_accused_after_the_wait(
+    tmp_path: Path,
+) -> None:
+    onset = T0 + 4 * DAY
+    batch = reversed_from(prosumer(days=6, export_days=set()), day=4, flat_voltage=True)
+    for settings, wait_s in ((Settings(), 600.0), (prosumer_settings(tmp_path), PROSUMER_WAIT_S)):
+        engine, alerts = run(batch, settings)
+        assert engine.thresholds.value("reverse_flow", "undecided_duration_s") == wait_s
+        r05 = [ev for ev in alerts if "reverse_flow" in ev.cues]
+        assert r05, [(ev.start_ms, sorted(ev.cues)) for ev in alerts]
+        first = min(ev.detected_at_ms for ev in r05)
+        assert onset + wait_s * 1000 <= first <= onset + wait_s * 1000 + HOUR, (wait_s, first)
 
 
 def test_a_meter_that_never_exports_fits_the_same_service() -> None:

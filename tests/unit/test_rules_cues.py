@@ -46,6 +46,9 @@ def facts(**values: float) -> dict[str, np.ndarray]:
         "vipf_mean_w": 500.0,
         "neg_run_s": 0.0,
         "export_share": 0.0,
+        "export_physics": 0.0,
+        "export_impedance_ohm": 0.0,
+        "export_age_s": float("inf"),
         "pf_low_run_s": 0.0,
         "pf_low_share": 0.0,
         "pf_low_usual": 0.0,
@@ -103,7 +106,7 @@ FIRING = {
         slow_ratio=0.4, drop_run_s=20_000.0, impedance_ratio=2.0, impedance_z=4.0
     ),
     "register_tamper": dict(resid_run_n=5.0, resid_run_s=1500.0, resid_rel=0.5),
-    "reverse_flow": dict(neg_run_s=1800.0, mean_p_w=-450.0),
+    "reverse_flow": dict(neg_run_s=1800.0, mean_p_w=-450.0, export_physics=1.0),
     "pf_abnormal": dict(pf_low_run_s=3600.0, pf_low_share=0.7, pf_mean=0.4),
     "sharp_spike": dict(max_p_w=9000.0, expected_p_w=500.0),
     "gradual_decline": dict(trend_slope_per_day=-0.08, trend_ratio=0.5, impedance_ratio=1.4),
@@ -175,6 +178,36 @@ def test_reverse_flow_is_allowed_for_a_meter_that_exports() -> None:
     assert not C.reverse_flow(f, TH.section("reverse_flow")).fired.any()
 
 
+def test_reverse_flow_waits_for_the_voltage_to_tell_a_load_from_a_source() -> None:
+    # the wait of a fleet with rooftop PV (the default, 600 s, is the short run itself)
+    th = {**TH.section("reverse_flow"), "undecided_duration_s": 64800.0}
+    quick, long = th["min_duration_s"] + 60.0, th["undecided_duration_s"] + 60.0
+    # a load's physics (V falls as the export current rises): the short run is enough
+    assert C.reverse_flow(facts(neg_run_s=quick, mean_p_w=-450.0, export_physics=1.0), th).fired[0]
+    # not known yet: only a run longer than a day's solar export
+    assert not C.reverse_flow(facts(neg_run_s=quick, mean_p_w=-450.0), th).fired[0]
+    assert C.reverse_flow(facts(neg_run_s=long, mean_p_w=-450.0), th).fired[0]
+    # a source's physics (V rises as it exports more): never, however long
+    source = facts(neg_run_s=10 * long, mean_p_w=-450.0, export_physics=-1.0)
+    assert not C.reverse_flow(source, th).fired.any()
+
+
+@pytest.mark.parametrize("name", ["bypass_zero", "partial_bypass", "below_standby", "slow_bypass"])
+def test_a_premises_that_generates_is_not_accused_of_low_or_zero_power(name: str) -> None:
+    th = TH.section(name)
+    firing = FIRING[name]
+    assert C.CUE_BY_NAME[name].fn(facts(**firing), th).fired[0]
+    # it exported an hour ago (a new PV install, before its voltage has told)
+    recent = facts(**firing, export_age_s=3600.0)
+    assert not C.CUE_BY_NAME[name].fn(recent, th).fired.any()
+    # its export raised its voltage: a source of its own
+    source = facts(**firing, export_physics=-1.0)
+    assert not C.CUE_BY_NAME[name].fn(source, th).fired.any()
+    # a day after the last export, with no source seen, the cue is back
+    later = facts(**firing, export_age_s=th["min_export_age_s"] + 1.0)
+    assert C.CUE_BY_NAME[name].fn(later, th).fired[0]
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=3, max_size=3))
 def test_cues_never_raise_on_odd_values(values: list[float]) -> None:
@@ -220,6 +253,7 @@ def test_threshold_keys_carry_units() -> None:
         "_ohm",
         "_days",
         "_score",
+        "_nats",
     )
     for section, values in TH.sections.items():
         for key in values:

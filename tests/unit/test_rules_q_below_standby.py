@@ -9,7 +9,14 @@ from rules.cues import CUE_BY_NAME, below_standby
 from rules.thresholds import load_thresholds
 
 TH = load_thresholds().section("below_standby")
-FIRING = {"warm": 1.0, "slow_p_w": 40.0, "standby_floor_w": 120.0, "sub_floor_run_s": 9000.0}
+FIRING = {
+    "warm": 1.0,
+    "slow_p_w": 40.0,
+    "standby_floor_w": 120.0,
+    "sub_floor_run_s": 9000.0,
+    "export_physics": 0.0,
+    "export_age_s": float("inf"),
+}
 
 
 def facts(**changes: float) -> dict[str, np.ndarray]:
@@ -31,6 +38,8 @@ def test_fires_hours_below_a_third_of_the_standby_floor_with_evidence() -> None:
         ({"sub_floor_run_s": 1800.0}, "half an hour is not hours"),
         ({"standby_floor_w": 10.0, "slow_p_w": 2.0}, "an idle circuit has no meaningful floor"),
         ({"standby_floor_w": 0.0, "slow_p_w": 0.0}, "no floor learnt yet"),
+        ({"export_age_s": 7200.0}, "it exported two hours ago: a source of its own"),
+        ({"export_physics": -1.0}, "its export raised its voltage: a source of its own"),
     ],
 )
 def test_each_condition_is_needed(change: dict[str, float], why: str) -> None:

@@ -22,6 +22,8 @@ FIRING = {
     "days_floor_ratio": 0.6,
     "today_floor_ratio": 0.55,
     "days_impedance_ratio": 1.6,
+    "export_physics": 0.0,
+    "export_age_s": float("inf"),
 }
 
 
@@ -50,6 +52,7 @@ def test_fires_on_a_lower_level_and_floor_with_a_higher_impedance_with_evidence(
         ({"days_floor_ratio": 0.97}, "the standby held: a vacancy or a habit"),
         ({"today_floor_ratio": 1.0}, "the standby is back today: the bypass was removed"),
         ({"days_impedance_ratio": 1.02}, "every ampere still passes the meter"),
+        ({"export_age_s": 7200.0}, "it exported two hours ago: a source of its own"),
     ],
 )
 def test_each_condition_is_needed(change: dict[str, float], why: str) -> None:

@@ -87,6 +87,7 @@ from rules.cues import CUES, PARTNER_IDS, evaluate_cues, theft_windows
 from rules.events import Event, EventTracker, FlaggedWindow
 from rules.severity import unbilled_kwh
 from rules.thresholds import Thresholds, load_thresholds
+from stream import kernels
 from stream.codecs import ReadingBatch, Rejection, concat_batches, split_valid
 from stream.windows import Segments, runs_in_segments, shift_in_segments
 
@@ -920,237 +921,84 @@ class Engine:
 
     def _process_round(self, rel: _Pending, out: EngineOutput) -> dict[str, Any]:
         """Readings of one pane per meter (sorted by meter, then time): reading facts,
-        pane statistics, then the window of that pane (:meth:`_score_round`)."""
+        pane statistics, then the window of that pane (:meth:`_score_round`).
+
+        The reading facts are those of each reading against the meter's previous reading
+        (any window): steps, flatness, the physics pairs (importing readings only: while a
+        premises exports, its current raises V instead of lowering it, so V + Z*I and dV
+        against dI flip sign), unexplained steps, the register residual against V*I*PF
+        with the meter's own resolution (reading low judged tighter than reading wrong),
+        "zero" relative to what the meter usually draws and its standby floor; then the
+        cadence, the run counters, the last-reading state and the pane's statistics.
+        Everything a reading's facts read from the meter's state is as of its previous
+        pane. One compiled pass per meter: :func:`stream.kernels.pane_facts`."""
         cfg = self.config
         th = self.thresholds
         st = self.state
         meas = th.section("measurement")
-        hop_ms = cfg.hop_s * 1000
-        m, ts = rel.m, rel.ts
-        p, v, i, pf = rel.p, rel.v, rel.i, rel.pf
-        n = len(m)
-        segs = Segments.from_keys(m)
-        seg_m = m[segs.starts]
-        last_idx = segs.ends
-
-        # ---- reading-to-reading facts (vs the meter's previous reading, any window)
-        prev_ts = shift_in_segments(ts, segs, st.last_ts[seg_m])
-        prev_p = shift_in_segments(p, segs, st.last_p[seg_m])
-        prev_v = shift_in_segments(v, segs, st.last_v[seg_m])
-        prev_i = shift_in_segments(i, segs, st.last_i[seg_m])
-        prev_pf = shift_in_segments(pf, segs, st.last_pf[seg_m])
-        dt_s = np.where(prev_ts >= 0, (ts - prev_ts) / 1000.0, np.nan)
-        consecutive = (prev_ts >= 0) & (dt_s <= meas["max_consecutive_gap_s"])
-        flat = consecutive & (p == prev_p) & (v == prev_v) & (i == prev_i) & (pf == prev_pf)
-        step = np.where(consecutive, np.abs(p - prev_p), 0.0)
-        # Voltage physics (the service-impedance fits, the unexplained steps, u = V + Z*I)
-        # reads pairs of importing readings only. The current register is a magnitude: while
-        # a premises exports (rooftop PV), its current raises V instead of lowering it, so
-        # V + Z*I and dV against dI flip sign. Without this, a PV home's daytime export
-        # dragged its impedance fit and made its nights look dipped against its own days
-        # (R15, R10). On meters that never export this is every consecutive pair.
-        neg = p < -meas["p_zero_w"]
-        physics_pair = consecutive & ~neg & (prev_p >= -meas["p_zero_w"])
-        dv_all, di_all = v - prev_v, i - prev_i
-        dv = np.where(physics_pair, dv_all, 0.0)
-        di = np.where(physics_pair, di_all, 0.0)
-        sag = consecutive & (dv <= -meas["sag_step_v"]) & (np.abs(di) <= meas["sag_i_quiet_a"])
-
-        # measurement resolution per meter (smallest non-zero step seen), for the tolerance
-        # (a register's resolution is the same whichever way the power flows)
-        self._update_resolution(segs, seg_m, np.abs(di_all), np.abs(dv_all), consecutive)
-        i_step = np.where(np.isfinite(st.i_step[m]), st.i_step[m], meas["default_i_step_a"])
-        v_step = np.where(np.isfinite(st.v_step[m]), st.v_step[m], meas["default_v_step_v"])
-        vipf = v * i * pf
-        resid = np.abs(p - vipf)
-        tol = (
-            meas["residual_abs_tol_w"]
-            + meas["residual_rel_tol_ratio"] * np.abs(p)
-            + v * i_step * np.abs(pf)
-            + i * v_step
-            + v * i * meas["default_pf_step_pf"]
-        )
-        real_i = i >= meas["i_min_a"]
-        # the power factor of a near-idle load is noise (AMPds2 reports APF 0.05 at 0.1 A)
-        real_s = real_i & (v * i >= meas["pf_min_va"])
-        # Reading low is judged tighter than reading wrong: rounding (or truncating) V, I and
-        # PF hides at most half a step of each below the true power (a truncated register
-        # only ever reads below it), so a P further under V*I*PF than half the resolution
-        # terms plus the meter's accuracy is a register reading low. The symmetric band
-        # above is for P reading high as well; on a 0.1 A register at 120 V it is +-19 W,
-        # wide enough to hide half of a 20 W circuit (real AMPds2 copy: an under-reading
-        # register alerted after 15 days instead of the first evening).
-        under = np.abs(vipf) - np.abs(p)
-        tol_under = (
-            meas["under_read_abs_tol_w"]
-            + meas["under_read_rel_tol_ratio"] * np.abs(vipf)
-            + 0.5 * (v * i_step * np.abs(pf) + i * v_step + v * i * meas["default_pf_step_pf"])
-        )
-        res_bad = real_i & ((resid > tol) | (under > tol_under))
-        # the load registers repeat while load is on (the voltage may move: R14)
-        stuck = (
-            consecutive
-            & (p == prev_p)
-            & (i == prev_i)
-            & (pf == prev_pf)
-            & (real_i | (np.abs(p) > meas["p_zero_w"]))
-        )
-        res_rel = np.where(real_i, resid / np.maximum(np.abs(vipf), np.abs(p)).clip(1.0), 0.0)
-        # "zero" is relative to what the meter usually draws: a bypass leaves a few W of
-        # residual (the metered share, the meter's own supply), a 3 kW home's 30 W is zero
-        # the round's meters' baseline profiles, gathered once for the reading facts and the
-        # window (the baselines change only after the window is judged)
-        profile = self._profile(seg_m)
-        daily_m = profile.daily_mean[segs.seg_of]
-        hour_m = self._hour_expected(m, ts)
-        # ... or far below the premises' own standby floor (its usual daily minimum: fridge,
-        # router, standby never stop), which a home that is out still draws
-        floor_m = self._standby_floor(seg_m)
-        zero_w = np.maximum(
-            np.maximum(meas["p_zero_w"], meas["zero_floor_share"] * floor_m[segs.seg_of]),
-            np.maximum(meas["zero_share_of_daily"] * daily_m, meas["zero_share_of_hour"] * hour_m),
-        )
-        zero = (np.abs(p) <= zero_w) & (v >= meas["v_present_v"])
-        pf_low = real_s & (np.abs(pf) <= th.value("pf_abnormal", "max_pf"))
-        # unexplained voltage step: dV not accounted for by the meter's own current change
-        # the long impedance fit (the window reuses it: imp_long changes after judging)
-        z_fit = impedance_fit(rows_of(st.imp_long, seg_m))
-        z_r = np.clip(fill_nan(z_fit[0], 0.0), 0.0, 2.0)[segs.seg_of]
-        e_step = np.where(physics_pair, dv + z_r * di, 0.0)
-
-        # ---- cadence (EWMA of the interval between consecutive readings)
-        good_dt = consecutive & (dt_s > 0)
-        if good_dt.any():
-            med = self._segment_mean(np.where(good_dt, dt_s, 0.0), good_dt, segs)
-            has = ~np.isnan(med)
-            cur = st.cadence_s[seg_m]
-            st.cadence_s[seg_m[has]] = np.where(
-                np.isnan(cur[has]), med[has], 0.8 * cur[has] + 0.2 * med[has]
-            )
-
-        # ---- runs (the four of run_n/run_start, then R14's, which has arrays of its own)
-        run_true = [flat, zero, res_bad, neg, stuck]
-        run_reset = [~flat, ~zero, real_i & ~res_bad, p > meas["p_zero_w"], ~stuck]
-        # gathers by an index array: copies, kept as the carried state of the run histories
-        run_n, run_start = rows_of(st.run_n, seg_m), rows_of(st.run_start, seg_m)
-        carry_n = [run_n[:, k] for k in range(N_RUNS)] + [st.stuck_run_n[seg_m]]
-        carry_start = [run_start[:, k] for k in range(N_RUNS)]
-        carry_start.append(st.stuck_run_start[seg_m])
-        flat_carry_last = st.last_ts[seg_m].copy()
-        run_n_end = np.zeros((n, N_RUNS + 1))
-        run_s_end = np.zeros((n, N_RUNS + 1))
-        run_start_end = np.zeros((len(seg_m), N_RUNS + 1), dtype=np.int64)
-        for k in range(N_RUNS + 1):
-            cnt, start = runs_in_segments(
-                run_true[k], run_reset[k], ts, segs, carry_n[k].astype(np.float64), carry_start[k]
-            )
-            run_n_end[:, k] = cnt
-            run_s_end[:, k] = np.where(start >= 0, (ts - start) / 1000.0, 0.0)
-            run_start_end[:, k] = start[last_idx]
-        st.run_n[seg_m] = run_n_end[last_idx, :N_RUNS]
-        st.run_start[seg_m] = run_start_end[:, :N_RUNS]
-        st.stuck_run_n[seg_m] = run_n_end[last_idx, RUN_STUCK]
-        st.stuck_run_start[seg_m] = run_start_end[:, RUN_STUCK]
-
-        # ---- per-meter "last reading" state
-        st.last_ts[seg_m] = ts[last_idx]
-        st.last_p[seg_m] = p[last_idx]
-        st.last_v[seg_m] = v[last_idx]
-        st.last_i[seg_m] = i[last_idx]
-        st.last_pf[seg_m] = pf[last_idx]
-        self._remember_recent(segs, seg_m, ts)
-
-        # ---- the pane of each meter: its readings are one segment
-        pane = ts // hop_ms
-        g0 = segs.starts
-        g_last = segs.ends
-        stats = np.zeros((len(g0), N_STATS))
-        ones = np.ones(n)
-        pf_w = np.where(real_s, pf, 0.0)
-        cols = {
-            N: ones,
-            SP: p,
-            SP2: p * p,
-            SV: v,
-            SI: i,
-            SPF: pf_w,
-            SPF2: pf_w * pf_w,
-            NPF: real_s.astype(np.float64),
-            NZERO: zero.astype(np.float64),
-            NNEG: neg.astype(np.float64),
-            NFLAT: flat.astype(np.float64),
-            NRES: res_bad.astype(np.float64),
-            SRES: res_rel,
-            NSAG: sag.astype(np.float64),
-            SVIPF: vipf,
-            SDVDI: dv * di,
-            SDI2: di * di,
-            SDV2: dv * dv,
-            NDIFF: physics_pair.astype(np.float64),
-            SABSE: np.abs(e_step),
-            NPFLOW: pf_low.astype(np.float64),
-        }
-        extremes = {
-            MINP: (np.minimum, p),
-            MAXP: (np.maximum, p),
-            MINV: (np.minimum, v),
-            MAXSTEP: (np.maximum, step),
-            MINE: (np.minimum, e_step),
-            MAXE: (np.maximum, e_step),
-        }
-        if n == len(g0):
-            # one reading per pane (a cadence of a hop or coarser): the pane's statistics
-            # are the reading's own values
-            for col, values in cols.items():
-                stats[:, col] = values
-            for col, (_, values) in extremes.items():
-                stats[:, col] = values
-        else:
-            for col, values in cols.items():
-                stats[:, col] = np.add.reduceat(values, g0)
-            for col, (ufunc, values) in extremes.items():
-                stats[:, col] = ufunc.reduceat(values, g0)
-        flat_max_s = (
-            self._longest_ended_run_ms(
-                ts,
-                flat,
-                segs,
-                seg_m,
-                run_n_end[:, RUN_FLAT],
-                run_s_end[:, RUN_FLAT],
-                carry_start[RUN_FLAT],
-                flat_carry_last,
-                "flat_max_ms",
-            )[g_last]
-            / 1000.0
-        )
-        stuck_max_s = (
-            self._longest_ended_run_ms(
-                ts,
-                stuck,
-                segs,
-                seg_m,
-                run_n_end[:, RUN_STUCK],
-                run_s_end[:, RUN_STUCK],
-                carry_start[RUN_STUCK],
-                flat_carry_last,
-                "stuck_max_ms",
-            )[g_last]
-            / 1000.0
+        ready_s = float(th.value("baseline", "slot_ready_s"))
+        (
+            seg_m,
+            gpane,
+            stats,
+            runs_n,
+            runs_s,
+            last_p,
+            last_i,
+            flat_max_s,
+            stuck_max_s,
+            ready,
+            ready_p,
+            n_ready,
+            daily_mean,
+            floor_m,
+            z_long,
+            z_long_se,
+        ) = kernels.pane_facts(
+            rel.m,
+            rel.ts,
+            rel.p,
+            rel.v,
+            rel.i,
+            rel.pf,
+            cfg.hop_s * 1000,
+            np.array([float(meas[name]) for name in kernels.MEAS_PARAMS]),
+            float(th.value("pf_abnormal", "max_pf")),
+            ready_s,
+            float(np.float32(ready_s)) == ready_s,
+            st.last_ts,
+            st.last_p,
+            st.last_v,
+            st.last_i,
+            st.last_pf,
+            st.i_step,
+            st.v_step,
+            st.cadence_s,
+            st.run_n,
+            st.run_start,
+            st.stuck_run_n,
+            st.stuck_run_start,
+            st.flat_max_ms,
+            st.stuck_max_ms,
+            st.recent_ts,
+            st.base_w,
+            st.base_p,
+            st.floor_days_w,
+            st.imp_long,
         )
         return self._score_round(
             seg_m,
-            pane[g0],
+            gpane,
             stats,
-            run_n_end[g_last],
-            run_s_end[g_last],
-            p[g_last],
-            i[g_last],
+            runs_n,
+            runs_s,
+            last_p,
+            last_i,
             flat_max_s,
             stuck_max_s,
-            profile,
+            _Profile(ready, ready_p, n_ready, daily_mean),
             floor_m,
-            z_fit,
+            (z_long, z_long_se),
             out,
         )
 

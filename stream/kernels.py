@@ -37,59 +37,101 @@ PW_BLOCKSIZE = 128
 
 
 @njit(cache=True)
-def pairwise_sum(a, lo, n, neg_zero):  # type: ignore[no-untyped-def]
-    """numpy's pairwise sum of ``a[lo:lo+n]`` in the dtype of ``a`` (``neg_zero``: -0.0
-    of that dtype): the value ``np.add.reduce`` adds onto its start. Under 8 elements a
-    plain loop from -0.0; up to 128 eight interleaved accumulators; beyond that two
-    halves."""
+def pairwise_block(a, lo, n, neg_zero):  # type: ignore[no-untyped-def]
+    """numpy's pairwise sum of ``a[lo:lo+n]`` for n <= 128, in the dtype of ``a``
+    (``neg_zero``: -0.0 of that dtype): under 8 elements a plain loop from -0.0, else
+    eight interleaved accumulators, combined as a tree, then the rest one by one."""
     if n < 8:
         res = neg_zero
         for k in range(n):
             res += a[lo + k]
         return res
+    r0 = a[lo]
+    r1 = a[lo + 1]
+    r2 = a[lo + 2]
+    r3 = a[lo + 3]
+    r4 = a[lo + 4]
+    r5 = a[lo + 5]
+    r6 = a[lo + 6]
+    r7 = a[lo + 7]
+    k = 8
+    stop = n - (n % 8)
+    while k < stop:
+        r0 += a[lo + k]
+        r1 += a[lo + k + 1]
+        r2 += a[lo + k + 2]
+        r3 += a[lo + k + 3]
+        r4 += a[lo + k + 4]
+        r5 += a[lo + k + 5]
+        r6 += a[lo + k + 6]
+        r7 += a[lo + k + 7]
+        k += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while k < n:
+        res += a[lo + k]
+        k += 1
+    return res
+
+
+@njit(cache=True)
+def pairwise_sum(a, lo, n):  # type: ignore[no-untyped-def]
+    """numpy's pairwise sum of the float64 ``a[lo:lo+n]``: the value ``np.add.reduce``
+    adds onto its start. Beyond 128 elements numpy sums the two halves (the first a
+    multiple of 8 long) recursively and adds them; here the same tree is walked with
+    explicit stacks, because a cached numba function that calls a recursive one crashes
+    (segfault) in a process that imported pyarrow before the cache was loaded."""
     if n <= PW_BLOCKSIZE:
-        r0 = a[lo]
-        r1 = a[lo + 1]
-        r2 = a[lo + 2]
-        r3 = a[lo + 3]
-        r4 = a[lo + 4]
-        r5 = a[lo + 5]
-        r6 = a[lo + 6]
-        r7 = a[lo + 7]
-        k = 8
-        stop = n - (n % 8)
-        while k < stop:
-            r0 += a[lo + k]
-            r1 += a[lo + k + 1]
-            r2 += a[lo + k + 2]
-            r3 += a[lo + k + 3]
-            r4 += a[lo + k + 4]
-            r5 += a[lo + k + 5]
-            r6 += a[lo + k + 6]
-            r7 += a[lo + k + 7]
-            k += 8
-        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        while k < n:
-            res += a[lo + k]
-            k += 1
-        return res
-    n2 = n // 2
-    n2 -= n2 % 8
-    return pairwise_sum(a, lo, n2, neg_zero) + pairwise_sum(a, lo + n2, n - n2, neg_zero)
+        return pairwise_block(a, lo, n, -0.0)
+    depth = 3 * 64
+    los = np.empty(depth, dtype=np.int64)
+    ns = np.empty(depth, dtype=np.int64)
+    phase = np.empty(depth, dtype=np.int64)
+    vals = np.empty(depth)
+    top = 0
+    nv = 0
+    los[0], ns[0], phase[0] = lo, n, 0
+    top = 1
+    while top > 0:
+        top -= 1
+        l_, k_, ph = los[top], ns[top], phase[top]
+        if k_ <= PW_BLOCKSIZE:
+            vals[nv] = pairwise_block(a, l_, k_, -0.0)
+            nv += 1
+        elif ph == 0:
+            k2 = k_ // 2
+            k2 -= k2 % 8
+            los[top], ns[top], phase[top] = l_, k_, 1
+            los[top + 1], ns[top + 1], phase[top + 1] = l_ + k2, k_ - k2, 0
+            los[top + 2], ns[top + 2], phase[top + 2] = l_, k2, 0
+            top += 3
+        else:
+            # the left half was pushed last, so it was summed first
+            left = vals[nv - 2]
+            right = vals[nv - 1]
+            vals[nv - 2] = left + right
+            nv -= 1
+    return vals[0]
 
 
 @njit(cache=True)
-def reduce_sum(a, lo, n, neg_zero):  # type: ignore[no-untyped-def]
-    """``np.add.reduce(a[lo:lo+n])`` (also a row of ``.sum(axis=1)``): +0.0 plus the
-    pairwise sum."""
-    return (neg_zero - neg_zero) + pairwise_sum(a, lo, n, neg_zero)
+def reduce_sum(a, lo, n):  # type: ignore[no-untyped-def]
+    """``np.add.reduce(a[lo:lo+n])`` of float64 (also a row of ``.sum(axis=1)``): +0.0
+    plus the pairwise sum."""
+    return 0.0 + pairwise_sum(a, lo, n)
 
 
 @njit(cache=True)
-def reduceat_sum(a, lo, n, neg_zero):  # type: ignore[no-untyped-def]
-    """One segment of ``np.add.reduceat`` (n >= 1): the first element plus the pairwise
-    sum of the rest (a one-element segment is the element itself, -0.0 included)."""
-    return a[lo] + pairwise_sum(a, lo + 1, n - 1, neg_zero)
+def reduce_sum32(a, lo, n):  # type: ignore[no-untyped-def]
+    """``np.add.reduce(a[lo:lo+n])`` of float32, n <= 128, in float32."""
+    return np.float32(0.0) + pairwise_block(a, lo, n, np.float32(-0.0))
+
+
+@njit(cache=True)
+def reduceat_sum(a, lo, n):  # type: ignore[no-untyped-def]
+    """One segment of ``np.add.reduceat`` of float64 (n >= 1): the first element plus
+    the pairwise sum of the rest (a one-element segment is the element itself, -0.0
+    included)."""
+    return a[lo] + pairwise_sum(a, lo + 1, n - 1)
 
 
 @njit(cache=True)
@@ -300,7 +342,6 @@ def pane_facts(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
     K = bounds.shape[0] - 1
     n_slots = base_w.shape[1]
     ready_s32 = np.float32(ready_s)
-    nz64 = -0.0
 
     seg_m = np.empty(K, dtype=np.int64)
     gpane = np.empty(K, dtype=np.int64)
@@ -356,7 +397,7 @@ def pane_facts(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
             ready_p[s, k] = base_p[g, k] if r else np.float32(0.0)
         n_ready[s] = nr
         if nr32 > 0:
-            total32 = reduce_sum(ready_row32, 0, n_slots, np.float32(-0.0))
+            total32 = reduce_sum32(ready_row32, 0, n_slots)
             daily_mean[s] = np.float64(total32) / np.float64(max(nr32, 1))
         else:
             daily_mean[s] = 0.0
@@ -494,8 +535,8 @@ def pane_facts(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
             run_reset[4, j] = not stuck
 
         # ---- cadence: EWMA of the mean interval between consecutive readings
-        dt_sum = reduceat_sum(good_dt, lo, cnt, nz64)
-        dt_n = reduceat_sum(good_dt_n, lo, cnt, nz64)
+        dt_sum = reduceat_sum(good_dt, lo, cnt)
+        dt_n = reduceat_sum(good_dt_n, lo, cnt)
         if dt_n > 0:
             med = dt_sum / np_max(dt_n, 1.0)
             if not np.isnan(med):
@@ -570,7 +611,15 @@ def pane_facts(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
 
         # ---- the pane's statistics
         for c in SUM_COLS:
-            stats[s, c] = reduceat_sum(vals[c], lo, cnt, nz64)
+            if cnt <= 8:
+                # reduceat_sum inlined for short panes (the usual case): the first value
+                # plus the plain sum of the others from -0.0
+                rest = -0.0
+                for j in range(lo + 1, hi):
+                    rest += vals[c, j]
+                stats[s, c] = vals[c, lo] + rest
+            else:
+                stats[s, c] = reduceat_sum(vals[c], lo, cnt)
         for c in (MINP, MINV, MINE):
             acc = vals[c, lo]
             for j in range(lo + 1, hi):

@@ -1206,7 +1206,6 @@ class Engine:
         th = self.thresholds
         st = self.state
         hop_ms = cfg.hop_s * 1000
-        P = cfg.panes
 
         end_ms = (gpane + 1) * hop_ms
         start_ms = end_ms - cfg.window_s * 1000
@@ -1228,183 +1227,108 @@ class Engine:
         since_s = np.minimum(since_s, np.maximum((gpane - last_pane) * cfg.hop_s, cfg.hop_s))
         since_s = np.where(last_pane >= 0, since_s, np.minimum(cad, 3600.0))
 
-        # ring update and window aggregation
-        slot = gpane % P
-        st.ring_id[gm, slot] = gpane
-        st.ring[gm, slot] = pstats
-        st.last_pane[gm] = gpane
-        rid = rows_of(st.ring_id, gm)
-        valid = (rid > (gpane - P)[:, None]) & (rid <= gpane[:, None])
-        wsum, wmax_p, wmax_step = self._window_sums(gm, valid)
-        wn = wsum[:, N]
-        mean_p = wsum[:, SP] / wn
-        mean_v = wsum[:, SV] / wn
-        mean_i = wsum[:, SI] / wn
-        vipf_mean = wsum[:, SVIPF] / wn
-        pane_mean_p = pstats[:, SP] / pstats[:, N]
-        pane_mean_v = pstats[:, SV] / pstats[:, N]
-        pane_mean_i = pstats[:, SI] / pstats[:, N]
-
-        # baselines
-        hour = (end_ms - 1) // HOUR_MS % 24
-        day = (end_ms - 1) // DAY_MS
-        weekend = ((day + 3) % 7) >= 5
-        bslot = (hour + 24 * weekend).astype(np.int64)
-        expected_p, expected_std, daily = self._expected(gm, bslot, profile)
-        vw = cells_of(st.base_vw, gm, hour).astype(np.float64)
-        v_ready = vw >= th.value("baseline", "slot_ready_s")
-        expected_v = np.where(v_ready, cells_of(st.base_v, gm, hour), np.nan)
-        expected_i = np.where(v_ready, cells_of(st.base_i, gm, hour), np.nan)
-        pf_base = st.pf_base[gm].astype(np.float64)
+        # the exponential memories of this round's steps, computed by numpy (its SIMD exp
+        # and the C library's exp, which a compiled kernel would call, differ in the last
+        # bit); the kernels take them as inputs
         bl = th.section("baseline")
-        imp_pane = pstats[:, IMP_SUMS]
-        decay_s = np.exp(-since_s / bl["impedance_short_memory_s"])[:, None]
-        imp_short = rows_of(st.imp_short, gm) * decay_s + imp_pane
-        st.imp_short[gm] = imp_short
-        z_long, z_long_se = z_fit
-        # a long fit is trusted only when it is precise and physically plausible
-        z_ok = (z_long_se <= 0.25 * np.abs(z_long)) & (z_long >= 0.01) & (z_long <= 1.5)
-        z_long = np.where(z_ok, z_long, np.nan)
-        z_short, z_short_se = impedance_fit(imp_short)
-        impedance = np.clip(fill_nan(z_long, 0.0), 0.0, 2.0)
-        imp_ratio = np.where(
-            np.isfinite(z_long) & np.isfinite(z_short), z_short / np.maximum(z_long, 0.02), 1.0
+        rs = th.section("recurring_sag")
+        rts = st.onset_recur_ts[gm]
+        exps = np.stack(
+            [
+                np.exp(-since_s / bl["impedance_short_memory_s"]),
+                np.exp(-since_s / bl["slow_level_memory_s"]),
+                np.exp(-since_s / th.value("below_standby", "memory_s")),
+                np.exp(-np.where(rts >= 0, (end_ms - rts) / 1000.0, 0.0) / rs["memory_s"]),
+                np.exp(-since_s / th.value("pf_abnormal", "share_memory_s")),
+            ]
         )
-        imp_z = np.where(
-            np.isfinite(z_long) & np.isfinite(z_short),
-            (z_short - z_long) / np.maximum(z_short_se, 1e-3),
-            0.0,
-        )
-        warm = ((end_ms - st.first_ts[gm]) >= cfg.warmup_s * 1000) & np.isfinite(expected_p)
-
-        # sustained rise of the apparent service impedance (unmetered current)
-        ir = th.section("impedance_rise")
-        imp_up = warm & (imp_ratio >= ir["min_ratio"]) & (imp_z >= ir["min_z"])
-        ist = st.imp_start[gm]
-        ist = np.where(imp_up & (ist < 0), end_ms, ist)
-        ist = np.where(imp_up, ist, -1)
-        st.imp_start[gm] = ist
-        imp_run_s = np.where(ist >= 0, (end_ms - ist) / 1000.0, 0.0)
-
-        # slow level vs slow baseline (partial bypass), unexplained sag (unmetered load)
-        a_slow = 1.0 - np.exp(-since_s / bl["slow_level_memory_s"])
-        sp = st.slow_p[gm].astype(np.float64)
-        se = st.slow_exp[gm].astype(np.float64)
-        exp_now = np.where(np.isfinite(expected_p), expected_p, np.nan)
-        sp = np.where(np.isnan(sp), pane_mean_p, sp + a_slow * (pane_mean_p - sp))
-        se = np.where(
-            np.isnan(exp_now), se, np.where(np.isnan(se), exp_now, se + a_slow * (exp_now - se))
-        )
-        st.slow_p[gm] = sp
-        st.slow_exp[gm] = se
-        slow_ratio = np.where(np.isfinite(se), sp / np.maximum(se, 60.0), 1.0)
-        pb = th.section("partial_bypass")
-        low = (slow_ratio <= pb["max_ratio"]) & (fill_nan(se, 0.0) >= pb["min_expected_w"]) & warm
-        ds = st.drop_start[gm]
-        ds = np.where(low & (ds < 0), end_ms, ds)
-        ds = np.where((slow_ratio >= pb["rearm_ratio"]) | ~warm, -1, ds)
-        st.drop_start[gm] = ds
-        drop_run_s = np.where(ds >= 0, (end_ms - ds) / 1000.0, 0.0)
-        # time (decayed, about a day of memory) with the pane's power below the premises'
-        # standby floor: below what it draws when everything idles
-        bf = th.section("below_standby")
-        sub = (
-            warm & (floor_w >= bf["min_floor_w"]) & (pane_mean_p <= bf["max_floor_ratio"] * floor_w)
-        )
-        sub_floor_run_s = st.sub_floor_s[gm] * np.exp(-since_s / bf["memory_s"]) + np.where(
-            sub, since_s, 0.0
-        )
-        st.sub_floor_s[gm] = sub_floor_run_s
-
-        ul = th.section("unmetered_load")
-        scale = fill_nan(st.e_scale[gm].astype(np.float64), 0.3)
-        thr = np.maximum(ul["min_step_v"], ul["step_sigmas"] * scale)
-        sg = st.sag_start[gm]
-        prev_vi = rows_of(st.prev_pane_vi, gm).astype(np.float64)
-        start_now = (
-            (sg < 0)
-            & (pstats[:, MINE] <= -thr)
-            & warm
-            & np.isfinite(prev_vi[:, 0])
-            & np.isfinite(z_long)
-        )
-        ref = np.where(start_now[:, None], prev_vi, rows_of(st.sag_ref, gm))
-        size = np.where(start_now, -pstats[:, MINE], st.sag_size[gm])
-        sg = np.where(start_now, end_ms, sg)
-        active = sg >= 0
-        sag_d = np.where(
-            active, (ref[:, 0] - pane_mean_v) - impedance * (pane_mean_i - ref[:, 1]), 0.0
-        )
-        up_step = ~start_now & (pstats[:, MAXE] >= 0.6 * size)
-        too_long = (end_ms - sg) > ul["max_duration_s"] * 1000
-        end_now = active & ((sag_d < 0.4 * size) | up_step | too_long | ~warm)
-        sg = np.where(end_now, -1, sg)
-        st.sag_start[gm] = sg
-        st.sag_ref[gm] = ref
-        st.sag_size[gm] = np.where(sg >= 0, size, 0.0)
-        st.prev_pane_vi[gm, 0] = pane_mean_v
-        st.prev_pane_vi[gm, 1] = pane_mean_i
-        sag_run_s = np.where(sg >= 0, (end_ms - sg) / 1000.0, 0.0)
-        sag_amps = np.where(
-            (sg >= 0) & np.isfinite(z_long), size / np.maximum(impedance, 0.05), 0.0
-        )
-        # panes with an exporting reading add nothing to R11's or R15's u (see physics_pair)
-        imports = pstats[:, NNEG] == 0
-        vstep = self._recurring_sag(
+        # ring update, window sums, baselines, the per-meter runs and memories, recurring
+        # sag, the day rings and the trend: one compiled pass (stream.kernels.window_state)
+        rows, wsum, wmax_p, wmax_step, expected_v, expected_i, hbd = kernels.window_state(
             gm,
+            gpane,
+            pstats,
             end_ms,
-            hour,
-            pane_mean_v + impedance * pane_mean_i,
-            np.where(imports, pstats[:, N], 0.0),
-            impedance,
-            warm & np.isfinite(z_long),
+            since_s,
+            exps,
+            profile.ready,
+            profile.ready_p,
+            profile.n_ready,
+            floor_w,
+            z_fit[0],
+            z_fit[1],
+            self._window_params(),
+            st.ring_id,
+            st.ring,
+            st.last_pane,
+            st.base_p,
+            st.base_p2,
+            st.base_vw,
+            st.base_v,
+            st.base_i,
+            st.pf_base,
+            st.imp_short,
+            st.first_ts,
+            st.imp_start,
+            st.slow_p,
+            st.slow_exp,
+            st.drop_start,
+            st.sub_floor_s,
+            st.e_scale,
+            st.sag_start,
+            st.prev_pane_vi,
+            st.sag_ref,
+            st.sag_size,
+            st.vbin_id,
+            st.vbin,
+            st.vstep_base,
+            st.onset_last,
+            st.onset_hour,
+            st.onset_size,
+            st.onset_recur,
+            st.onset_recur_ts,
+            st.pf_low_ew,
+            st.pf_low_base,
+            st.pf_low_start,
+            st.day_cur,
+            st.day_cov_s,
+            st.day_sum_p,
+            st.day_sum_exp,
+            st.day_ratio,
+            st.sb_min_today_w,
+            st.sb_imp_today,
+            st.sb_days,
+            st.cadence_s,
+            st.export_share,
         )
+        R = self._window_rows
+        wn = wsum[:, N]
+        mean_p, mean_v = rows[R["mean_p"]], rows[R["mean_v"]]
+        vipf_mean = rows[R["vipf_mean"]]
+        pane_mean_p = rows[R["pane_mean_p"]]
+        expected_p = rows[R["expected_p"]]
+        daily = rows[R["daily"]]
+        pf_base = rows[R["pf_base"]]
+        impedance = rows[R["impedance"]]
+        z_long = rows[R["z_long"]]
+        warm = rows[R["warm"]] > 0.5
+        se = rows[R["slow_exp"]]
+        pf_mean = rows[R["pf_mean"]]
+        slope = rows[R["slope"]]
+        # panes with an exporting reading add nothing to R15's u (see physics_pair)
+        imports = pstats[:, NNEG] == 0
         peer, peer_since_ms = self._peer_voltage(
             gm, end_ms, pstats, impedance, np.isfinite(z_long) & imports
         )
+        days_facts = self._days_facts(gm, rows[R["days_cand"]] > 0.5)
 
-        # PF: share of low-PF readings (with real current) over the last hour or so
-        pfa = th.section("pf_abnormal")
-        has_pf = pstats[:, NPF] > 0
-        a_pf = 1.0 - np.exp(-since_s / pfa["share_memory_s"])
-        pf_share_now = pstats[:, NPFLOW] / np.maximum(pstats[:, NPF], 1.0)
-        pf_ew = st.pf_low_ew[gm].astype(np.float64)
-        pf_ew = np.where(has_pf, pf_ew + a_pf * (pf_share_now - pf_ew), pf_ew)
-        st.pf_low_ew[gm] = pf_ew
-        pf_usual = fill_nan(st.pf_low_base[gm].astype(np.float64), 1.0)
-        pf_bad = (
-            warm & (pf_ew >= pfa["min_low_share"]) & (pf_ew >= pf_usual + pfa["min_rise_share"])
-        )
-        pls = st.pf_low_start[gm]
-        pls = np.where(pf_bad & (pls < 0), end_ms, pls)
-        pls = np.where(pf_bad, pls, -1)
-        st.pf_low_start[gm] = pls
-        pf_low_run_s = np.where(pls >= 0, (end_ms - pls) / 1000.0, 0.0)
-
-        # daily energy ratio (multi-day trend)
-        self._update_day(gm, day, pane_mean_p, exp_now, since_s, imp_pane)
-        days_facts = self._days_facts(gm)
-        dr = rows_of(st.day_ratio, gm).astype(np.float64)
-        dvalid = np.isfinite(dr)
-        slope = trend_slope(fill_nan(dr, 0.0), dvalid)
-        tail = dr[:, -2:]
-        tail_ok = np.isfinite(tail)
-        tail_n = row_counts(tail_ok)
-        trend_ratio = np.where(
-            tail_n > 0, np.where(tail_ok, tail, 0.0).sum(axis=1) / np.maximum(tail_n, 1), 1.0
-        )
-        trend_days = row_counts(dvalid).astype(np.float64)
-
-        # features
-        pf_mean = pf_level(wsum[:, SPF], wsum[:, NPF], pf_base)
         # inputs of the features: the features themselves are computed once per batch, over
         # all windows, in _finish_windows (pure functions of these columns)
-        resid_rel = share(wsum[:, SRES], wsum[:, NPF])
         feature_inputs = {
             "wsum": wsum,
             "wmax_step": wmax_step,
             "expected_p": expected_p,
-            "expected_std": expected_std,
+            "expected_std": rows[R["expected_std"]],
             "daily": daily,
             "expected_v": expected_v,
             "expected_i": expected_i,
@@ -1412,7 +1336,7 @@ class Engine:
             "pf_mean": pf_mean,
             "impedance": impedance,
             "slope": slope,
-            "cadence": st.cadence_s[gm].astype(np.float64),
+            "cadence": rows[R["cadence"]],
         }
 
         # rule facts
@@ -1420,12 +1344,12 @@ class Engine:
         # home that is idle at night is not bypassed at night)
         zero_expected = fill_nan(expected_p, 0.0)
         facts = {
-            "warm": warm.astype(np.float64),
+            "warm": rows[R["warm"]],
             "n": wn,
             "mean_p_w": mean_p,
             "max_p_w": wmax_p,
             "mean_v_v": mean_v,
-            "mean_i_a": mean_i,
+            "mean_i_a": rows[R["mean_i"]],
             "expected_p_w": fill_nan(expected_p, 0.0),
             "expected_daily_p_w": fill_nan(daily, 0.0),
             "flat_run_n": runs_n[:, RUN_FLAT],
@@ -1440,39 +1364,39 @@ class Engine:
             "zero_expected_w": zero_expected,
             "resid_run_n": runs_n[:, RUN_RESID],
             "resid_run_s": runs_s[:, RUN_RESID],
-            "resid_rel": resid_rel,
+            "resid_rel": rows[R["resid_rel"]],
             "vipf_mean_w": vipf_mean,
             "neg_run_s": runs_s[:, RUN_NEG],
-            "export_share": st.export_share[gm].astype(np.float64),
-            "pf_low_run_s": pf_low_run_s,
-            "pf_low_share": pf_ew,
-            "pf_low_usual": pf_usual,
+            "export_share": rows[R["export_share"]],
+            "pf_low_run_s": rows[R["pf_low_run_s"]],
+            "pf_low_share": rows[R["pf_ew"]],
+            "pf_low_usual": rows[R["pf_usual"]],
             "pf_mean": pf_mean,
             "pf_baseline": fill_nan(pf_base, 1.0),
-            "slow_ratio": slow_ratio,
-            "drop_run_s": drop_run_s,
+            "slow_ratio": rows[R["slow_ratio"]],
+            "drop_run_s": rows[R["drop_run_s"]],
             "slow_expected_w": fill_nan(se, 0.0),
             "trend_slope_per_day": slope,
-            "trend_ratio": trend_ratio,
-            "trend_days_n": trend_days,
-            "sag_v": sag_d,
-            "sag_run_s": sag_run_s,
-            "sag_step_v": size,
-            "sag_amps": sag_amps,
+            "trend_ratio": rows[R["trend_ratio"]],
+            "trend_days_n": rows[R["trend_days"]],
+            "sag_v": rows[R["sag_v"]],
+            "sag_run_s": rows[R["sag_run_s"]],
+            "sag_step_v": rows[R["sag_size"]],
+            "sag_amps": rows[R["sag_amps"]],
             "step_e_min": pstats[:, MINE],
-            "step_thr": thr,
+            "step_thr": rows[R["step_thr"]],
             "impedance_ohm": fill_nan(z_long, 0.0),
-            "impedance_ratio": imp_ratio,
-            "impedance_z": imp_z,
-            "impedance_run_s": imp_run_s,
+            "impedance_ratio": rows[R["imp_ratio"]],
+            "impedance_z": rows[R["imp_z"]],
+            "impedance_run_s": rows[R["imp_run_s"]],
             "slow_p_w": pane_mean_p,
             "standby_floor_w": floor_w,
-            "sub_floor_run_s": sub_floor_run_s,
-            "vstep_v": vstep["dev"],
-            "vstep_z": vstep["z"],
-            "vstep_amps": vstep["amps"],
-            "vstep_onset": vstep["onset"],
-            "vstep_prior_n": vstep["prior"],
+            "sub_floor_run_s": rows[R["sub_floor_run_s"]],
+            "vstep_v": rows[R["vstep_dev"]],
+            "vstep_z": rows[R["vstep_z"]],
+            "vstep_amps": rows[R["vstep_amps"]],
+            "vstep_onset": rows[R["vstep_onset"]],
+            "vstep_prior_n": rows[R["vstep_prior"]],
             **peer,
             **days_facts,
         }
@@ -1493,12 +1417,53 @@ class Engine:
         st.hold_until[gm] = hold
         suspicious = fired.any(axis=1) | (end_ms <= hold)
 
-        # baselines learn only from windows not under suspicion
-        self._update_baselines(
-            gm, bslot, hour, pane_mean_p, pane_mean_v, pane_mean_i, pstats, since_s, ~suspicious
+        # baselines learn only from windows not under suspicion (stream.kernels.learn_state:
+        # the hour-slot profiles and memories, the usual voltage steps, the daily minima)
+        tau = th.value("baseline", "hour_profile_memory_days") * 3600.0
+        learn_exps = np.stack(
+            [
+                np.exp(-since_s / tau),
+                np.exp(-since_s / (3 * 86400.0)),
+                np.exp(-since_s / (7 * 86400.0)),
+                np.exp(-since_s / bl["impedance_long_memory_s"]),
+            ]
         )
-        self._learn_vstep(gm, hour, end_ms, vstep, since_s, ~suspicious)
-        self._learn_floor(gm, day, pstats[:, MINP], ~suspicious)
+        kernels.learn_state(
+            gm,
+            hbd,
+            rows,
+            pstats,
+            end_ms,
+            since_s,
+            learn_exps,
+            ~suspicious,
+            np.array(
+                [
+                    tau,
+                    rs["refractory_s"],
+                    rs["min_sd_v"] ** 2,
+                    rs["learn_clip_sigmas"],
+                    rs["ready_s"],
+                ],
+                dtype=np.float64,
+            ),
+            st.base_w,
+            st.base_p,
+            st.base_p2,
+            st.base_vw,
+            st.base_v,
+            st.base_i,
+            st.pf_base,
+            st.pf_low_base,
+            st.e_scale,
+            st.export_share,
+            st.imp_long,
+            st.onset_last,
+            st.vstep_base,
+            st.floor_day,
+            st.floor_today_w,
+            st.floor_days_w,
+        )
 
         unbilled_w = (
             np.maximum(fill_nan(expected_p, 0.0), np.where(fired[:, 3], vipf_mean, 0.0)) - mean_p
@@ -1702,6 +1667,47 @@ class Engine:
             "onset": onset.astype(np.float64),
             "prior": prior,
         }
+
+    # row of each named output of stream.kernels.window_state
+    _window_rows = {name: k for k, name in enumerate(kernels.WINDOW_ROWS)}
+
+    def _window_params(self) -> FloatArray:
+        """The thresholds window_state reads, in the order of kernels.WINDOW_PARAMS."""
+        th = self.thresholds
+        ir, pb = th.section("impedance_rise"), th.section("partial_bypass")
+        bf, ul = th.section("below_standby"), th.section("unmetered_load")
+        rs, pfa = th.section("recurring_sag"), th.section("pf_abnormal")
+        values = {
+            "slot_ready_s": th.value("baseline", "slot_ready_s"),
+            "warmup_ms": self.config.warmup_s * 1000,
+            "ir_min_ratio": ir["min_ratio"],
+            "ir_min_z": ir["min_z"],
+            "pb_max_ratio": pb["max_ratio"],
+            "pb_min_expected_w": pb["min_expected_w"],
+            "pb_rearm_ratio": pb["rearm_ratio"],
+            "bf_min_floor_w": bf["min_floor_w"],
+            "bf_max_floor_ratio": bf["max_floor_ratio"],
+            "ul_min_step_v": ul["min_step_v"],
+            "ul_step_sigmas": ul["step_sigmas"],
+            "ul_max_duration_s": ul["max_duration_s"],
+            "rs_min_bins_n": rs["min_bins_n"],
+            "rs_ready_s": rs["ready_s"],
+            "rs_pooled_var_share": rs["pooled_var_share"],
+            "rs_min_sd_v2": rs["min_sd_v"] ** 2,
+            "rs_replace_after_s": rs["replace_after_s"],
+            "rs_min_z": rs["min_z"],
+            "rs_min_step_v": rs["min_step_v"],
+            "rs_min_amps_a": rs["min_amps_a"],
+            "rs_refractory_s": rs["refractory_s"],
+            "rs_off_share": rs["off_share"],
+            "rs_min_off_z": rs["min_off_z"],
+            "rs_min_hold_s": rs["min_hold_s"],
+            "rs_max_hold_s": rs["max_hold_s"],
+            "pf_min_low_share": pfa["min_low_share"],
+            "pf_min_rise_share": pfa["min_rise_share"],
+            "sb_max_floor_ratio": th.value("slow_bypass", "max_floor_ratio"),
+        }
+        return np.array([float(values[name]) for name in kernels.WINDOW_PARAMS])
 
     def _gateway_members(self) -> dict[str, IntArray]:
         if self._members is None:
@@ -1928,28 +1934,17 @@ class Engine:
         st.day_sum_exp[gm] += exp_now * since_s
         st.day_cov_s[gm] += since_s
 
-    def _days_facts(self, m: IntArray) -> dict[str, FloatArray]:
+    def _days_facts(self, m: IntArray, can_fire: BoolArray) -> dict[str, FloatArray]:
         """Facts of the slow-bypass cue from the completed days: the two newest against the
         older ones (their median level and floor, their pooled impedance fit).
 
         R13 needs today's lowest load at most ``max_floor_ratio`` of the older days' median
         lowest, which is at most their highest lowest: only meters passing that cheap test
-        get the medians and fits (a few per round; the rest cannot fire, and evidence is
-        read only where a cue fired). The others get neutral facts (ratios 1, no older day).
+        (``can_fire``, from :func:`stream.kernels.window_state`) get the medians and fits
+        (a few per round; the rest cannot fire, and evidence is read only where a cue
+        fired). The others get neutral facts (ratios 1, no older day).
         """
-        st = self.state
-        today_floor_all = st.sb_min_today_w[m].astype(np.float64)
-        # the highest in float32, then widened: the same value as widening first (exact)
-        old_min = st.sb_days[m, :-2, SB_MIN]
-        highest_old_floor = (
-            np.where(np.isfinite(old_min), old_min, np.float32(-np.inf))
-            .max(axis=1)
-            .astype(np.float64)
-        )
-        max_ratio = self.thresholds.value("slow_bypass", "max_floor_ratio")
-        cand = np.flatnonzero(
-            np.isfinite(today_floor_all) & (today_floor_all <= max_ratio * highest_old_floor)
-        )
+        cand = np.flatnonzero(can_fire)
         k = len(m)
         out = {
             "days_old_n": np.zeros(k),

@@ -73,11 +73,9 @@ from detectors.features import (
     odd_hour_load,
     pf_drop,
     pf_jitter,
-    pf_level,
     ratio_to_baseline,
     share,
     step_ratio,
-    trend_slope,
     unexplained_sag,
     voltage_deviation,
     zscore_to_baseline,
@@ -89,7 +87,7 @@ from rules.severity import unbilled_kwh
 from rules.thresholds import Thresholds, load_thresholds
 from stream import kernels
 from stream.codecs import ReadingBatch, Rejection, concat_batches, split_valid
-from stream.windows import Segments, runs_in_segments, shift_in_segments
+from stream.windows import Segments
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +139,6 @@ ENGINE_STAGES = ("admit", "pane_rounds", "models", "events")
 FEATURE_BLOCK_ROWS = 4096
 """Windows whose features are computed together (see ``Engine._batch_features``)."""
 N_STATS = 27
-SUM_STATS = [N, SP, SP2, SV, SI, SPF, SPF2, NPF, NZERO, NNEG, NFLAT, NRES, SRES, NSAG, SVIPF]
-SUM_STATS += [SDVDI, SDI2, SDV2, NDIFF, SABSE, NPFLOW]
-# the impedance sums (dV*dI, dI^2, dV^2, n), adjacent columns: a slice, not a gather
-IMP_SUMS = slice(SDVDI, NDIFF + 1)
 
 # run kinds (columns of the run counters); R14's run of stuck load registers has state
 # arrays of its own, so that snapshots written before it existed still restore
@@ -947,10 +941,8 @@ class Engine:
             last_i,
             flat_max_s,
             stuck_max_s,
-            ready,
-            ready_p,
-            n_ready,
             daily_mean,
+            daily,
             floor_m,
             z_long,
             z_long_se,
@@ -996,194 +988,13 @@ class Engine:
             last_i,
             flat_max_s,
             stuck_max_s,
-            _Profile(ready, ready_p, n_ready, daily_mean),
+            daily,
             floor_m,
             (z_long, z_long_se),
             out,
         )
 
     # ------------------------------------------------------------------ helpers
-    def _window_sums(
-        self, gm: IntArray, valid: BoolArray
-    ) -> tuple[FloatArray, np.ndarray, np.ndarray]:
-        """Window statistics of meters gm from their valid ring panes: sums (float64),
-        with the min/max columns holding the extremes; also the window's max power and max
-        step in the ring's float32. When few slots are valid (a coarse cadence) only those
-        are read: each meter's panes are added in ring-slot order starting from zero, the
-        same float64 additions, in the same order, as the masked sum over the whole ring
-        that a fine cadence uses."""
-        st = self.state
-        P = self.config.panes
-        counts = row_counts(valid)
-        if 3 * int(counts.max(initial=0)) > P:
-            # most slots hold a pane of the window (a fine cadence): one masked contraction
-            # over the whole ring, which adds the panes in slot order onto zeros too
-            ring = rows_of(st.ring, gm)
-            wsum = np.einsum("kp,kps->ks", valid.astype(np.float64), ring, dtype=np.float64)
-            wmax_p = np.where(valid, ring[:, :, MAXP], -np.inf).max(axis=1)
-            wmax_step = np.where(valid, ring[:, :, MAXSTEP], 0.0).max(axis=1)
-            wsum[:, MINP] = np.where(valid, ring[:, :, MINP], np.inf).min(axis=1)
-            wsum[:, MAXP] = wmax_p
-            wsum[:, MINV] = np.where(valid, ring[:, :, MINV], np.inf).min(axis=1)
-            wsum[:, MAXSTEP] = wmax_step
-            return wsum, wmax_p, wmax_step
-        k_idx, p_idx = np.nonzero(valid)  # row-major: by meter, then ring slot
-        flat_idx = gm[k_idx] * P + p_idx
-        rows = np.take(st.ring.reshape(-1, N_STATS), flat_idx, axis=0)
-        starts = np.zeros(len(gm), dtype=np.int64)
-        np.cumsum(counts[:-1], out=starts[1:])
-        # every meter has its current pane, so none has an empty window; the panes are added
-        # one at a time in slot order onto zeros (the rounding of the sums depends on it);
-        # a meter with fewer panes adds +0.0, which changes no sum (none is ever -0.0)
-        wsum = np.zeros((len(gm), N_STATS))
-        wsum += rows[starts]
-        for j in range(1, int(counts.max(initial=0))):
-            more = counts > j
-            pane_j = rows[np.minimum(starts + j, len(rows) - 1)]
-            if not more.all():
-                pane_j[~more] = 0.0
-            wsum += pane_j
-        wmax_p = np.maximum.reduceat(rows[:, MAXP], starts)
-        wmax_step = np.maximum.reduceat(rows[:, MAXSTEP], starts)
-        # an empty ring slot counts as a zero step
-        wmax_step = np.where(counts < P, np.maximum(wmax_step, np.float32(0.0)), wmax_step)
-        wsum[:, MINP] = np.minimum.reduceat(rows[:, MINP], starts)
-        wsum[:, MAXP] = wmax_p
-        wsum[:, MINV] = np.minimum.reduceat(rows[:, MINV], starts)
-        wsum[:, MAXSTEP] = wmax_step
-        return wsum, wmax_p, wmax_step
-
-    @staticmethod
-    def _segment_mean(values: FloatArray, mask: BoolArray, segs: Segments) -> FloatArray:
-        s = np.add.reduceat(values, segs.starts)
-        c = np.add.reduceat(mask.astype(np.float64), segs.starts)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(c > 0, s / np.maximum(c, 1), np.nan)
-
-    def _longest_ended_run_ms(
-        self,
-        ts: IntArray,
-        flat: BoolArray,
-        segs: Segments,
-        seg_m: IntArray,
-        flat_n: FloatArray,
-        flat_s: FloatArray,
-        carry_start: IntArray,
-        carry_last_ts: IntArray,
-        history: str,
-    ) -> IntArray:
-        """Per reading: the longest run (of the kind ``flat`` marks: all channels repeating,
-        or the load registers) of its meter that had ended by then (ms), from the state
-        array ``history`` and the runs ending inside this release, as a running maximum, so
-        a pane is judged with what was known at its time whatever the batching. Stores the
-        meter's new maximum."""
-        st = self.state
-        # a flat run ends at the first reading that is not flat; its length is the
-        # previous reading's (the first reading's previous one is the carried state)
-        run_ms = np.where(flat_n > 0, np.rint(flat_s * 1000.0), 0).astype(np.int64)
-        carried = np.where(carry_start >= 0, carry_last_ts - carry_start, 0)
-        before = shift_in_segments(run_ms, segs, carried)
-        ended = np.where(flat, 0, np.clip(before, 0, (1 << 40) - 1))
-        longest = st.arrays[history]
-        if len(ts) == len(seg_m):
-            # one reading per meter (the usual round): the running maximum is the reading's
-            running = np.maximum(ended, longest[seg_m])
-            longest[seg_m] = running
-            return running
-        # running max inside each segment: offset the segments apart, one accumulate
-        offset = segs.seg_of.astype(np.int64) << 40
-        running = np.maximum.accumulate(ended + offset) - offset
-        running = np.maximum(running, longest[seg_m][segs.seg_of])
-        longest[seg_m] = running[segs.ends]
-        return running
-
-    def _update_resolution(
-        self, segs: Segments, seg_m: IntArray, adi: FloatArray, adv: FloatArray, ok: BoolArray
-    ) -> None:
-        st = self.state
-        for name, d in (("i_step", adi), ("v_step", adv)):
-            cand = np.where(ok & (d > 1e-6), d, np.inf)
-            mins = np.minimum.reduceat(cand, segs.starts)
-            cur = st.arrays[name][seg_m]
-            st.arrays[name][seg_m] = np.minimum(cur, mins)
-
-    def _remember_recent(self, segs: Segments, seg_m: IntArray, ts: IntArray) -> None:
-        """Keep the last RECENT_TS timestamps of each meter (for duplicate detection)."""
-        st = self.state
-        ends = segs.ends
-        old = rows_of(st.recent_ts, seg_m)  # newest first
-        if len(ends) == len(ts):
-            # one reading per meter (the usual round): it goes in front of the older ones
-            new = np.empty((len(seg_m), RECENT_TS), dtype=np.int64)
-            new[:, 0] = ts
-            new[:, 1:] = old[:, :-1]
-            st.recent_ts[seg_m] = new
-            return
-        counts = ends - segs.starts + 1
-        rows = np.arange(len(seg_m))
-        new = np.empty((len(seg_m), RECENT_TS), dtype=np.int64)
-        # slot k: the meter's k-th newest reading of this round, else an older remembered one
-        for k in range(RECENT_TS):
-            own = k < counts
-            new[:, k] = np.where(
-                own, ts[np.maximum(ends - k, 0)], old[rows, np.maximum(k - counts, 0)]
-            )
-        st.recent_ts[seg_m] = new
-
-    def _hour_expected(self, m: IntArray, ts: IntArray) -> FloatArray:
-        """Baseline power of each reading's hour slot (0 where the slot is not ready)."""
-        st = self.state
-        hour = (ts // HOUR_MS) % 24
-        weekend = (((ts // DAY_MS) + 3) % 7) >= 5
-        slot = hour + 24 * weekend
-        ready = cells_of(st.base_w, m, slot) >= self.thresholds.value("baseline", "slot_ready_s")
-        return np.where(ready, cells_of(st.base_p, m, slot), 0.0).astype(np.float64)
-
-    def _profile(self, m: IntArray) -> _Profile:
-        """The power profiles of meters m (distinct) gathered once per round, with the
-        mean of the ready slots in float32 (0 when none are ready)."""
-        st = self.state
-        ready_s = self.thresholds.value("baseline", "slot_ready_s")
-        base_w = rows_of(st.base_w, m)
-        base_p = rows_of(st.base_p, m)
-        # float32 comparison against the threshold rounded to float32 ...
-        ready32 = base_w >= ready_s
-        # ... and the exact one; the same whenever the threshold is a float32 value
-        exact = float(np.float32(ready_s)) == ready_s
-        ready = ready32 if exact else base_w >= np.float64(ready_s)
-        ready_p32 = np.where(ready32, base_p, np.float32(0.0))
-        n32 = row_counts(ready32)
-        daily_mean = np.where(n32 > 0, ready_p32.sum(axis=1) / np.maximum(n32, 1), 0.0)
-        if exact:
-            return _Profile(ready32, ready_p32, n32, daily_mean)
-        ready_p = np.where(ready, base_p, np.float32(0.0))
-        return _Profile(ready, ready_p, row_counts(ready), daily_mean)
-
-    def _expected(
-        self, m: IntArray, slot: IntArray, profile: _Profile
-    ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """(expected power, its std, the daily mean) for meters m at slots (hour, daytype)."""
-        st = self.state
-        rows = np.arange(len(m))
-        ready = profile.ready
-        own = cells_of(ready, rows, slot)
-        other_slot = (slot + 24) % N_SLOTS
-        other = cells_of(ready, rows, other_slot)
-        use = np.where(own, slot, other_slot)
-        have = own | other
-        bp_use = cells_of(st.base_p, m, use).astype(np.float64)
-        # only the one slot of the squared mean is needed: gather it, not the whole profile
-        bp2_use = cells_of(st.base_p2, m, use).astype(np.float64)
-        mean = np.where(have, bp_use, np.nan)
-        var = np.maximum(bp2_use - bp_use**2, 0.0)
-        std = np.where(have, np.sqrt(var), np.nan)
-        # daily mean over the ready hours (pooled across day types)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            wd = profile.ready_p.astype(np.float64)
-            nready = profile.n_ready
-            daily = np.where(nready >= 12, wd.sum(axis=1) / np.maximum(nready, 1), np.nan)
-        return mean, std, daily
-
     def _score_round(
         self,
         gm: IntArray,
@@ -1195,7 +1006,7 @@ class Engine:
         last_i: FloatArray,
         flat_max_s: FloatArray,
         stuck_max_s: FloatArray,
-        profile: _Profile,
+        daily_in: FloatArray,
         floor_w: FloatArray,
         z_fit: tuple[FloatArray, FloatArray],
         out: EngineOutput,
@@ -1232,16 +1043,27 @@ class Engine:
         # bit); the kernels take them as inputs
         bl = th.section("baseline")
         rs = th.section("recurring_sag")
+        ready_s = float(bl["slot_ready_s"])
         rts = st.onset_recur_ts[gm]
-        exps = np.stack(
-            [
-                np.exp(-since_s / bl["impedance_short_memory_s"]),
-                np.exp(-since_s / bl["slow_level_memory_s"]),
-                np.exp(-since_s / th.value("below_standby", "memory_s")),
-                np.exp(-np.where(rts >= 0, (end_ms - rts) / 1000.0, 0.0) / rs["memory_s"]),
-                np.exp(-since_s / th.value("pf_abnormal", "share_memory_s")),
-            ]
-        )
+        tau = bl["hour_profile_memory_days"] * 3600.0
+        # rows: short impedance memory, slow level, standby floor, recurring-sag decay, PF
+        # share (window_state); hour profiles, 3 days, 7 days, long impedance memory
+        # (learn_state). One exp over all: the same value as one exp per row
+        memories = [
+            bl["impedance_short_memory_s"],
+            bl["slow_level_memory_s"],
+            th.value("below_standby", "memory_s"),
+            rs["memory_s"],
+            th.value("pf_abnormal", "share_memory_s"),
+            tau,
+            3 * 86400.0,
+            7 * 86400.0,
+            bl["impedance_long_memory_s"],
+        ]
+        exps = np.empty((len(memories), len(gm)))
+        np.divide(-since_s, np.array(memories)[:, None], out=exps)
+        exps[3] = -np.where(rts >= 0, (end_ms - rts) / 1000.0, 0.0) / rs["memory_s"]
+        np.exp(exps, out=exps)
         # ring update, window sums, baselines, the per-meter runs and memories, recurring
         # sag, the day rings and the trend: one compiled pass (stream.kernels.window_state)
         rows, wsum, wmax_p, wmax_step, expected_v, expected_i, hbd = kernels.window_state(
@@ -1251,9 +1073,9 @@ class Engine:
             end_ms,
             since_s,
             exps,
-            profile.ready,
-            profile.ready_p,
-            profile.n_ready,
+            daily_in,
+            ready_s,
+            float(np.float32(ready_s)) == ready_s,
             floor_w,
             z_fit[0],
             z_fit[1],
@@ -1261,6 +1083,7 @@ class Engine:
             st.ring_id,
             st.ring,
             st.last_pane,
+            st.base_w,
             st.base_p,
             st.base_p2,
             st.base_vw,
@@ -1312,7 +1135,6 @@ class Engine:
         impedance = rows[R["impedance"]]
         z_long = rows[R["z_long"]]
         warm = rows[R["warm"]] > 0.5
-        se = rows[R["slow_exp"]]
         pf_mean = rows[R["pf_mean"]]
         slope = rows[R["slope"]]
         # panes with an exporting reading add nothing to R15's u (see physics_pair)
@@ -1342,7 +1164,7 @@ class Engine:
         # rule facts
         # bypass to zero is judged against that hour's usual load (not the daily mean: a
         # home that is idle at night is not bypassed at night)
-        zero_expected = fill_nan(expected_p, 0.0)
+        zero_expected = rows[R["expected_p_or_0"]]
         facts = {
             "warm": rows[R["warm"]],
             "n": wn,
@@ -1350,8 +1172,8 @@ class Engine:
             "max_p_w": wmax_p,
             "mean_v_v": mean_v,
             "mean_i_a": rows[R["mean_i"]],
-            "expected_p_w": fill_nan(expected_p, 0.0),
-            "expected_daily_p_w": fill_nan(daily, 0.0),
+            "expected_p_w": zero_expected,
+            "expected_daily_p_w": rows[R["daily_or_0"]],
             "flat_run_n": runs_n[:, RUN_FLAT],
             "flat_run_s": runs_s[:, RUN_FLAT],
             "flat_max_s": flat_max_s,
@@ -1372,10 +1194,10 @@ class Engine:
             "pf_low_share": rows[R["pf_ew"]],
             "pf_low_usual": rows[R["pf_usual"]],
             "pf_mean": pf_mean,
-            "pf_baseline": fill_nan(pf_base, 1.0),
+            "pf_baseline": rows[R["pf_base_or_1"]],
             "slow_ratio": rows[R["slow_ratio"]],
             "drop_run_s": rows[R["drop_run_s"]],
-            "slow_expected_w": fill_nan(se, 0.0),
+            "slow_expected_w": rows[R["slow_exp_or_0"]],
             "trend_slope_per_day": slope,
             "trend_ratio": rows[R["trend_ratio"]],
             "trend_days_n": rows[R["trend_days"]],
@@ -1385,7 +1207,7 @@ class Engine:
             "sag_amps": rows[R["sag_amps"]],
             "step_e_min": pstats[:, MINE],
             "step_thr": rows[R["step_thr"]],
-            "impedance_ohm": fill_nan(z_long, 0.0),
+            "impedance_ohm": rows[R["z_long_or_0"]],
             "impedance_ratio": rows[R["imp_ratio"]],
             "impedance_z": rows[R["imp_z"]],
             "impedance_run_s": rows[R["imp_run_s"]],
@@ -1419,15 +1241,6 @@ class Engine:
 
         # baselines learn only from windows not under suspicion (stream.kernels.learn_state:
         # the hour-slot profiles and memories, the usual voltage steps, the daily minima)
-        tau = th.value("baseline", "hour_profile_memory_days") * 3600.0
-        learn_exps = np.stack(
-            [
-                np.exp(-since_s / tau),
-                np.exp(-since_s / (3 * 86400.0)),
-                np.exp(-since_s / (7 * 86400.0)),
-                np.exp(-since_s / bl["impedance_long_memory_s"]),
-            ]
-        )
         kernels.learn_state(
             gm,
             hbd,
@@ -1435,7 +1248,7 @@ class Engine:
             pstats,
             end_ms,
             since_s,
-            learn_exps,
+            exps,
             ~suspicious,
             np.array(
                 [
@@ -1465,9 +1278,7 @@ class Engine:
             st.floor_days_w,
         )
 
-        unbilled_w = (
-            np.maximum(fill_nan(expected_p, 0.0), np.where(fired[:, 3], vipf_mean, 0.0)) - mean_p
-        )
+        unbilled_w = np.maximum(zero_expected, np.where(fired[:, 3], vipf_mean, 0.0)) - mean_p
         span_s = since_s
         # R15 judges last night the next day: its window reaches back to the dipped
         # stretch, and its unbilled energy is the unmetered current over that stretch
@@ -1553,120 +1364,6 @@ class Engine:
             "coverage": coverage(wn, fin["cadence"], float(self.config.window_s)),
         }
         return feature_matrix(feats)
-
-    def _recurring_sag(
-        self,
-        gm: IntArray,
-        end_ms: IntArray,
-        hour: IntArray,
-        u_pane: FloatArray,
-        n_pane: FloatArray,
-        impedance: FloatArray,
-        can_judge: BoolArray,
-    ) -> dict[str, FloatArray]:
-        """Half-hour step of the corrected voltage u = V + Z*I (the supply side of the
-        meter's own service drop) against the meter's usual step at that hour, and sag
-        onsets: a step down far beyond the usual that the meter's own current does not
-        explain, i.e. current the meter does not measure. ``prior`` counts (decayed) the
-        earlier onsets within an hour of this one's time of day: a load on a timer."""
-        st = self.state
-        rs = self.thresholds.section("recurring_sag")
-        rows = np.arange(len(gm))
-        b = (end_ms - 1) // VBIN_MS
-        slot = b % VBINS
-        ids = rows_of(st.vbin_id, gm).astype(np.int64)
-        bins = rows_of(st.vbin, gm).astype(np.float64)
-        fresh = cells_of(ids, rows, slot) != b
-        bin_now = cells_of(bins, rows, slot)
-        m0 = np.where(fresh, 0.0, bin_now[:, 0])
-        n0 = np.where(fresh, 0.0, bin_now[:, 1])
-        ok_u = np.isfinite(u_pane) & (n_pane > 0)
-        n1 = n0 + np.where(ok_u, n_pane, 0.0)
-        m1 = np.where(ok_u, m0 + (fill_nan(u_pane, 0.0) - m0) * n_pane / np.maximum(n1, 1e-9), m0)
-        bins[rows, slot, 0] = m1
-        bins[rows, slot, 1] = n1
-        ids[rows, slot] = b
-        # only the current bin changed: store it (float32), the judging below uses float64
-        st.vbin[gm, slot, 0] = m1
-        st.vbin[gm, slot, 1] = n1
-        st.vbin_id[gm, slot] = b
-        age = b[:, None] - ids
-        have = (ids >= 0) & (age >= 0) & (age < VBINS) & (bins[:, :, 1] > 0)
-        newer = have & (age < VBINS // 2)
-        older = have & (age >= VBINS // 2)
-        w_new = np.where(newer, bins[:, :, 1], 0.0)
-        w_old = np.where(older, bins[:, :, 1], 0.0)
-        mu_new = (w_new * bins[:, :, 0]).sum(axis=1) / np.maximum(w_new.sum(axis=1), 1e-9)
-        mu_old = (w_old * bins[:, :, 0]).sum(axis=1) / np.maximum(w_old.sum(axis=1), 1e-9)
-        step_ok = (row_counts(newer) >= rs["min_bins_n"]) & (row_counts(older) >= rs["min_bins_n"])
-        step = np.where(step_ok, mu_new - mu_old, 0.0)
-
-        base = rows_of(st.vstep_base, gm)  # float32 (K, 24, [mean, var, learnt s])
-        # compared and summed in float64 (a float64 scalar promotes the float32 operand)
-        ready_all = base[:, :, 2] >= np.float64(rs["ready_s"])
-        n_ready = row_counts(ready_all)
-        pooled_var = np.where(ready_all, base[:, :, 1], np.float32(0.0)).astype(np.float64).sum(
-            axis=1
-        ) / np.maximum(n_ready, 1)
-        here = cells_of(base, rows, hour).astype(np.float64)
-        ready = cells_of(ready_all, rows, hour)
-        var = np.maximum(
-            np.maximum(here[:, 1], rs["pooled_var_share"] * pooled_var), rs["min_sd_v"] ** 2
-        )
-        dev = np.where(ready & step_ok, step - here[:, 0], 0.0)
-        z = dev / np.sqrt(var)
-        amps = -dev / np.maximum(impedance, 0.05)
-        last = st.onset_last[gm]
-        since_last_s = np.where(last >= 0, (end_ms - last) / 1000.0, np.inf)
-        judged = can_judge & ready & step_ok
-        pending = st.onset_hour[gm] >= 0
-        held_s = np.where(pending, since_last_s, 0.0)
-        # a new onset may replace a pending sag that has not ended for hours (a stale one)
-        down = (
-            judged
-            & (~pending | (held_s >= rs["replace_after_s"]))
-            & (z <= -rs["min_z"])
-            & (-dev >= rs["min_step_v"])
-            & (amps >= rs["min_amps_a"])
-            & (since_last_s >= rs["refractory_s"])
-        )
-        # the sag ends with a step back up: a load that ran for hours and switched off
-        size = st.onset_size[gm].astype(np.float64)
-        up = pending & ~down & judged & (dev >= rs["off_share"] * size) & (z >= rs["min_off_z"])
-        cycle = up & (held_s >= rs["min_hold_s"]) & (held_s <= rs["max_hold_s"])
-        drop = pending & (up | (held_s > rs["max_hold_s"]))
-        # decayed count of earlier load cycles that began within an hour of this time of day
-        recur = st.onset_recur
-        rts = st.onset_recur_ts[gm]
-        decay = np.exp(-np.where(rts >= 0, (end_ms - rts) / 1000.0, 0.0) / rs["memory_s"])
-        near = (
-            cells_of(recur, gm, (hour - 1) % 24).astype(np.float64)
-            + cells_of(recur, gm, hour).astype(np.float64)
-            + cells_of(recur, gm, (hour + 1) % 24).astype(np.float64)
-        )
-        prior = np.where(down, near * decay, 0.0)
-        if cycle.any():
-            on = np.flatnonzero(cycle)
-            upd = recur[gm[on]].astype(np.float64) * decay[on, None]
-            upd[np.arange(len(on)), st.onset_hour[gm[on]].astype(np.int64)] += 1.0
-            st.onset_recur[gm[on]] = upd
-            st.onset_recur_ts[gm[on]] = end_ms[on]
-        if drop.any():
-            st.onset_hour[gm[drop]] = -1
-        if down.any():
-            st.onset_last[gm[down]] = end_ms[down]
-            st.onset_hour[gm[down]] = hour[down]
-            st.onset_size[gm[down]] = -dev[down]
-        onset = down
-        return {
-            "step": step,
-            "step_ok": step_ok.astype(np.float64),
-            "dev": dev,
-            "z": z,
-            "amps": np.where(ready & step_ok, amps, 0.0),
-            "onset": onset.astype(np.float64),
-            "prior": prior,
-        }
 
     # row of each named output of stream.kernels.window_state
     _window_rows = {name: k for k, name in enumerate(kernels.WINDOW_ROWS)}
@@ -1758,21 +1455,21 @@ class Engine:
         day. Each meter sums u = V + Z*I per hour of its current peer day; at
         its first window of a new day it is judged on the previous one against its
         gateway's meters (all of them hold that day by then, save a meter silent or a
-        day behind, which then stays out of the reference)."""
+        day behind, which then stays out of the reference). The gateway judging is here;
+        the per-meter state and facts are :func:`stream.kernels.peer_round`."""
         st = self.state
         pv = self.thresholds.section("peer_voltage_dip")
-        shifted = end_ms - 1 - int(pv["day_start_h"] * HOUR_MS)
+        day_start_ms = int(pv["day_start_h"] * HOUR_MS)
+        shifted = end_ms - 1 - day_start_ms
         pday = shifted // DAY_MS
         phour = (shifted // HOUR_MS) % 24
         slot = pday % 2
-        k = len(gm)
-        judged = np.zeros(k)
-        dip = np.full(k, np.nan)
-        peers = np.zeros(k)
-        nights = np.zeros(k)
-        shallow_nights = np.zeros(k)
-        since_ms = np.full(k, -1, dtype=np.int64)
         new_day = cells_of(st.peer_day, gm, slot) != pday
+        j_rows: list[int] = []
+        j_day: list[int] = []
+        j_dip: list[float] = []
+        j_peers: list[float] = []
+        j_at: list[int] = []
         if new_day.any():
             rows = np.flatnonzero(new_day)
             prev = pday[rows] - 1
@@ -1785,154 +1482,43 @@ class Engine:
                 d, n_peers, at = self._judge_peer_day(gateway, day).get(m, (np.nan, 0.0, -1))
                 if not np.isfinite(d):
                     continue
-                judged[r], dip[r], peers[r] = 1.0, d, n_peers
-                since_ms[r] = day * DAY_MS + int(pv["day_start_h"] * HOUR_MS) + at * HOUR_MS
-                st.peer_dip[m, day % PEER_DAYS] = d
-                st.peer_dip_day[m, day % PEER_DAYS] = day
-                recent = st.peer_dip_day[m] > day - PEER_DAYS
-                nights[r] = float((recent & (st.peer_dip[m] <= -pv["min_dip_v"])).sum())
-                shallow = st.peer_dip[m] <= -pv["shallow_dip_v"]
-                shallow_nights[r] = float((recent & shallow).sum())
-            st.peer_u[gm[rows], slot[rows]] = 0.0
-            st.peer_n[gm[rows], slot[rows]] = 0.0
-            st.peer_day[gm[rows], slot[rows]] = pday[rows]
-        add = np.flatnonzero(z_known)
-        # one flat index into the (meter, slot, hour) cells, used by both sums (the
-        # three-array index would be flattened by numpy for every access)
-        cell = (gm[add] * 2 + slot[add]) * 24 + phour[add]
-        # views: the state arrays are C-contiguous (np.full in MeterState.grow)
-        peer_u = st.peer_u.reshape(-1)
-        peer_n = st.peer_n.reshape(-1)
-        peer_u[cell] += pstats[add, SV] + impedance[add] * pstats[add, SI]
-        peer_n[cell] += pstats[add, N]
-        facts = {
-            "peer_judged": judged,
-            "peer_dip_v": fill_nan(dip, 0.0),
-            "peer_nights_n": nights,
-            "peer_shallow_nights_n": shallow_nights,
-            "peer_unmetered_a": np.where(judged > 0, -fill_nan(dip, 0.0), 0.0)
-            / np.maximum(impedance, 0.05),
-            "peer_n": peers,
-        }
-        return facts, since_ms
-
-    def _learn_vstep(
-        self,
-        gm: IntArray,
-        hour: IntArray,
-        end_ms: IntArray,
-        vstep: dict[str, FloatArray],
-        since_s: FloatArray,
-        learn: BoolArray,
-    ) -> None:
-        """Learn the usual half-hour corrected-voltage step per hour of day, outside
-        suspicion and away from sag onsets; deviations are clipped (winsorised) so that one
-        unmetered load switching on does not teach the meter that such steps are usual."""
-        st = self.state
-        rs = self.thresholds.section("recurring_sag")
-        last = st.onset_last[gm]
-        after_onset = (last >= 0) & ((end_ms - last) < rs["refractory_s"] * 1000)
-        sel = learn & (vstep["step_ok"] > 0.5) & ~after_onset
-        if not sel.any():
-            return
-        g, h, x, dt = gm[sel], hour[sel], vstep["step"][sel], since_s[sel]
-        tau = self.thresholds.value("baseline", "hour_profile_memory_days") * 3600.0
-        cur = cells_of(st.vstep_base, g, h).astype(np.float64)
-        mu, var, w = cur[:, 0], cur[:, 1], cur[:, 2]
-        a = np.where(w < tau, dt / np.maximum(w + dt, 1e-9), 1.0 - np.exp(-dt / tau))
-        sd = np.sqrt(np.maximum(var, rs["min_sd_v"] ** 2))
-        d = np.where(
-            w > 0,
-            np.clip(x - mu, -rs["learn_clip_sigmas"] * sd, rs["learn_clip_sigmas"] * sd),
-            x - mu,
+                j_rows.append(r)
+                j_day.append(day)
+                j_dip.append(d)
+                j_peers.append(n_peers)
+                j_at.append(at)
+        facts, since_ms = kernels.peer_round(
+            gm,
+            pstats,
+            impedance,
+            z_known,
+            slot,
+            phour,
+            pday,
+            new_day,
+            np.array(j_rows, dtype=np.int64),
+            np.array(j_day, dtype=np.int64),
+            np.array(j_dip, dtype=np.float64),
+            np.array(j_peers, dtype=np.float64),
+            np.array(j_at, dtype=np.int64),
+            day_start_ms,
+            float(pv["min_dip_v"]),
+            float(pv["shallow_dip_v"]),
+            st.peer_day,
+            st.peer_u,
+            st.peer_n,
+            st.peer_dip,
+            st.peer_dip_day,
         )
-        young = w < rs["ready_s"]
-        d = np.where(young, x - mu, d)
-        st.vstep_base[g, h, 0] = mu + a * d
-        st.vstep_base[g, h, 1] = (1.0 - a) * (var + a * d * d)
-        st.vstep_base[g, h, 2] = np.minimum(w + dt, 10 * tau)
-
-    def _learn_floor(
-        self, gm: IntArray, day: IntArray, pane_min_p: FloatArray, learn: BoolArray
-    ) -> None:
-        """Daily minimum of pane power (outside suspicion) into the ring of daily minima."""
-        st = self.state
-        cur_day = st.floor_day[gm].astype(np.int64)
-        roll = (cur_day >= 0) & (day > cur_day)
-        if roll.any():
-            rm = gm[roll]
-            today = st.floor_today_w[rm].astype(np.float32)
-            today = np.where(np.isfinite(today), today, np.float32(np.nan))
-            st.floor_days_w[rm] = np.concatenate([st.floor_days_w[rm][:, 1:], today[:, None]], 1)
-            st.floor_today_w[rm] = np.inf
-        st.floor_day[gm] = np.maximum(day, cur_day)
-        if not learn.all():
-            gm, pane_min_p = gm[learn], pane_min_p[learn]
-        st.floor_today_w[gm] = np.minimum(st.floor_today_w[gm], pane_min_p)
-
-    def _standby_floor(self, m: IntArray) -> FloatArray:
-        """Second lowest of the meter's recent daily minimum powers (0 until three days are
-        known): one day with a bypass in it does not lower it, and a cold spell that keeps a
-        heater on all day does not raise it while two milder days are remembered."""
-        days = rows_of(self.state.floor_days_w, m)
-        valid = np.isfinite(days)
-        days = np.where(valid, days, np.float32(np.inf))
-        # the two lowest so far, one day (column) at a time across all meters: the same
-        # value as a partition of each row (the second element of the sorted row), without
-        # numpy's per-row selection on rows of FLOOR_DAYS values
-        lowest = days[:, 0].copy()
-        second = np.full(len(m), np.inf, dtype=days.dtype)
-        for d in range(1, days.shape[1]):
-            np.minimum(second, np.maximum(lowest, days[:, d]), out=second)
-            np.minimum(lowest, days[:, d], out=lowest)
-        return np.where(row_counts(valid) >= 3, np.maximum(second.astype(np.float64), 0.0), 0.0)
-
-    def _update_day(
-        self,
-        gm: IntArray,
-        day: IntArray,
-        pane_p: FloatArray,
-        exp_now: FloatArray,
-        since_s: FloatArray,
-        imp_pane: FloatArray,
-    ) -> None:
-        st = self.state
-        cur = st.day_cur[gm]
-        roll = (cur >= 0) & (day > cur)
-        if roll.any():
-            rm = gm[roll]
-            cov = st.day_cov_s[rm].astype(np.float64)
-            den = st.day_sum_exp[rm]
-            ratio = np.where(
-                (cov >= 12 * 3600) & (den > 0), st.day_sum_p[rm] / np.maximum(den, 1e-9), np.nan
-            )
-            ring = st.day_ratio[rm]
-            ring = np.concatenate([ring[:, 1:], ratio[:, None].astype(np.float32)], axis=1)
-            st.day_ratio[rm] = ring
-            # the completed day for the slow-bypass cue (a day seen less than half: unknown)
-            full = cov >= 12 * 3600
-            mean_w = np.where(full, st.day_sum_p[rm] / np.maximum(cov, 1.0), np.nan)
-            min_w = np.where(full, st.sb_min_today_w[rm], np.nan)
-            imp = np.where(full[:, None], st.sb_imp_today[rm], np.nan)
-            entry = np.column_stack([mean_w, min_w, imp]).astype(np.float32)
-            st.sb_days[rm] = np.concatenate([st.sb_days[rm][:, 1:], entry[:, None]], axis=1)
-            st.sb_min_today_w[rm] = np.inf
-            st.sb_imp_today[rm] = 0.0
-            st.day_sum_p[rm] = 0.0
-            st.day_sum_exp[rm] = 0.0
-            st.day_cov_s[rm] = 0.0
-        st.day_cur[gm] = day
-        # select (copies) only when some pane or baseline is missing, each index once
-        seen = np.isfinite(pane_p)
-        g, p_seen = (gm, pane_p) if seen.all() else (gm[seen], pane_p[seen])
-        st.sb_min_today_w[g] = np.minimum(st.sb_min_today_w[g], p_seen)
-        st.sb_imp_today[gm] = rows_of(st.sb_imp_today, gm) + imp_pane
-        ok = np.isfinite(exp_now)
-        if not ok.all():
-            gm, pane_p, exp_now, since_s = gm[ok], pane_p[ok], exp_now[ok], since_s[ok]
-        st.day_sum_p[gm] += pane_p * since_s
-        st.day_sum_exp[gm] += exp_now * since_s
-        st.day_cov_s[gm] += since_s
+        names = (
+            "peer_judged",
+            "peer_dip_v",
+            "peer_nights_n",
+            "peer_shallow_nights_n",
+            "peer_unmetered_a",
+            "peer_n",
+        )
+        return dict(zip(names, facts, strict=True)), since_ms
 
     def _days_facts(self, m: IntArray, can_fire: BoolArray) -> dict[str, FloatArray]:
         """Facts of the slow-bypass cue from the completed days: the two newest against the
@@ -1999,72 +1585,6 @@ class Engine:
                 np.inf,
             ),
         }
-
-    def _update_baselines(
-        self,
-        gm: IntArray,
-        bslot: IntArray,
-        hour: IntArray,
-        pane_p: FloatArray,
-        pane_v: FloatArray,
-        pane_i: FloatArray,
-        pstats: FloatArray,
-        since_s: FloatArray,
-        learn: BoolArray,
-    ) -> None:
-        st = self.state
-        th = self.thresholds
-        # most rounds learn from every window: the boolean selection would only copy
-        if not learn.all():
-            gm, bslot, hour = gm[learn], bslot[learn], hour[learn]
-            pane_p, pane_v, pane_i = pane_p[learn], pane_v[learn], pane_i[learn]
-            pstats, dt = pstats[learn], since_s[learn]
-        else:
-            dt = since_s
-        if not len(gm):
-            return
-        tau = th.value("baseline", "hour_profile_memory_days") * 3600.0
-        w = cells_of(st.base_w, gm, bslot).astype(np.float64)
-        # cumulative mean while young, exponential forgetting once a slot has memory
-        a = np.where(w < tau, dt / np.maximum(w + dt, 1e-9), 1.0 - np.exp(-dt / tau))
-        bp = cells_of(st.base_p, gm, bslot)
-        st.base_p[gm, bslot] = bp + a * (pane_p - bp)
-        bp2 = cells_of(st.base_p2, gm, bslot)
-        st.base_p2[gm, bslot] = bp2 + a * (pstats[:, SP2] / pstats[:, N] - bp2)
-        st.base_w[gm, bslot] = np.minimum(w + dt, 10 * tau)
-        vw = cells_of(st.base_vw, gm, hour).astype(np.float64)
-        av = np.where(vw < tau, dt / np.maximum(vw + dt, 1e-9), 1.0 - np.exp(-dt / tau))
-        # one gather per slot array (``a[idx] += x`` would gather it a second time)
-        bv = cells_of(st.base_v, gm, hour)
-        st.base_v[gm, hour] = bv + av * (pane_v - bv)
-        bi = cells_of(st.base_i, gm, hour)
-        st.base_i[gm, hour] = bi + av * (pane_i - bi)
-        st.base_vw[gm, hour] = np.minimum(vw + dt, 10 * tau)
-        # PF level (readings with real current), export history, service impedance
-        a_slow = 1.0 - np.exp(-dt / (3 * 86400.0))
-        npf = pstats[:, NPF]
-        has_pf = npf > 0
-        pf_now = np.where(has_pf, pstats[:, SPF] / np.maximum(npf, 1), np.nan)
-        cur = st.pf_base[gm]
-        a_pf = np.maximum(a_slow * 20, 0.02)
-        new_pf = np.where(np.isnan(cur), pf_now, cur + a_pf * (pf_now - cur))
-        st.pf_base[gm[has_pf]] = new_pf[has_pf]
-        low_now = pstats[:, NPFLOW] / np.maximum(npf, 1.0)
-        cur_low = st.pf_low_base[gm]
-        new_low = np.where(np.isnan(cur_low), low_now, cur_low + a_slow * (low_now - cur_low))
-        st.pf_low_base[gm[has_pf]] = new_low[has_pf]
-        nd = pstats[:, NDIFF]
-        has_d = nd > 0
-        e_now = pstats[:, SABSE] / np.maximum(nd, 1.0)
-        cur_e = st.e_scale[gm]
-        new_e = np.where(np.isnan(cur_e), e_now, cur_e + a_slow * 10 * (e_now - cur_e))
-        st.e_scale[gm[has_d]] = new_e[has_d]
-        neg_share = pstats[:, NNEG] / pstats[:, N]
-        a_exp = 1.0 - np.exp(-dt / (7 * 86400.0))
-        es = st.export_share[gm]
-        st.export_share[gm] = es + a_exp * (neg_share - es)
-        decay = np.exp(-dt / th.value("baseline", "impedance_long_memory_s"))[:, None]
-        st.imp_long[gm] = rows_of(st.imp_long, gm) * decay + pstats[:, IMP_SUMS]
 
     # ------------------------------------------------------------------ outputs
     def _finish_windows(self, rounds: list[dict[str, Any]], out: EngineOutput) -> None:
@@ -2215,20 +1735,6 @@ def cells_of(arr: np.ndarray, m: IntArray, col: IntArray) -> np.ndarray:
     return arr.reshape(-1, *arr.shape[2:]).take(m * arr.shape[1] + col, axis=0)
 
 
-def row_counts(mask: BoolArray) -> IntArray:
-    """The number of True cells in each row of a 2-D mask, as int64: ``mask.sum(axis=1)``.
-
-    Counted in bytes: a bool sum casts every cell to int64 first, which doubles the time
-    on the short rows of the per-meter state (24 or 48 slots). Counts are exact either way.
-
-    >>> row_counts(np.array([[True, False, True], [False, False, False]])).tolist()
-    [2, 0]
-    """
-    if mask.shape[1] > 255:  # a byte could overflow: count in int64
-        return np.asarray(mask.sum(axis=1), dtype=np.int64)
-    return mask.view(np.uint8).sum(axis=1, dtype=np.uint8).astype(np.int64)
-
-
 def median_of_finite(rows: FloatArray) -> FloatArray:
     """Median of each row's finite values (0 for a row without any).
 
@@ -2240,18 +1746,6 @@ def median_of_finite(rows: FloatArray) -> FloatArray:
 
 def conf_max(cues: dict[str, tuple[str, float, dict[str, float]]]) -> float:
     return max((c[1] for c in cues.values()), default=0.0)
-
-
-@dataclass
-class _Profile:
-    """A round's gathered power profiles: the ready slots (K, N_SLOTS) (learnt at least
-    slot_ready_s), the profile with unready slots zeroed (float32), the number of ready
-    slots, and the mean of the ready slots in float32 (0 when none)."""
-
-    ready: BoolArray
-    ready_p: np.ndarray
-    n_ready: IntArray
-    daily_mean: FloatArray
 
 
 @dataclass

@@ -37,7 +37,7 @@ from numba import njit
 PW_BLOCKSIZE = 128
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def pairwise_block(a, lo, n, neg_zero):  # type: ignore[no-untyped-def]
     """numpy's pairwise sum of ``a[lo:lo+n]`` for n <= 128, in the dtype of ``a``
     (``neg_zero``: -0.0 of that dtype): under 8 elements a plain loop from -0.0, else
@@ -74,7 +74,7 @@ def pairwise_block(a, lo, n, neg_zero):  # type: ignore[no-untyped-def]
     return res
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def pairwise_sum(a, lo, n):  # type: ignore[no-untyped-def]
     """numpy's pairwise sum of the float64 ``a[lo:lo+n]``: the value ``np.add.reduce``
     adds onto its start. Beyond 128 elements numpy sums the two halves (the first a
@@ -114,20 +114,20 @@ def pairwise_sum(a, lo, n):  # type: ignore[no-untyped-def]
     return vals[0]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def reduce_sum(a, lo, n):  # type: ignore[no-untyped-def]
     """``np.add.reduce(a[lo:lo+n])`` of float64 (also a row of ``.sum(axis=1)``): +0.0
     plus the pairwise sum."""
     return 0.0 + pairwise_sum(a, lo, n)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def reduce_sum32(a, lo, n):  # type: ignore[no-untyped-def]
     """``np.add.reduce(a[lo:lo+n])`` of float32, n <= 128, in float32."""
     return np.float32(0.0) + pairwise_block(a, lo, n, np.float32(-0.0))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def reduceat_sum(a, lo, n):  # type: ignore[no-untyped-def]
     """One segment of ``np.add.reduceat`` of float64 (n >= 1): the first element plus
     the pairwise sum of the rest (a one-element segment is the element itself, -0.0
@@ -335,7 +335,7 @@ def pane_facts(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
     runs. Updates those state arrays in place.
 
     Returns (seg_m, gpane, stats, runs_n, runs_s, last_p, last_i, flat_max_s, stuck_max_s,
-    ready, ready_p, n_ready, daily_mean, floor_w, z_long, z_long_se), per meter of the
+    daily_mean, daily, floor_w, z_long, z_long_se), per meter of the
     round (runs: the counters and run seconds at the meter's last reading, five kinds).
     """
     n = ts.shape[0]
@@ -353,9 +353,7 @@ def pane_facts(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
     last_i_out = np.empty(K)
     flat_max_s = np.empty(K)
     stuck_max_s = np.empty(K)
-    ready = np.empty((K, n_slots), dtype=np.bool_)
-    ready_p = np.empty((K, n_slots), dtype=np.float32)
-    n_ready = np.empty(K, dtype=np.int64)
+    daily = np.empty(K)
     daily_mean = np.empty(K)
     floor_w = np.empty(K)
     z_long = np.empty(K)
@@ -373,6 +371,7 @@ def pane_facts(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
     cand_i = np.empty(n)
     cand_v = np.empty(n)
     ready_row32 = np.empty(n_slots, dtype=np.float32)
+    ready_row = np.empty(n_slots)
 
     for s in range(K):
         lo = bounds[s]
@@ -392,11 +391,14 @@ def pane_facts(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
             if r32:
                 nr32 += 1
             r = r32 if exact_ready else np.float64(bw) >= ready_s
-            ready[s, k] = r
             if r:
                 nr += 1
-            ready_p[s, k] = base_p[g, k] if r else np.float32(0.0)
-        n_ready[s] = nr
+            ready_row[k] = np.float64(base_p[g, k]) if r else 0.0
+        # Engine._expected's daily mean: the ready slots summed in float64
+        if nr >= 12:
+            daily[s] = reduce_sum(ready_row, 0, n_slots) / np.float64(max(nr, 1))
+        else:
+            daily[s] = np.nan
         if nr32 > 0:
             total32 = reduce_sum32(ready_row32, 0, n_slots)
             daily_mean[s] = np.float64(total32) / np.float64(max(nr32, 1))
@@ -474,11 +476,7 @@ def pane_facts(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
             )
             res_bad = real_i and (resid > tol or under > tol_under)
             stuck = (
-                cons
-                and pj == pp
-                and ij == pi
-                and pfj == ppf
-                and (real_i or abs(pj) > prm[_PZERO])
+                cons and pj == pp and ij == pi and pfj == ppf and (real_i or abs(pj) > prm[_PZERO])
             )
             res_rel = resid / np_clip(np_max(abs(vipf), abs(pj)), 1.0, np.inf) if real_i else 0.0
             # _hour_expected: the reading's hour slot (float32 comparison, weak scalar)
@@ -642,10 +640,8 @@ def pane_facts(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
         last_i_out,
         flat_max_s,
         stuck_max_s,
-        ready,
-        ready_p,
-        n_ready,
         daily_mean,
+        daily,
         floor_w,
         z_long,
         z_long_se,
@@ -762,6 +758,11 @@ WINDOW_ROWS = (
     "cadence",
     "export_share",
     "days_cand",
+    "expected_p_or_0",
+    "daily_or_0",
+    "pf_base_or_1",
+    "slow_exp_or_0",
+    "z_long_or_0",
 )
 (
     R_MEAN_P,
@@ -809,6 +810,11 @@ WINDOW_ROWS = (
     R_CADENCE,
     R_EXPORT_SHARE,
     R_DAYS_CAND,
+    R_EXP_P0,
+    R_DAILY0,
+    R_PF_BASE1,
+    R_SLOW_EXP0,
+    R_Z_LONG0,
 ) = range(len(WINDOW_ROWS))
 
 SB_MIN = 1  # column of sb_days: the day's lowest pane power
@@ -831,9 +837,9 @@ def window_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
     end_ms,
     since_s,
     exps,
-    ready,
-    ready_p,
-    n_ready,
+    daily,
+    ready_s,
+    exact_ready,
     floor_w,
     z_long_in,
     z_long_se,
@@ -841,6 +847,7 @@ def window_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
     ring_id,
     ring,
     last_pane,
+    base_w,
     base_p,
     base_p2,
     base_vw,
@@ -914,7 +921,7 @@ def window_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
     expected_v = np.empty(K, dtype=np.float32)
     expected_i = np.empty(K, dtype=np.float32)
     hbd = np.empty((3, K), dtype=np.int64)
-    ready_w = np.empty(ready.shape[1])
+    ready_s32 = np.float32(ready_s)
     wn_buf = np.empty(n_vb)
     wo_buf = np.empty(n_vb)
     pn_buf = np.empty(n_vb)
@@ -995,8 +1002,14 @@ def window_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
         hbd[1, r] = day
         hbd[2, r] = bslot
         other_slot = (bslot + 24) % N_SLOTS
-        own = ready[r, bslot]
-        have = own or ready[r, other_slot]
+        # a slot is ready when learnt slot_ready_s (compared in float32 when the threshold
+        # is a float32 value, as Engine._profile did)
+        if exact_ready:
+            own = base_w[g, bslot] >= ready_s32
+            have = own or base_w[g, other_slot] >= ready_s32
+        else:
+            own = np.float64(base_w[g, bslot]) >= ready_s
+            have = own or np.float64(base_w[g, other_slot]) >= ready_s
         use = bslot if own else other_slot
         bp_use = np.float64(base_p[g, use])
         bp2_use = np.float64(base_p2[g, use])
@@ -1004,13 +1017,7 @@ def window_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
         var = np_max(bp2_use - bp_use * bp_use, 0.0)
         rows[R_EXP_P, r] = expected_p
         rows[R_EXP_STD, r] = np.sqrt(var) if have else np.nan
-        if n_ready[r] >= 12:
-            for k in range(ready_w.shape[0]):
-                ready_w[k] = np.float64(ready_p[r, k])
-            total = reduce_sum(ready_w, 0, ready_w.shape[0])
-            rows[R_DAILY, r] = total / np.float64(max(n_ready[r], 1))
-        else:
-            rows[R_DAILY, r] = np.nan
+        rows[R_DAILY, r] = daily[r]
         v_ready = np.float64(base_vw[g, hour]) >= prm[_W_READY]
         expected_v[r] = base_v[g, hour] if v_ready else nan32
         expected_i[r] = base_i[g, hour] if v_ready else nan32
@@ -1023,7 +1030,9 @@ def window_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
         z_l = z_long_in[r]
         z_ok = z_long_se[r] <= 0.25 * abs(z_l) and z_l >= 0.01 and z_l <= 1.5
         z_l = z_l if z_ok else np.nan
-        z_s, z_s_se = impedance_fit(imp_short[g, 0], imp_short[g, 1], imp_short[g, 2], imp_short[g, 3])
+        z_s, z_s_se = impedance_fit(
+            imp_short[g, 0], imp_short[g, 1], imp_short[g, 2], imp_short[g, 3]
+        )
         impedance = np_clip(fill_nan(z_l, 0.0), 0.0, 2.0)
         both = np.isfinite(z_l) and np.isfinite(z_s)
         imp_ratio = z_s / np_max(z_l, 0.02) if both else 1.0
@@ -1312,6 +1321,12 @@ def window_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
         rows[R_RESID_REL, r] = np_clip(safe_div(wsum[r, SRES], npf, 0.0), 0.0, 1.0)
         rows[R_CADENCE, r] = np.float64(cadence_s[g])
         rows[R_EXPORT_SHARE, r] = np.float64(export_share[g])
+        # the facts that fill_nan gave
+        rows[R_EXP_P0, r] = fill_nan(expected_p, 0.0)
+        rows[R_DAILY0, r] = fill_nan(daily[r], 0.0)
+        rows[R_PF_BASE1, r] = fb
+        rows[R_SLOW_EXP0, r] = fill_nan(se, 0.0)
+        rows[R_Z_LONG0, r] = fill_nan(z_l, 0.0)
     return rows, wsum, wmax_p, wmax_step, expected_v, expected_i, hbd
 
 
@@ -1360,7 +1375,7 @@ def learn_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913
     low share, the step scale, the export share, the long impedance sums),
     ``_learn_vstep`` (the usual half-hour corrected-voltage step of the hour, away from
     sag onsets) and ``_learn_floor`` (the daily minimum of pane power). ``rows`` and
-    ``hbd`` are :func:`window_state`'s outputs; ``exps`` rows (numpy's exp, see
+    ``hbd`` are :func:`window_state`'s outputs; ``exps`` rows 5-8 (numpy's exp, see
     window_state): exp(-dt/tau), exp(-dt/3 days), exp(-dt/7 days), exp(-dt/long
     impedance memory).
     """
@@ -1376,7 +1391,7 @@ def learn_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913
         lrn = learn[r]
         if lrn:
             # ---- _update_baselines
-            a_tau = 1.0 - exps[0, r]
+            a_tau = 1.0 - exps[5, r]
             w = np.float64(base_w[g, bslot])
             a = dt / np_max(w + dt, 1e-9) if w < tau else a_tau
             bp = base_p[g, bslot]
@@ -1391,7 +1406,7 @@ def learn_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913
             bi = base_i[g, hour]
             base_i[g, hour] = np.float32(bi + av * (rows[R_PANE_I, r] - bi))
             base_vw[g, hour] = np.float32(np_min(vw + dt, 10 * tau))
-            a_slow = 1.0 - exps[1, r]
+            a_slow = 1.0 - exps[6, r]
             npf = pstats[r, NPF]
             if npf > 0:
                 pf_now = pstats[r, SPF] / np_max(npf, 1.0)
@@ -1401,9 +1416,7 @@ def learn_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913
                 pf_base[g] = np.float32(new_pf)
                 low_now = pstats[r, NPFLOW] / np_max(npf, 1.0)
                 cur_low = pf_low_base[g]
-                new_low = (
-                    low_now if np.isnan(cur_low) else cur_low + a_slow * (low_now - cur_low)
-                )
+                new_low = low_now if np.isnan(cur_low) else cur_low + a_slow * (low_now - cur_low)
                 pf_low_base[g] = np.float32(new_low)
             nd = pstats[r, NDIFF]
             if nd > 0:
@@ -1412,11 +1425,11 @@ def learn_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913
                 new_e = e_now if np.isnan(cur_e) else cur_e + a_slow * 10 * (e_now - cur_e)
                 e_scale[g] = np.float32(new_e)
             neg_share = pstats[r, NNEG] / pstats[r, N]
-            a_exp = 1.0 - exps[2, r]
+            a_exp = 1.0 - exps[7, r]
             es = export_share[g]
             export_share[g] = np.float32(es + a_exp * (neg_share - es))
             for c in range(4):
-                imp_long[g, c] = imp_long[g, c] * exps[3, r] + pstats[r, SDVDI + c]
+                imp_long[g, c] = imp_long[g, c] * exps[8, r] + pstats[r, SDVDI + c]
 
         # ---- _learn_vstep
         last = onset_last[g]
@@ -1426,7 +1439,7 @@ def learn_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913
             mu = np.float64(vstep_base[g, hour, 0])
             var = np.float64(vstep_base[g, hour, 1])
             w = np.float64(vstep_base[g, hour, 2])
-            a = dt / np_max(w + dt, 1e-9) if w < tau else 1.0 - exps[0, r]
+            a = dt / np_max(w + dt, 1e-9) if w < tau else 1.0 - exps[5, r]
             sd = np.sqrt(np_max(var, prm[_L_MINSD2]))
             if w > 0:
                 d = np_clip(x - mu, -prm[_L_CLIP] * sd, prm[_L_CLIP] * sd)
@@ -1449,3 +1462,84 @@ def learn_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913
         floor_day[g] = max(day, cur_day)
         if lrn:
             floor_today_w[g] = np.float32(np_min(np.float64(floor_today_w[g]), pstats[r, MINP]))
+
+
+@njit(cache=True, error_model="numpy")
+def peer_round(  # type: ignore[no-untyped-def]  # noqa: PLR0913
+    gm,
+    pstats,
+    impedance,
+    z_known,
+    slot,
+    phour,
+    pday,
+    new_day,
+    j_rows,
+    j_day,
+    j_dip,
+    j_peers,
+    j_at,
+    day_start_ms,
+    min_dip_v,
+    shallow_dip_v,
+    peer_day,
+    peer_u,
+    peer_n,
+    peer_dip,
+    peer_dip_day,
+):
+    """R15's per-meter work of a round (``Engine._peer_voltage`` after the gateway
+    judging, which stays in Python): the judged meters' dip rings and their counts of
+    dipped and shallow nights among the last ``peer_dip.shape[1]`` days, the reset of
+    the peer-day slot of meters starting a new day, the hour's sums of u = V + Z*I, and
+    the facts. ``j_*``: the judged rows, their day, dip (V), peers and dip hour.
+
+    Returns (facts (6, K): judged, dip or 0, nights, shallow nights, unmetered A, peers;
+    since_ms: where each judged meter's dipped stretch began, -1 if not judged).
+    """
+    K = gm.shape[0]
+    n_days = peer_dip.shape[1]
+    facts = np.zeros((6, K))
+    since_ms = np.full(K, -1, dtype=np.int64)
+    dip = np.full(K, np.nan)
+    thr_dip = np.float32(-min_dip_v)
+    thr_shallow = np.float32(-shallow_dip_v)
+    for k in range(j_rows.shape[0]):
+        r = j_rows[k]
+        m = gm[r]
+        day = j_day[k]
+        d = j_dip[k]
+        facts[0, r] = 1.0
+        dip[r] = d
+        facts[5, r] = j_peers[k]
+        since_ms[r] = day * DAY_MS + day_start_ms + j_at[k] * HOUR_MS
+        peer_dip[m, day % n_days] = np.float32(d)
+        peer_dip_day[m, day % n_days] = day
+        nights = 0
+        shallow = 0
+        for q in range(n_days):
+            if peer_dip_day[m, q] > day - n_days:
+                if peer_dip[m, q] <= thr_dip:
+                    nights += 1
+                if peer_dip[m, q] <= thr_shallow:
+                    shallow += 1
+        facts[2, r] = nights
+        facts[3, r] = shallow
+    for r in range(K):
+        m = gm[r]
+        sl = slot[r]
+        if new_day[r]:
+            for h in range(peer_u.shape[2]):
+                peer_u[m, sl, h] = 0.0
+                peer_n[m, sl, h] = 0.0
+            peer_day[m, sl] = pday[r]
+        if z_known[r]:
+            h = phour[r]
+            peer_u[m, sl, h] = np.float32(
+                np.float64(peer_u[m, sl, h]) + (pstats[r, SV] + impedance[r] * pstats[r, SI])
+            )
+            peer_n[m, sl, h] = np.float32(np.float64(peer_n[m, sl, h]) + pstats[r, N])
+        d0 = fill_nan(dip[r], 0.0)
+        facts[1, r] = d0
+        facts[4, r] = (-d0 if facts[0, r] > 0 else 0.0) / np_max(impedance[r], 0.05)
+    return facts, since_ms

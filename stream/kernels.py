@@ -114,6 +114,60 @@ def pairwise_sum(a, lo, n):  # type: ignore[no-untyped-def]
     return vals[0]
 
 
+@njit(cache=True, error_model="numpy")
+def pw_start(zero):  # type: ignore[no-untyped-def]
+    """An empty streaming pairwise sum (see :func:`pw_push`) in the type of ``zero``."""
+    return (zero, zero, zero, zero, zero, zero, zero, zero, -zero)
+
+
+@njit(cache=True, error_model="numpy")
+def pw_push(acc, k, n, x):  # type: ignore[no-untyped-def]
+    """Element ``k`` (0, 1, ... in order) of ``n`` <= 128 into a streaming pairwise sum:
+    the same additions as :func:`pairwise_block` on the array of the ``n`` values, with
+    the state in a tuple (eight accumulators and the running result) instead of an array,
+    so a kernel sums values as it computes them, without a buffer (an array passed to a
+    helper in a kernel's loop costs reference counting)."""
+    r0, r1, r2, r3, r4, r5, r6, r7, res = acc
+    if n < 8:
+        res += x
+    else:
+        stop = n - (n % 8)
+        if k >= stop:
+            if k == stop:
+                res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+            res += x
+        else:
+            j = k % 8
+            first = k < 8
+            if j == 0:
+                r0 = x if first else r0 + x
+            elif j == 1:
+                r1 = x if first else r1 + x
+            elif j == 2:
+                r2 = x if first else r2 + x
+            elif j == 3:
+                r3 = x if first else r3 + x
+            elif j == 4:
+                r4 = x if first else r4 + x
+            elif j == 5:
+                r5 = x if first else r5 + x
+            elif j == 6:
+                r6 = x if first else r6 + x
+            else:
+                r7 = x if first else r7 + x
+    return (r0, r1, r2, r3, r4, r5, r6, r7, res)
+
+
+@njit(cache=True, error_model="numpy")
+def pw_total(acc, n):  # type: ignore[no-untyped-def]
+    """The pairwise sum of the ``n`` values pushed into ``acc``: numpy's
+    ``pairwise_sum`` of them (add it to +0.0 for ``np.add.reduce``)."""
+    r0, r1, r2, r3, r4, r5, r6, r7, res = acc
+    if n >= 8 and n % 8 == 0:
+        return ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    return res
+
+
 @njit(cache=True, error_model="numpy", inline="always")
 def reduce_sum(a, lo, n):  # type: ignore[no-untyped-def]
     """``np.add.reduce(a[lo:lo+n])`` of float64 (also a row of ``.sum(axis=1)``): +0.0
@@ -913,6 +967,8 @@ def window_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
     n_vb = vbin.shape[1]
     half_vb = n_vb // 2
     n_trend = day_ratio.shape[1]
+    if n_trend > PW_BLOCKSIZE:
+        raise ValueError("window_state: at most 128 trend days (streaming pairwise sums)")
     n_sb = sb_days.shape[1]
     rows = np.empty((len(WINDOW_ROWS), K))
     wsum = np.empty((K, N_STATS))
@@ -922,14 +978,6 @@ def window_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
     expected_i = np.empty(K, dtype=np.float32)
     hbd = np.empty((3, K), dtype=np.int64)
     ready_s32 = np.float32(ready_s)
-    wn_buf = np.empty(n_vb)
-    wo_buf = np.empty(n_vb)
-    pn_buf = np.empty(n_vb)
-    po_buf = np.empty(n_vb)
-    pool_buf = np.empty(vstep_base.shape[1])
-    y_buf = np.empty(n_trend)
-    yd_buf = np.empty(n_trend)
-    tail_buf = np.empty(2)
     bins_m = np.empty(n_vb)
     bins_n = np.empty(n_vb)
     bins_id = np.empty(n_vb, dtype=np.int64)
@@ -1142,6 +1190,10 @@ def window_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
         vbin_id[g, vs] = b
         cnt_new = 0
         cnt_old = 0
+        acc_wn = pw_start(0.0)
+        acc_wo = pw_start(0.0)
+        acc_pn = pw_start(0.0)
+        acc_po = pw_start(0.0)
         for q in range(n_vb):
             age = b - bins_id[q]
             have_q = bins_id[q] >= 0 and age >= 0 and age < n_vb and bins_n[q] > 0
@@ -1149,21 +1201,27 @@ def window_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
             older = have_q and age >= half_vb
             cnt_new += 1 if newer else 0
             cnt_old += 1 if older else 0
-            wn_buf[q] = bins_n[q] if newer else 0.0
-            wo_buf[q] = bins_n[q] if older else 0.0
-            pn_buf[q] = wn_buf[q] * bins_m[q]
-            po_buf[q] = wo_buf[q] * bins_m[q]
-        mu_new = reduce_sum(pn_buf, 0, n_vb) / np_max(reduce_sum(wn_buf, 0, n_vb), 1e-9)
-        mu_old = reduce_sum(po_buf, 0, n_vb) / np_max(reduce_sum(wo_buf, 0, n_vb), 1e-9)
+            w_new = bins_n[q] if newer else 0.0
+            w_old = bins_n[q] if older else 0.0
+            acc_wn = pw_push(acc_wn, q, n_vb, w_new)
+            acc_wo = pw_push(acc_wo, q, n_vb, w_old)
+            acc_pn = pw_push(acc_pn, q, n_vb, w_new * bins_m[q])
+            acc_po = pw_push(acc_po, q, n_vb, w_old * bins_m[q])
+        # (w * m).sum(axis=1) / max(w.sum(axis=1), 1e-9), as numpy summed them
+        mu_new = (0.0 + pw_total(acc_pn, n_vb)) / np_max(0.0 + pw_total(acc_wn, n_vb), 1e-9)
+        mu_old = (0.0 + pw_total(acc_po, n_vb)) / np_max(0.0 + pw_total(acc_wo, n_vb), 1e-9)
         step_ok = cnt_new >= prm[_W_RS_MINBINS] and cnt_old >= prm[_W_RS_MINBINS]
         step = mu_new - mu_old if step_ok else 0.0
         n_h = vstep_base.shape[1]
         n_rdy = 0
+        acc_pool = pw_start(0.0)
         for h in range(n_h):
             rdy = np.float64(vstep_base[g, h, 2]) >= prm[_W_RS_READY]
             n_rdy += 1 if rdy else 0
-            pool_buf[h] = np.float64(vstep_base[g, h, 1] if rdy else np.float32(0.0))
-        pooled_var = reduce_sum(pool_buf, 0, n_h) / np.float64(max(n_rdy, 1))
+            acc_pool = pw_push(
+                acc_pool, h, n_h, np.float64(vstep_base[g, h, 1] if rdy else np.float32(0.0))
+            )
+        pooled_var = (0.0 + pw_total(acc_pool, n_h)) / np.float64(max(n_rdy, 1))
         here_mu = np.float64(vstep_base[g, hour, 0])
         here_var = np.float64(vstep_base[g, hour, 1])
         ready_h = np.float64(vstep_base[g, hour, 2]) >= prm[_W_RS_READY]
@@ -1290,27 +1348,31 @@ def window_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
         n_d = 0
         sx = 0.0
         sxx = 0.0
+        acc_y = pw_start(0.0)
+        acc_yd = pw_start(0.0)
         for k in range(n_trend):
             x = np.float64(day_ratio[g, k])
             ok = np.isfinite(x)
-            y_buf[k] = x if ok else 0.0
-            yd_buf[k] = y_buf[k] * np.float64(k)
+            y = x if ok else 0.0
+            acc_y = pw_push(acc_y, k, n_trend, y)
+            acc_yd = pw_push(acc_yd, k, n_trend, y * np.float64(k))
             if ok:
                 n_d += 1
                 sx += np.float64(k)
                 sxx += np.float64(k * k)
-        sy = reduce_sum(y_buf, 0, n_trend)
-        sxy = reduce_sum(yd_buf, 0, n_trend)
+        sy = 0.0 + pw_total(acc_y, n_trend)
+        sxy = 0.0 + pw_total(acc_yd, n_trend)
         nf = np.float64(n_d)
         slope = safe_div(nf * sxy - sx * sy, nf * sxx - sx * sx, 0.0)
         rows[R_SLOPE, r] = slope if nf >= 3 else 0.0
         tail_n = 0
+        acc_tail = pw_start(0.0)
         for k in range(2):
             x = np.float64(day_ratio[g, n_trend - 2 + k])
-            tail_buf[k] = x if np.isfinite(x) else 0.0
+            acc_tail = pw_push(acc_tail, k, 2, x if np.isfinite(x) else 0.0)
             tail_n += 1 if np.isfinite(x) else 0
         rows[R_TREND_RATIO, r] = (
-            reduce_sum(tail_buf, 0, 2) / np.float64(max(tail_n, 1)) if tail_n > 0 else 1.0
+            (0.0 + pw_total(acc_tail, 2)) / np.float64(max(tail_n, 1)) if tail_n > 0 else 1.0
         )
         rows[R_TREND_DAYS, r] = nf
 

@@ -5,7 +5,8 @@ Kafka, no Faust here. See the README's architecture section for the design; in s
 
 * **Columnar.** A :class:`~stream.codecs.ReadingBatch` is numpy arrays; every step is
   vectorised over readings, or over meters (one pass per pane round), never a Python loop
-  per reading.
+  per reading. The pane rounds' per-meter work is compiled loops over the round's meters
+  (:mod:`stream.kernels`, numba), with the numbers of the numpy code they replaced.
 * **Event time.** Each meter has its own watermark (its newest reading minus the allowed
   lateness). Readings wait in a small pending buffer until the pane (one hop) they fall in
   is older than the watermark; then they are released in time order, so results do not

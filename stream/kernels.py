@@ -38,7 +38,7 @@ PW_BLOCKSIZE = 128
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def pairwise_block(a, lo, n, neg_zero):  # type: ignore[no-untyped-def]
+def pairwise_block(a, lo, n, neg_zero):
     """numpy's pairwise sum of ``a[lo:lo+n]`` for n <= 128, in the dtype of ``a``
     (``neg_zero``: -0.0 of that dtype): under 8 elements a plain loop from -0.0, else
     eight interleaved accumulators, combined as a tree, then the rest one by one."""
@@ -75,7 +75,7 @@ def pairwise_block(a, lo, n, neg_zero):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def pairwise_sum(a, lo, n):  # type: ignore[no-untyped-def]
+def pairwise_sum(a, lo, n):
     """numpy's pairwise sum of the float64 ``a[lo:lo+n]``: the value ``np.add.reduce``
     adds onto its start. Beyond 128 elements numpy sums the two halves (the first a
     multiple of 8 long) recursively and adds them; here the same tree is walked with
@@ -115,13 +115,13 @@ def pairwise_sum(a, lo, n):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, error_model="numpy")
-def pw_start(zero):  # type: ignore[no-untyped-def]
+def pw_start(zero):
     """An empty streaming pairwise sum (see :func:`pw_push`) in the type of ``zero``."""
     return (zero, zero, zero, zero, zero, zero, zero, zero, -zero)
 
 
 @njit(cache=True, error_model="numpy")
-def pw_push(acc, k, n, x):  # type: ignore[no-untyped-def]
+def pw_push(acc, k, n, x):
     """Element ``k`` (0, 1, ... in order) of ``n`` <= 128 into a streaming pairwise sum:
     the same additions as :func:`pairwise_block` on the array of the ``n`` values, with
     the state in a tuple (eight accumulators and the running result) instead of an array,
@@ -159,7 +159,7 @@ def pw_push(acc, k, n, x):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, error_model="numpy")
-def pw_total(acc, n):  # type: ignore[no-untyped-def]
+def pw_total(acc, n):
     """The pairwise sum of the ``n`` values pushed into ``acc``: numpy's
     ``pairwise_sum`` of them (add it to +0.0 for ``np.add.reduce``)."""
     r0, r1, r2, r3, r4, r5, r6, r7, res = acc
@@ -169,20 +169,20 @@ def pw_total(acc, n):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def reduce_sum(a, lo, n):  # type: ignore[no-untyped-def]
+def reduce_sum(a, lo, n):
     """``np.add.reduce(a[lo:lo+n])`` of float64 (also a row of ``.sum(axis=1)``): +0.0
     plus the pairwise sum."""
     return 0.0 + pairwise_sum(a, lo, n)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def reduce_sum32(a, lo, n):  # type: ignore[no-untyped-def]
+def reduce_sum32(a, lo, n):
     """``np.add.reduce(a[lo:lo+n])`` of float32, n <= 128, in float32."""
     return np.float32(0.0) + pairwise_block(a, lo, n, np.float32(-0.0))
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def reduceat_sum(a, lo, n):  # type: ignore[no-untyped-def]
+def reduceat_sum(a, lo, n):
     """One segment of ``np.add.reduceat`` of float64 (n >= 1): the first element plus
     the pairwise sum of the rest (a one-element segment is the element itself, -0.0
     included)."""
@@ -190,20 +190,20 @@ def reduceat_sum(a, lo, n):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, error_model="numpy")
-def np_min(a, b):  # type: ignore[no-untyped-def]
+def np_min(a, b):
     """``np.minimum(a, b)`` of two scalars: NaN if either is NaN, else the smaller, the
     second on a tie (so the sign of an equal zero is the second's)."""
     return a if (a < b or a != a) else b
 
 
 @njit(cache=True, error_model="numpy")
-def np_max(a, b):  # type: ignore[no-untyped-def]
+def np_max(a, b):
     """``np.maximum(a, b)`` of two scalars (NaN-propagating, the second on a tie)."""
     return a if (a > b or a != a) else b
 
 
 @njit(cache=True, error_model="numpy")
-def np_clip(x, lo, hi):  # type: ignore[no-untyped-def]
+def np_clip(x, lo, hi):
     """``np.clip(x, lo, hi)`` of a scalar: NaN stays NaN, -0.0 stays -0.0."""
     if x < lo:
         return lo
@@ -213,13 +213,13 @@ def np_clip(x, lo, hi):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, error_model="numpy")
-def fill_nan(x, value):  # type: ignore[no-untyped-def]
+def fill_nan(x, value):
     """``detectors.features.fill_nan`` of a scalar."""
     return value if np.isnan(x) else x
 
 
 @njit(cache=True, error_model="numpy")
-def impedance_fit(sxy, sxx, syy, n):  # type: ignore[no-untyped-def]
+def impedance_fit(sxy, sxx, syy, n):
     """``stream.engine.impedance_fit`` of one meter's sums: (z, its standard error)."""
     if sxx > 1.0 and n >= 10:
         z = -sxy / sxx
@@ -311,7 +311,7 @@ MEAS_PARAMS = (
 
 
 @njit(cache=True, error_model="numpy")
-def _segments(m):  # type: ignore[no-untyped-def]
+def _segments(m):
     """Starts (with a final end) of the runs of equal meter index in ``m`` (sorted)."""
     n = m.shape[0]
     bounds = np.empty(n + 1, dtype=np.int64)
@@ -325,7 +325,7 @@ def _segments(m):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, error_model="numpy")
-def standby_floor(days):  # type: ignore[no-untyped-def]
+def standby_floor(days):
     """``Engine._standby_floor`` of one meter's row of daily minima (float32): the second
     lowest finite day as float64 (at least 0), 0 until three days are known."""
     inf32 = np.float32(np.inf)
@@ -343,7 +343,7 @@ def standby_floor(days):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, error_model="numpy")
-def pane_facts(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
+def pane_facts(
     m,
     ts,
     p,
@@ -877,14 +877,14 @@ VBIN_MS = 300_000
 
 
 @njit(cache=True, error_model="numpy")
-def safe_div(num, den, neutral):  # type: ignore[no-untyped-def]
+def safe_div(num, den, neutral):
     """``detectors.features._safe_div`` of scalars: num / den, ``neutral`` if not finite."""
     q = num / den
     return q if np.isfinite(q) else neutral
 
 
 @njit(cache=True, error_model="numpy")
-def window_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913, PLR0915
+def window_state(
     gm,
     gpane,
     pstats,
@@ -1404,7 +1404,7 @@ _L_TAU, _L_REFRACT, _L_MINSD2, _L_CLIP, _L_READY = range(len(LEARN_PARAMS))
 
 
 @njit(cache=True, error_model="numpy")
-def learn_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913
+def learn_state(
     gm,
     hbd,
     rows,
@@ -1527,7 +1527,7 @@ def learn_state(  # type: ignore[no-untyped-def]  # noqa: PLR0913
 
 
 @njit(cache=True, error_model="numpy")
-def peer_round(  # type: ignore[no-untyped-def]  # noqa: PLR0913
+def peer_round(
     gm,
     pstats,
     impedance,

@@ -125,7 +125,7 @@ def _measurement() -> dict[str, float]:
     }
 
 
-def _pane_facts(st: MeterState, m, ts, p, v, i, pf):  # type: ignore[no-untyped-def]
+def _pane_facts(st: MeterState, m, ts, p, v, i, pf):
     prm = np.array([_measurement()[k] for k in kernels.MEAS_PARAMS])
     return kernels.pane_facts(
         np.asarray(m, dtype=np.int64),

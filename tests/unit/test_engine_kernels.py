@@ -249,3 +249,120 @@ def test_peer_round_with_nothing_to_judge_only_adds_the_hour() -> None:
     assert since.tolist() == [-1, -1] and not facts.any()
     assert st.peer_u[0, 1, 7] == np.float32(231.0) and st.peer_n[0, 1, 7] == 1.0
     assert st.peer_u[3].sum() == 0.0  # no impedance known: nothing added
+
+
+def _window_state(eng: engine.Engine, gm, gpane, pstats, since_s):  # type: ignore[no-untyped-def]
+    st = eng.state
+    gm = np.asarray(gm, dtype=np.int64)
+    gpane = np.asarray(gpane, dtype=np.int64)
+    end_ms = (gpane + 1) * HOP_MS
+    since_s = np.asarray(since_s, dtype=np.float64)
+    exps = np.exp(-since_s / np.array([21600.0, 7200.0, 86400.0, 1e9, 1800.0, 25200.0])[:, None])
+    exps = np.vstack([exps, np.ones((3, len(gm)))])
+    k = len(gm)
+    return kernels.window_state(
+        gm,
+        gpane,
+        np.asarray(pstats, dtype=np.float64).reshape(k, kernels.N_STATS),
+        end_ms,
+        since_s,
+        exps,
+        np.full(k, np.nan),
+        3600.0,
+        True,
+        np.zeros(k),
+        np.full(k, np.nan),
+        np.full(k, np.nan),
+        eng._window_params(),
+        *(getattr(st, name) for name in _STATE_OF_WINDOW),
+    )
+
+
+_STATE_OF_WINDOW = (
+    "ring_id ring last_pane base_w base_p base_p2 base_vw base_v base_i pf_base imp_short "
+    "first_ts imp_start slow_p slow_exp drop_start sub_floor_s e_scale sag_start "
+    "prev_pane_vi sag_ref sag_size vbin_id vbin vstep_base onset_last onset_hour onset_size "
+    "onset_recur onset_recur_ts pf_low_ew pf_low_base pf_low_start day_cur day_cov_s "
+    "day_sum_p day_sum_exp day_ratio sb_min_today_w sb_imp_today sb_days cadence_s "
+    "export_share"
+).split()
+
+
+def _engine() -> engine.Engine:
+    from rules.thresholds import load_thresholds
+
+    eng = engine.Engine(engine.EngineConfig(), load_thresholds())
+    eng.state.grow(4)
+    return eng
+
+
+def test_window_state_of_an_empty_round_is_empty() -> None:
+    eng = _engine()
+    out = _window_state(eng, [], [], np.empty((0, kernels.N_STATS)), [])
+    rows, wsum, wmax_p, wmax_step = out[:4]
+    assert rows.shape == (len(kernels.WINDOW_ROWS), 0) and wsum.shape == (0, kernels.N_STATS)
+    assert len(wmax_p) == len(wmax_step) == 0
+
+
+def test_window_sums_are_numpys_masked_sums_over_the_ring() -> None:
+    eng = _engine()
+    st = eng.state
+    P = eng.config.panes
+    rng = np.random.default_rng(7)
+    # meter 0: panes 89..99 in its ring (89 overwritten by 99, same slot); meter 2: none
+    for pane in (89, 95, 96, 98, 99):
+        st.ring_id[0, pane % P] = pane
+        st.ring[0, pane % P] = rng.uniform(0.5, 400.0, kernels.N_STATS).astype(np.float32)
+    pstats = rng.uniform(0.5, 400.0, (2, kernels.N_STATS))
+    pstats[:, kernels.N] = 1.0
+    rows, wsum, wmax_p, wmax_step, expected_v, _, hbd = _window_state(
+        eng, [0, 2], [100, 100], pstats, [60.0, 60.0]
+    )
+    # the reference: the engine's former dense path (one masked contraction over the ring)
+    ring = st.ring[[0, 2]]
+    rid = st.ring_id[[0, 2]]
+    valid = (rid > 100 - P) & (rid <= 100)
+    assert valid.sum(axis=1).tolist() == [5, 1]  # the new pane is in; pane 89 slid out
+    want = np.einsum("kp,kps->ks", valid.astype(np.float64), ring, dtype=np.float64)
+    for col in (kernels.N, kernels.SP, kernels.SV, kernels.SDVDI, kernels.SABSE):
+        assert wsum[:, col].tolist() == want[:, col].tolist()
+    want_max = np.where(valid, ring[:, :, kernels.MAXP], -np.inf).max(axis=1)
+    assert wmax_p.dtype == np.float32 and wmax_p.tolist() == want_max.tolist()
+    want_step = np.where(valid, ring[:, :, kernels.MAXSTEP], 0.0).max(axis=1)
+    assert wmax_step.tolist() == want_step.tolist()
+    want_min = np.where(valid, ring[:, :, kernels.MINP], np.inf).min(axis=1)
+    assert wsum[:, kernels.MINP].tolist() == want_min.tolist()
+    # means, and the meter with one pane: its window is its pane
+    mean_p = rows[kernels.WINDOW_ROWS.index("mean_p")]
+    assert mean_p.tolist() == (want[:, kernels.SP] / want[:, kernels.N]).tolist()
+    assert wsum[1, kernels.SP] == np.float64(np.float32(pstats[1, kernels.SP]))
+    # nothing learnt yet: no baseline, not warm; hour 1 of day 0 (a Thursday)
+    assert np.isnan(expected_v).all() and not rows[kernels.WINDOW_ROWS.index("warm")].any()
+    assert hbd[:, 0].tolist() == [1, 0, 1]
+    assert st.last_pane[[0, 2]].tolist() == [100, 100]
+
+
+def test_learn_state_of_an_empty_round_changes_nothing() -> None:
+    eng = _engine()
+    st = eng.state
+    before = {k: a.copy() for k, a in st.arrays.items()}
+    empty_i = np.empty(0, dtype=np.int64)
+    kernels.learn_state(
+        empty_i,
+        np.empty((3, 0), dtype=np.int64),
+        np.empty((len(kernels.WINDOW_ROWS), 0)),
+        np.empty((0, kernels.N_STATS)),
+        empty_i,
+        np.empty(0),
+        np.empty((9, 0)),
+        np.empty(0, dtype=bool),
+        np.array([25200.0, 1800.0, 0.04, 2.5, 3600.0]),
+        *(getattr(st, name) for name in _STATE_OF_LEARN),
+    )
+    assert all(np.array_equal(before[k], a, equal_nan=True) for k, a in st.arrays.items())
+
+
+_STATE_OF_LEARN = (
+    "base_w base_p base_p2 base_vw base_v base_i pf_base pf_low_base e_scale export_share "
+    "imp_long onset_last vstep_base floor_day floor_today_w floor_days_w"
+).split()

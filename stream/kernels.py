@@ -325,24 +325,6 @@ def _segments(m):
 
 
 @njit(cache=True, error_model="numpy")
-def standby_floor(days):
-    """``Engine._standby_floor`` of one meter's row of daily minima (float32): the second
-    lowest finite day as float64 (at least 0), 0 until three days are known."""
-    inf32 = np.float32(np.inf)
-    lowest = days[0] if np.isfinite(days[0]) else inf32
-    second = inf32
-    valid = 1 if np.isfinite(days[0]) else 0
-    for d in range(1, days.shape[0]):
-        x = days[d] if np.isfinite(days[d]) else inf32
-        valid += 1 if np.isfinite(days[d]) else 0
-        second = np_min(second, np_max(lowest, x))
-        lowest = np_min(lowest, x)
-    if valid >= 3:
-        return np_max(np.float64(second), 0.0)
-    return 0.0
-
-
-@njit(cache=True, error_model="numpy")
 def pane_facts(
     m,
     ts,
@@ -458,7 +440,25 @@ def pane_facts(
             daily_mean[s] = np.float64(total32) / np.float64(max(nr32, 1))
         else:
             daily_mean[s] = 0.0
-        floor_w[s] = standby_floor(floor_days_w[g])
+        # Engine._standby_floor: the second lowest finite daily minimum (float32), as
+        # float64 and at least 0, once three days are known (written out: a helper taking
+        # the row would cost reference counting per meter)
+        inf32 = np.float32(np.inf)
+        lowest = inf32
+        second = inf32
+        n_days = 0
+        for d in range(floor_days_w.shape[1]):
+            x = floor_days_w[g, d]
+            if np.isfinite(x):
+                n_days += 1
+            else:
+                x = inf32
+            if d == 0:
+                lowest = x
+            else:
+                second = np_min(second, np_max(lowest, x))
+                lowest = np_min(lowest, x)
+        floor_w[s] = np_max(np.float64(second), 0.0) if n_days >= 3 else 0.0
         z, se = impedance_fit(imp_long[g, 0], imp_long[g, 1], imp_long[g, 2], imp_long[g, 3])
         z_long[s] = z
         z_long_se[s] = se
@@ -588,8 +588,19 @@ def pane_facts(
             run_reset[4, j] = not stuck
 
         # ---- cadence: EWMA of the mean interval between consecutive readings
-        dt_sum = reduceat_sum(good_dt, lo, cnt)
-        dt_n = reduceat_sum(good_dt_n, lo, cnt)
+        if cnt <= 8:
+            # reduceat_sum written out for short panes (a helper taking the arrays costs
+            # reference counting per meter)
+            rest = -0.0
+            rest_n = -0.0
+            for j in range(lo + 1, hi):
+                rest += good_dt[j]
+                rest_n += good_dt_n[j]
+            dt_sum = good_dt[lo] + rest
+            dt_n = good_dt_n[lo] + rest_n
+        else:
+            dt_sum = reduceat_sum(good_dt, lo, cnt)
+            dt_n = reduceat_sum(good_dt_n, lo, cnt)
         if dt_n > 0:
             med = dt_sum / np_max(dt_n, 1.0)
             if not np.isnan(med):
@@ -658,9 +669,10 @@ def pane_facts(
         last_p_out[s] = p[last]
         last_i_out[s] = i[last]
         n_recent = recent_ts.shape[1]
-        old = recent_ts[g].copy()
-        for k in range(n_recent):
-            recent_ts[g, k] = ts[last - k] if k < cnt else old[k - cnt]
+        # in place, oldest slot first: slot k takes the k-th newest reading of this pane,
+        # else the remembered slot k - cnt (lower, so not yet overwritten)
+        for k in range(n_recent - 1, -1, -1):
+            recent_ts[g, k] = ts[last - k] if k < cnt else recent_ts[g, k - cnt]
 
         # ---- the pane's statistics
         for c in SUM_COLS:

@@ -85,24 +85,6 @@ def test_scalar_impedance_fit_is_the_engines() -> None:
         )
 
 
-def test_standby_floor_is_the_second_lowest_of_three_known_days() -> None:
-    nan = np.nan
-    rows = np.array(
-        [
-            [nan, nan, nan, nan, nan, 300.0, 250.0],  # two days: unknown yet
-            [nan, nan, nan, nan, 300.0, 250.0, 400.0],
-            [90.0, 80.0, 85.0, 120.0, 7.0, 88.0, 95.0],  # one low (bypassed) day ignored
-            [-5.0, -6.0, -7.0, nan, nan, nan, nan],  # never below zero
-        ],
-        dtype=np.float32,
-    )
-    got = [kernels.standby_floor(r) for r in rows]
-    for r, g in zip(rows, got, strict=True):
-        known = np.sort(r[np.isfinite(r)]).astype(np.float64)
-        assert g == (max(known[1], 0.0) if len(known) >= 3 else 0.0)
-    assert got[1] == 300.0 and got[2] == 80.0
-
-
 def _measurement() -> dict[str, float]:
     return {
         "max_consecutive_gap_s": 1800.0,
@@ -213,6 +195,27 @@ def test_pane_facts_match_numpy_on_one_and_several_readings() -> None:
     # resolution: the smallest non-zero steps seen
     assert st.v_step[2] == np.float32(2.5) and st.i_step[1] == np.float32(np.float64(3.6 - 3.5))
     assert runs_s.shape == (2, kernels.N_RUNS + 1)
+
+
+def test_standby_floor_is_the_second_lowest_of_three_known_days() -> None:
+    nan = np.nan
+    rows = np.array(
+        [
+            [nan, nan, nan, nan, nan, 300.0, 250.0],  # two days: unknown yet
+            [nan, nan, nan, nan, 300.0, 250.0, 400.0],
+            [90.0, 80.0, 85.0, 120.0, 7.0, 88.0, 95.0],  # one low (bypassed) day ignored
+            [-5.0, -6.0, -7.0, nan, nan, nan, nan],  # never below zero
+        ],
+        dtype=np.float32,
+    )
+    st = MeterState(panes=10, trend_days=14, capacity=4)
+    st.floor_days_w[:4] = rows
+    one = [1.0, 1.0, 1.0, 1.0]
+    floor_w = _pane_facts(st, [0, 1, 2, 3], [60_000] * 4, one, [230.0] * 4, one, one)[11]
+    for r, got in zip(rows, floor_w, strict=True):
+        known = np.sort(r[np.isfinite(r)]).astype(np.float64)
+        assert got == (max(known[1], 0.0) if len(known) >= 3 else 0.0)
+    assert floor_w.tolist() == [0.0, 300.0, 80.0, 0.0]
 
 
 def test_peer_round_with_nothing_to_judge_only_adds_the_hour() -> None:

@@ -20,11 +20,19 @@ by operation, in the same order and the same precision:
   segment's first element), not by a plain loop, whose rounding differs;
 * ``np.minimum``/``np.maximum`` (NaN-propagating, ties to the second operand) and
   ``np.clip`` are repeated by :func:`np_min`, :func:`np_max` and :func:`np_clip`, so
-  even the sign of a zero is the same.
+  even the sign of a zero is the same;
+* exponentials are not computed here: numpy's SIMD ``exp`` and the C library's (which
+  compiled code calls) differ in the last bit, so the engine computes them with numpy
+  and passes them in.
 
-No fastmath (it would let LLVM reorder sums). ``error_model="numpy"``: a division by
-zero gives inf/NaN as in numpy instead of raising. ``cache=True`` keeps the compiled code next
-to this module (``__pycache__``), so only the first process after a change compiles.
+Arrays are not passed to helper functions inside the per-meter loops where it can be
+avoided: each such call costs reference counting (atomic operations), which was a fifth
+of a kernel's time.
+
+No fastmath (it would let LLVM reorder sums). ``error_model="numpy"``: a division by zero
+gives inf/NaN as in numpy instead of raising. ``cache=True`` keeps the compiled code next
+to this module (``__pycache__``), so only the first process after a change compiles
+(about 25 s); numba's own start-up (~0.4 s, on the first call) is paid by every process.
 """
 
 from __future__ import annotations
@@ -371,8 +379,10 @@ def pane_facts(
     runs. Updates those state arrays in place.
 
     Returns (seg_m, gpane, stats, runs_n, runs_s, last_p, last_i, flat_max_s, stuck_max_s,
-    daily_mean, daily, floor_w, z_long, z_long_se), per meter of the
-    round (runs: the counters and run seconds at the meter's last reading, five kinds).
+    daily_mean, daily, floor_w, z_long, z_long_se), per meter of the round (runs: the
+    counters and run seconds at the meter's last reading, five kinds; daily_mean: the
+    float32 mean of the ready profile slots, for "zero"; daily: Engine._expected's float64
+    daily mean, NaN under 12 ready slots).
     """
     n = ts.shape[0]
     bounds = _segments(m)

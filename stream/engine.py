@@ -5,7 +5,8 @@ Kafka, no Faust here. See the README's architecture section for the design; in s
 
 * **Columnar.** A :class:`~stream.codecs.ReadingBatch` is numpy arrays; every step is
   vectorised over readings, or over meters (one pass per pane round), never a Python loop
-  per reading.
+  per reading. The pane rounds' per-meter work is compiled loops over the round's meters
+  (:mod:`stream.kernels`, numba), with the numbers of the numpy code they replaced.
 * **Event time.** Each meter has its own watermark (its newest reading minus the allowed
   lateness). Readings wait in a small pending buffer until the pane (one hop) they fall in
   is older than the watermark; then they are released in time order, so results do not
@@ -73,11 +74,9 @@ from detectors.features import (
     odd_hour_load,
     pf_drop,
     pf_jitter,
-    pf_level,
     ratio_to_baseline,
     share,
     step_ratio,
-    trend_slope,
     unexplained_sag,
     voltage_deviation,
     zscore_to_baseline,
@@ -87,8 +86,9 @@ from rules.cues import CUES, PARTNER_IDS, evaluate_cues, theft_windows
 from rules.events import Event, EventTracker, FlaggedWindow
 from rules.severity import unbilled_kwh
 from rules.thresholds import Thresholds, load_thresholds
+from stream import kernels
 from stream.codecs import ReadingBatch, Rejection, concat_batches, split_valid
-from stream.windows import Segments, runs_in_segments, shift_in_segments
+from stream.windows import Segments, shift_in_segments
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +140,6 @@ ENGINE_STAGES = ("admit", "pane_rounds", "models", "events")
 FEATURE_BLOCK_ROWS = 4096
 """Windows whose features are computed together (see ``Engine._batch_features``)."""
 N_STATS = 27
-SUM_STATS = [N, SP, SP2, SV, SI, SPF, SPF2, NPF, NZERO, NNEG, NFLAT, NRES, SRES, NSAG, SVIPF]
-SUM_STATS += [SDVDI, SDI2, SDV2, NDIFF, SABSE, NPFLOW]
-# the impedance sums (dV*dI, dI^2, dV^2, n), adjacent columns: a slice, not a gather
-IMP_SUMS = slice(SDVDI, NDIFF + 1)
 
 # run kinds (columns of the run counters); R14's run of stuck load registers has state
 # arrays of its own, so that snapshots written before it existed still restore
@@ -927,353 +923,113 @@ class Engine:
 
     def _process_round(self, rel: _Pending, out: EngineOutput) -> dict[str, Any]:
         """Readings of one pane per meter (sorted by meter, then time): reading facts,
-        pane statistics, then the window of that pane (:meth:`_score_round`)."""
+        pane statistics, then the window of that pane (:meth:`_score_round`).
+
+        The reading facts are those of each reading against the meter's previous reading
+        (any window): steps, flatness, the physics pairs (importing readings only: while a
+        premises exports, its current raises V instead of lowering it, so V + Z*I and dV
+        against dI flip sign), unexplained steps, the register residual against V*I*PF
+        with the meter's own resolution (reading low judged tighter than reading wrong),
+        "zero" relative to what the meter usually draws and its standby floor; then the
+        cadence, the run counters, the last-reading state and the pane's statistics.
+        Everything a reading's facts read from the meter's state is as of its previous
+        pane. One compiled pass per meter: :func:`stream.kernels.pane_facts`."""
         cfg = self.config
         th = self.thresholds
         st = self.state
         meas = th.section("measurement")
-        hop_ms = cfg.hop_s * 1000
-        m, ts = rel.m, rel.ts
-        p, v, i, pf = rel.p, rel.v, rel.i, rel.pf
-        n = len(m)
-        segs = Segments.from_keys(m)
-        seg_m = m[segs.starts]
-        last_idx = segs.ends
-
-        # ---- reading-to-reading facts (vs the meter's previous reading, any window)
-        prev_ts = shift_in_segments(ts, segs, st.last_ts[seg_m])
-        prev_p = shift_in_segments(p, segs, st.last_p[seg_m])
-        prev_v = shift_in_segments(v, segs, st.last_v[seg_m])
-        prev_i = shift_in_segments(i, segs, st.last_i[seg_m])
-        prev_pf = shift_in_segments(pf, segs, st.last_pf[seg_m])
-        dt_s = np.where(prev_ts >= 0, (ts - prev_ts) / 1000.0, np.nan)
-        consecutive = (prev_ts >= 0) & (dt_s <= meas["max_consecutive_gap_s"])
-        flat = consecutive & (p == prev_p) & (v == prev_v) & (i == prev_i) & (pf == prev_pf)
-        step = np.where(consecutive, np.abs(p - prev_p), 0.0)
-        # Voltage physics (the service-impedance fits, the unexplained steps, u = V + Z*I)
-        # reads pairs of importing readings only. The current register is a magnitude: while
-        # a premises exports (rooftop PV), its current raises V instead of lowering it, so
-        # V + Z*I and dV against dI flip sign. Without this, a PV home's daytime export
-        # dragged its impedance fit and made its nights look dipped against its own days
-        # (R15, R10). On meters that never export this is every consecutive pair.
-        neg = p < -meas["p_zero_w"]
-        physics_pair = consecutive & ~neg & (prev_p >= -meas["p_zero_w"])
-        dv_all, di_all = v - prev_v, i - prev_i
-        dv = np.where(physics_pair, dv_all, 0.0)
-        di = np.where(physics_pair, di_all, 0.0)
-        sag = consecutive & (dv <= -meas["sag_step_v"]) & (np.abs(di) <= meas["sag_i_quiet_a"])
-        if neg.any():  # most fleets never export: nothing to learn
-            newest_export = np.full(len(st.last_export_ts), -1, dtype=np.int64)
-            np.maximum.at(newest_export, m[neg], ts[neg])
-            st.last_export_ts[:] = np.maximum(st.last_export_ts, newest_export)
-            export_pair = consecutive & neg & (prev_p < -meas["p_zero_w"])
-            if export_pair.any():
-                self._learn_export_physics(
-                    m[export_pair], ts[export_pair], dv_all[export_pair], di_all[export_pair]
-                )
-
-        # measurement resolution per meter (smallest non-zero step seen), for the tolerance
-        # (a register's resolution is the same whichever way the power flows)
-        self._update_resolution(segs, seg_m, np.abs(di_all), np.abs(dv_all), consecutive)
-        i_step = np.where(np.isfinite(st.i_step[m]), st.i_step[m], meas["default_i_step_a"])
-        v_step = np.where(np.isfinite(st.v_step[m]), st.v_step[m], meas["default_v_step_v"])
-        vipf = v * i * pf
-        resid = np.abs(p - vipf)
-        tol = (
-            meas["residual_abs_tol_w"]
-            + meas["residual_rel_tol_ratio"] * np.abs(p)
-            + v * i_step * np.abs(pf)
-            + i * v_step
-            + v * i * meas["default_pf_step_pf"]
-        )
-        real_i = i >= meas["i_min_a"]
-        # the power factor of a near-idle load is noise (AMPds2 reports APF 0.05 at 0.1 A)
-        real_s = real_i & (v * i >= meas["pf_min_va"])
-        # Reading low is judged tighter than reading wrong: rounding (or truncating) V, I and
-        # PF hides at most half a step of each below the true power (a truncated register
-        # only ever reads below it), so a P further under V*I*PF than half the resolution
-        # terms plus the meter's accuracy is a register reading low. The symmetric band
-        # above is for P reading high as well; on a 0.1 A register at 120 V it is +-19 W,
-        # wide enough to hide half of a 20 W circuit (real AMPds2 copy: an under-reading
-        # register alerted after 15 days instead of the first evening).
-        under = np.abs(vipf) - np.abs(p)
-        tol_under = (
-            meas["under_read_abs_tol_w"]
-            + meas["under_read_rel_tol_ratio"] * np.abs(vipf)
-            + 0.5 * (v * i_step * np.abs(pf) + i * v_step + v * i * meas["default_pf_step_pf"])
-        )
-        res_bad = real_i & ((resid > tol) | (under > tol_under))
-        # the load registers repeat while load is on (the voltage may move: R14)
-        stuck = (
-            consecutive
-            & (p == prev_p)
-            & (i == prev_i)
-            & (pf == prev_pf)
-            & (real_i | (np.abs(p) > meas["p_zero_w"]))
-        )
-        res_rel = np.where(real_i, resid / np.maximum(np.abs(vipf), np.abs(p)).clip(1.0), 0.0)
-        # "zero" is relative to what the meter usually draws: a bypass leaves a few W of
-        # residual (the metered share, the meter's own supply), a 3 kW home's 30 W is zero
-        # the round's meters' baseline profiles, gathered once for the reading facts and the
-        # window (the baselines change only after the window is judged)
-        profile = self._profile(seg_m)
-        daily_m = profile.daily_mean[segs.seg_of]
-        hour_m = self._hour_expected(m, ts)
-        # ... or far below the premises' own standby floor (its usual daily minimum: fridge,
-        # router, standby never stop), which a home that is out still draws
-        floor_m = self._standby_floor(seg_m)
-        zero_w = np.maximum(
-            np.maximum(meas["p_zero_w"], meas["zero_floor_share"] * floor_m[segs.seg_of]),
-            np.maximum(meas["zero_share_of_daily"] * daily_m, meas["zero_share_of_hour"] * hour_m),
-        )
-        zero = (np.abs(p) <= zero_w) & (v >= meas["v_present_v"])
-        pf_low = real_s & (np.abs(pf) <= th.value("pf_abnormal", "max_pf"))
-        # unexplained voltage step: dV not accounted for by the meter's own current change
-        # the long impedance fit (the window reuses it: imp_long changes after judging)
-        z_fit = impedance_fit(rows_of(st.imp_long, seg_m))
-        z_r = np.clip(fill_nan(z_fit[0], 0.0), 0.0, 2.0)[segs.seg_of]
-        e_step = np.where(physics_pair, dv + z_r * di, 0.0)
-
-        # ---- cadence (EWMA of the interval between consecutive readings)
-        good_dt = consecutive & (dt_s > 0)
-        if good_dt.any():
-            med = self._segment_mean(np.where(good_dt, dt_s, 0.0), good_dt, segs)
-            has = ~np.isnan(med)
-            cur = st.cadence_s[seg_m]
-            st.cadence_s[seg_m[has]] = np.where(
-                np.isnan(cur[has]), med[has], 0.8 * cur[has] + 0.2 * med[has]
-            )
-
-        # ---- runs (the four of run_n/run_start, then R14's, which has arrays of its own)
-        run_true = [flat, zero, res_bad, neg, stuck]
-        run_reset = [~flat, ~zero, real_i & ~res_bad, p > meas["p_zero_w"], ~stuck]
-        # gathers by an index array: copies, kept as the carried state of the run histories
-        run_n, run_start = rows_of(st.run_n, seg_m), rows_of(st.run_start, seg_m)
-        carry_n = [run_n[:, k] for k in range(N_RUNS)] + [st.stuck_run_n[seg_m]]
-        carry_start = [run_start[:, k] for k in range(N_RUNS)]
-        carry_start.append(st.stuck_run_start[seg_m])
-        flat_carry_last = st.last_ts[seg_m].copy()
-        run_n_end = np.zeros((n, N_RUNS + 1))
-        run_s_end = np.zeros((n, N_RUNS + 1))
-        run_start_end = np.zeros((len(seg_m), N_RUNS + 1), dtype=np.int64)
-        for k in range(N_RUNS + 1):
-            cnt, start = runs_in_segments(
-                run_true[k], run_reset[k], ts, segs, carry_n[k].astype(np.float64), carry_start[k]
-            )
-            run_n_end[:, k] = cnt
-            run_s_end[:, k] = np.where(start >= 0, (ts - start) / 1000.0, 0.0)
-            run_start_end[:, k] = start[last_idx]
-        st.run_n[seg_m] = run_n_end[last_idx, :N_RUNS]
-        st.run_start[seg_m] = run_start_end[:, :N_RUNS]
-        st.stuck_run_n[seg_m] = run_n_end[last_idx, RUN_STUCK]
-        st.stuck_run_start[seg_m] = run_start_end[:, RUN_STUCK]
-
-        # ---- per-meter "last reading" state
-        st.last_ts[seg_m] = ts[last_idx]
-        st.last_p[seg_m] = p[last_idx]
-        st.last_v[seg_m] = v[last_idx]
-        st.last_i[seg_m] = i[last_idx]
-        st.last_pf[seg_m] = pf[last_idx]
-        self._remember_recent(segs, seg_m, ts)
-
-        # ---- the pane of each meter: its readings are one segment
-        pane = ts // hop_ms
-        g0 = segs.starts
-        g_last = segs.ends
-        stats = np.zeros((len(g0), N_STATS))
-        ones = np.ones(n)
-        pf_w = np.where(real_s, pf, 0.0)
-        cols = {
-            N: ones,
-            SP: p,
-            SP2: p * p,
-            SV: v,
-            SI: i,
-            SPF: pf_w,
-            SPF2: pf_w * pf_w,
-            NPF: real_s.astype(np.float64),
-            NZERO: zero.astype(np.float64),
-            NNEG: neg.astype(np.float64),
-            NFLAT: flat.astype(np.float64),
-            NRES: res_bad.astype(np.float64),
-            SRES: res_rel,
-            NSAG: sag.astype(np.float64),
-            SVIPF: vipf,
-            SDVDI: dv * di,
-            SDI2: di * di,
-            SDV2: dv * dv,
-            NDIFF: physics_pair.astype(np.float64),
-            SABSE: np.abs(e_step),
-            NPFLOW: pf_low.astype(np.float64),
-        }
-        extremes = {
-            MINP: (np.minimum, p),
-            MAXP: (np.maximum, p),
-            MINV: (np.minimum, v),
-            MAXSTEP: (np.maximum, step),
-            MINE: (np.minimum, e_step),
-            MAXE: (np.maximum, e_step),
-        }
-        if n == len(g0):
-            # one reading per pane (a cadence of a hop or coarser): the pane's statistics
-            # are the reading's own values
-            for col, values in cols.items():
-                stats[:, col] = values
-            for col, (_, values) in extremes.items():
-                stats[:, col] = values
-        else:
-            for col, values in cols.items():
-                stats[:, col] = np.add.reduceat(values, g0)
-            for col, (ufunc, values) in extremes.items():
-                stats[:, col] = ufunc.reduceat(values, g0)
-        flat_max_s = (
-            self._longest_ended_run_ms(
-                ts,
-                flat,
-                segs,
-                seg_m,
-                run_n_end[:, RUN_FLAT],
-                run_s_end[:, RUN_FLAT],
-                carry_start[RUN_FLAT],
-                flat_carry_last,
-                "flat_max_ms",
-            )[g_last]
-            / 1000.0
-        )
-        stuck_max_s = (
-            self._longest_ended_run_ms(
-                ts,
-                stuck,
-                segs,
-                seg_m,
-                run_n_end[:, RUN_STUCK],
-                run_s_end[:, RUN_STUCK],
-                carry_start[RUN_STUCK],
-                flat_carry_last,
-                "stuck_max_ms",
-            )[g_last]
-            / 1000.0
+        ready_s = float(th.value("baseline", "slot_ready_s"))
+        self._learn_export(rel, float(meas["p_zero_w"]), float(meas["max_consecutive_gap_s"]))
+        (
+            seg_m,
+            gpane,
+            stats,
+            runs_n,
+            runs_s,
+            last_p,
+            last_i,
+            flat_max_s,
+            stuck_max_s,
+            daily_mean,
+            daily,
+            floor_m,
+            z_long,
+            z_long_se,
+        ) = kernels.pane_facts(
+            rel.m,
+            rel.ts,
+            rel.p,
+            rel.v,
+            rel.i,
+            rel.pf,
+            cfg.hop_s * 1000,
+            np.array([float(meas[name]) for name in kernels.MEAS_PARAMS]),
+            float(th.value("pf_abnormal", "max_pf")),
+            ready_s,
+            float(np.float32(ready_s)) == ready_s,
+            st.last_ts,
+            st.last_p,
+            st.last_v,
+            st.last_i,
+            st.last_pf,
+            st.i_step,
+            st.v_step,
+            st.cadence_s,
+            st.run_n,
+            st.run_start,
+            st.stuck_run_n,
+            st.stuck_run_start,
+            st.flat_max_ms,
+            st.stuck_max_ms,
+            st.recent_ts,
+            st.base_w,
+            st.base_p,
+            st.floor_days_w,
+            st.imp_long,
         )
         return self._score_round(
             seg_m,
-            pane[g0],
+            gpane,
             stats,
-            run_n_end[g_last],
-            run_s_end[g_last],
-            p[g_last],
-            i[g_last],
+            runs_n,
+            runs_s,
+            last_p,
+            last_i,
             flat_max_s,
             stuck_max_s,
-            profile,
+            daily,
             floor_m,
-            z_fit,
+            (z_long, z_long_se),
             out,
         )
 
     # ------------------------------------------------------------------ helpers
-    def _window_sums(
-        self, gm: IntArray, valid: BoolArray
-    ) -> tuple[FloatArray, np.ndarray, np.ndarray]:
-        """Window statistics of meters gm from their valid ring panes: sums (float64),
-        with the min/max columns holding the extremes; also the window's max power and max
-        step in the ring's float32. When few slots are valid (a coarse cadence) only those
-        are read: each meter's panes are added in ring-slot order starting from zero, the
-        same float64 additions, in the same order, as the masked sum over the whole ring
-        that a fine cadence uses."""
+    def _learn_export(self, rel: _Pending, p_zero_w: float, max_gap_s: float) -> None:
+        """The export facts: when each meter last exported, and the sums of its pairs of
+        exporting readings (:meth:`_learn_export_physics`). Read against the meter's
+        previous reading, before :func:`stream.kernels.pane_facts` moves the last-reading
+        state on. Most fleets never export: then this is one comparison per round."""
+        neg = rel.p < -p_zero_w
+        if not neg.any():
+            return
         st = self.state
-        P = self.config.panes
-        counts = row_counts(valid)
-        if 3 * int(counts.max(initial=0)) > P:
-            # most slots hold a pane of the window (a fine cadence): one masked contraction
-            # over the whole ring, which adds the panes in slot order onto zeros too
-            ring = rows_of(st.ring, gm)
-            wsum = np.einsum("kp,kps->ks", valid.astype(np.float64), ring, dtype=np.float64)
-            wmax_p = np.where(valid, ring[:, :, MAXP], -np.inf).max(axis=1)
-            wmax_step = np.where(valid, ring[:, :, MAXSTEP], 0.0).max(axis=1)
-            wsum[:, MINP] = np.where(valid, ring[:, :, MINP], np.inf).min(axis=1)
-            wsum[:, MAXP] = wmax_p
-            wsum[:, MINV] = np.where(valid, ring[:, :, MINV], np.inf).min(axis=1)
-            wsum[:, MAXSTEP] = wmax_step
-            return wsum, wmax_p, wmax_step
-        k_idx, p_idx = np.nonzero(valid)  # row-major: by meter, then ring slot
-        flat_idx = gm[k_idx] * P + p_idx
-        rows = np.take(st.ring.reshape(-1, N_STATS), flat_idx, axis=0)
-        starts = np.zeros(len(gm), dtype=np.int64)
-        np.cumsum(counts[:-1], out=starts[1:])
-        # every meter has its current pane, so none has an empty window; the panes are added
-        # one at a time in slot order onto zeros (the rounding of the sums depends on it);
-        # a meter with fewer panes adds +0.0, which changes no sum (none is ever -0.0)
-        wsum = np.zeros((len(gm), N_STATS))
-        wsum += rows[starts]
-        for j in range(1, int(counts.max(initial=0))):
-            more = counts > j
-            pane_j = rows[np.minimum(starts + j, len(rows) - 1)]
-            if not more.all():
-                pane_j[~more] = 0.0
-            wsum += pane_j
-        wmax_p = np.maximum.reduceat(rows[:, MAXP], starts)
-        wmax_step = np.maximum.reduceat(rows[:, MAXSTEP], starts)
-        # an empty ring slot counts as a zero step
-        wmax_step = np.where(counts < P, np.maximum(wmax_step, np.float32(0.0)), wmax_step)
-        wsum[:, MINP] = np.minimum.reduceat(rows[:, MINP], starts)
-        wsum[:, MAXP] = wmax_p
-        wsum[:, MINV] = np.minimum.reduceat(rows[:, MINV], starts)
-        wsum[:, MAXSTEP] = wmax_step
-        return wsum, wmax_p, wmax_step
-
-    @staticmethod
-    def _segment_mean(values: FloatArray, mask: BoolArray, segs: Segments) -> FloatArray:
-        s = np.add.reduceat(values, segs.starts)
-        c = np.add.reduceat(mask.astype(np.float64), segs.starts)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(c > 0, s / np.maximum(c, 1), np.nan)
-
-    def _longest_ended_run_ms(
-        self,
-        ts: IntArray,
-        flat: BoolArray,
-        segs: Segments,
-        seg_m: IntArray,
-        flat_n: FloatArray,
-        flat_s: FloatArray,
-        carry_start: IntArray,
-        carry_last_ts: IntArray,
-        history: str,
-    ) -> IntArray:
-        """Per reading: the longest run (of the kind ``flat`` marks: all channels repeating,
-        or the load registers) of its meter that had ended by then (ms), from the state
-        array ``history`` and the runs ending inside this release, as a running maximum, so
-        a pane is judged with what was known at its time whatever the batching. Stores the
-        meter's new maximum."""
-        st = self.state
-        # a flat run ends at the first reading that is not flat; its length is the
-        # previous reading's (the first reading's previous one is the carried state)
-        run_ms = np.where(flat_n > 0, np.rint(flat_s * 1000.0), 0).astype(np.int64)
-        carried = np.where(carry_start >= 0, carry_last_ts - carry_start, 0)
-        before = shift_in_segments(run_ms, segs, carried)
-        ended = np.where(flat, 0, np.clip(before, 0, (1 << 40) - 1))
-        longest = st.arrays[history]
-        if len(ts) == len(seg_m):
-            # one reading per meter (the usual round): the running maximum is the reading's
-            running = np.maximum(ended, longest[seg_m])
-            longest[seg_m] = running
-            return running
-        # running max inside each segment: offset the segments apart, one accumulate
-        offset = segs.seg_of.astype(np.int64) << 40
-        running = np.maximum.accumulate(ended + offset) - offset
-        running = np.maximum(running, longest[seg_m][segs.seg_of])
-        longest[seg_m] = running[segs.ends]
-        return running
-
-    def _update_resolution(
-        self, segs: Segments, seg_m: IntArray, adi: FloatArray, adv: FloatArray, ok: BoolArray
-    ) -> None:
-        st = self.state
-        for name, d in (("i_step", adi), ("v_step", adv)):
-            cand = np.where(ok & (d > 1e-6), d, np.inf)
-            mins = np.minimum.reduceat(cand, segs.starts)
-            cur = st.arrays[name][seg_m]
-            st.arrays[name][seg_m] = np.minimum(cur, mins)
+        m, ts = rel.m, rel.ts
+        newest = np.full(len(st.last_export_ts), -1, dtype=np.int64)
+        np.maximum.at(newest, m[neg], ts[neg])
+        st.last_export_ts[:] = np.maximum(st.last_export_ts, newest)
+        segs = Segments.from_keys(m)
+        seg_m = m[segs.starts]
+        prev_ts = shift_in_segments(ts, segs, st.last_ts[seg_m])
+        prev_p = shift_in_segments(rel.p, segs, st.last_p[seg_m])
+        prev_v = shift_in_segments(rel.v, segs, st.last_v[seg_m])
+        prev_i = shift_in_segments(rel.i, segs, st.last_i[seg_m])
+        with np.errstate(invalid="ignore"):
+            consecutive = (prev_ts >= 0) & ((ts - prev_ts) / 1000.0 <= max_gap_s)
+            pair = consecutive & neg & (prev_p < -p_zero_w)
+        if pair.any():
+            self._learn_export_physics(
+                m[pair], ts[pair], (rel.v - prev_v)[pair], (rel.i - prev_i)[pair]
+            )
 
     def _learn_export_physics(
         self, m: IntArray, ts: IntArray, dv: FloatArray, di: FloatArray
@@ -1287,16 +1043,12 @@ class Engine:
         tau = self.thresholds.value("baseline", "impedance_long_memory_s")
         segs = Segments.from_keys(m)
         seg_m = m[segs.starts]
-        new = np.stack(
-            [
-                np.add.reduceat(col, segs.starts)
-                for col in (dv * di, di * di, dv * dv, np.ones_like(dv))
-            ],
-            axis=1,
-        )
+        pair_sums = (dv * di, di * di, dv * dv, np.ones_like(dv))
+        new = np.stack([np.add.reduceat(col, segs.starts) for col in pair_sums], axis=1)
         newest = ts[segs.ends]
         before = st.imp_export_ts[seg_m]
-        decay = np.where(before >= 0, np.exp(-np.maximum(newest - before, 0) / (1000.0 * tau)), 0.0)
+        age_s = np.maximum(newest - before, 0) / 1000.0
+        decay = np.where(before >= 0, np.exp(-age_s / tau), 0.0)
         st.imp_export[seg_m] = rows_of(st.imp_export, seg_m) * decay[:, None] + new
         st.imp_export_ts[seg_m] = np.maximum(newest, before)
 
@@ -1343,83 +1095,6 @@ class Engine:
         physics = np.where(told, np.sign(score), 0.0)
         return physics, fill_nan(z_pairs, 0.0)
 
-    def _remember_recent(self, segs: Segments, seg_m: IntArray, ts: IntArray) -> None:
-        """Keep the last RECENT_TS timestamps of each meter (for duplicate detection)."""
-        st = self.state
-        ends = segs.ends
-        old = rows_of(st.recent_ts, seg_m)  # newest first
-        if len(ends) == len(ts):
-            # one reading per meter (the usual round): it goes in front of the older ones
-            new = np.empty((len(seg_m), RECENT_TS), dtype=np.int64)
-            new[:, 0] = ts
-            new[:, 1:] = old[:, :-1]
-            st.recent_ts[seg_m] = new
-            return
-        counts = ends - segs.starts + 1
-        rows = np.arange(len(seg_m))
-        new = np.empty((len(seg_m), RECENT_TS), dtype=np.int64)
-        # slot k: the meter's k-th newest reading of this round, else an older remembered one
-        for k in range(RECENT_TS):
-            own = k < counts
-            new[:, k] = np.where(
-                own, ts[np.maximum(ends - k, 0)], old[rows, np.maximum(k - counts, 0)]
-            )
-        st.recent_ts[seg_m] = new
-
-    def _hour_expected(self, m: IntArray, ts: IntArray) -> FloatArray:
-        """Baseline power of each reading's hour slot (0 where the slot is not ready)."""
-        st = self.state
-        hour = (ts // HOUR_MS) % 24
-        weekend = (((ts // DAY_MS) + 3) % 7) >= 5
-        slot = hour + 24 * weekend
-        ready = cells_of(st.base_w, m, slot) >= self.thresholds.value("baseline", "slot_ready_s")
-        return np.where(ready, cells_of(st.base_p, m, slot), 0.0).astype(np.float64)
-
-    def _profile(self, m: IntArray) -> _Profile:
-        """The power profiles of meters m (distinct) gathered once per round, with the
-        mean of the ready slots in float32 (0 when none are ready)."""
-        st = self.state
-        ready_s = self.thresholds.value("baseline", "slot_ready_s")
-        base_w = rows_of(st.base_w, m)
-        base_p = rows_of(st.base_p, m)
-        # float32 comparison against the threshold rounded to float32 ...
-        ready32 = base_w >= ready_s
-        # ... and the exact one; the same whenever the threshold is a float32 value
-        exact = float(np.float32(ready_s)) == ready_s
-        ready = ready32 if exact else base_w >= np.float64(ready_s)
-        ready_p32 = np.where(ready32, base_p, np.float32(0.0))
-        n32 = row_counts(ready32)
-        daily_mean = np.where(n32 > 0, ready_p32.sum(axis=1) / np.maximum(n32, 1), 0.0)
-        if exact:
-            return _Profile(ready32, ready_p32, n32, daily_mean)
-        ready_p = np.where(ready, base_p, np.float32(0.0))
-        return _Profile(ready, ready_p, row_counts(ready), daily_mean)
-
-    def _expected(
-        self, m: IntArray, slot: IntArray, profile: _Profile
-    ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """(expected power, its std, the daily mean) for meters m at slots (hour, daytype)."""
-        st = self.state
-        rows = np.arange(len(m))
-        ready = profile.ready
-        own = cells_of(ready, rows, slot)
-        other_slot = (slot + 24) % N_SLOTS
-        other = cells_of(ready, rows, other_slot)
-        use = np.where(own, slot, other_slot)
-        have = own | other
-        bp_use = cells_of(st.base_p, m, use).astype(np.float64)
-        # only the one slot of the squared mean is needed: gather it, not the whole profile
-        bp2_use = cells_of(st.base_p2, m, use).astype(np.float64)
-        mean = np.where(have, bp_use, np.nan)
-        var = np.maximum(bp2_use - bp_use**2, 0.0)
-        std = np.where(have, np.sqrt(var), np.nan)
-        # daily mean over the ready hours (pooled across day types)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            wd = profile.ready_p.astype(np.float64)
-            nready = profile.n_ready
-            daily = np.where(nready >= 12, wd.sum(axis=1) / np.maximum(nready, 1), np.nan)
-        return mean, std, daily
-
     def _score_round(
         self,
         gm: IntArray,
@@ -1431,7 +1106,7 @@ class Engine:
         last_i: FloatArray,
         flat_max_s: FloatArray,
         stuck_max_s: FloatArray,
-        profile: _Profile,
+        daily_in: FloatArray,
         floor_w: FloatArray,
         z_fit: tuple[FloatArray, FloatArray],
         out: EngineOutput,
@@ -1442,7 +1117,6 @@ class Engine:
         th = self.thresholds
         st = self.state
         hop_ms = cfg.hop_s * 1000
-        P = cfg.panes
 
         end_ms = (gpane + 1) * hop_ms
         start_ms = end_ms - cfg.window_s * 1000
@@ -1464,184 +1138,119 @@ class Engine:
         since_s = np.minimum(since_s, np.maximum((gpane - last_pane) * cfg.hop_s, cfg.hop_s))
         since_s = np.where(last_pane >= 0, since_s, np.minimum(cad, 3600.0))
 
-        # ring update and window aggregation
-        slot = gpane % P
-        st.ring_id[gm, slot] = gpane
-        st.ring[gm, slot] = pstats
-        st.last_pane[gm] = gpane
-        rid = rows_of(st.ring_id, gm)
-        valid = (rid > (gpane - P)[:, None]) & (rid <= gpane[:, None])
-        wsum, wmax_p, wmax_step = self._window_sums(gm, valid)
-        wn = wsum[:, N]
-        mean_p = wsum[:, SP] / wn
-        mean_v = wsum[:, SV] / wn
-        mean_i = wsum[:, SI] / wn
-        vipf_mean = wsum[:, SVIPF] / wn
-        pane_mean_p = pstats[:, SP] / pstats[:, N]
-        pane_mean_v = pstats[:, SV] / pstats[:, N]
-        pane_mean_i = pstats[:, SI] / pstats[:, N]
-
-        # baselines
-        hour = (end_ms - 1) // HOUR_MS % 24
-        day = (end_ms - 1) // DAY_MS
-        weekend = ((day + 3) % 7) >= 5
-        bslot = (hour + 24 * weekend).astype(np.int64)
-        expected_p, expected_std, daily = self._expected(gm, bslot, profile)
-        vw = cells_of(st.base_vw, gm, hour).astype(np.float64)
-        v_ready = vw >= th.value("baseline", "slot_ready_s")
-        expected_v = np.where(v_ready, cells_of(st.base_v, gm, hour), np.nan)
-        expected_i = np.where(v_ready, cells_of(st.base_i, gm, hour), np.nan)
-        pf_base = st.pf_base[gm].astype(np.float64)
+        # the exponential memories of this round's steps, computed by numpy (its SIMD exp
+        # and the C library's exp, which a compiled kernel would call, differ in the last
+        # bit); the kernels take them as inputs
         bl = th.section("baseline")
-        imp_pane = pstats[:, IMP_SUMS]
-        decay_s = np.exp(-since_s / bl["impedance_short_memory_s"])[:, None]
-        imp_short = rows_of(st.imp_short, gm) * decay_s + imp_pane
-        st.imp_short[gm] = imp_short
-        z_long, z_long_se = z_fit
-        # a long fit is trusted only when it is precise and physically plausible
-        z_ok = (z_long_se <= 0.25 * np.abs(z_long)) & (z_long >= 0.01) & (z_long <= 1.5)
-        z_long = np.where(z_ok, z_long, np.nan)
-        z_short, z_short_se = impedance_fit(imp_short)
-        impedance = np.clip(fill_nan(z_long, 0.0), 0.0, 2.0)
-        export_physics, z_export = self._export_physics(gm)
-        imp_ratio = np.where(
-            np.isfinite(z_long) & np.isfinite(z_short), z_short / np.maximum(z_long, 0.02), 1.0
-        )
-        imp_z = np.where(
-            np.isfinite(z_long) & np.isfinite(z_short),
-            (z_short - z_long) / np.maximum(z_short_se, 1e-3),
-            0.0,
-        )
-        warm = ((end_ms - st.first_ts[gm]) >= cfg.warmup_s * 1000) & np.isfinite(expected_p)
-
-        # sustained rise of the apparent service impedance (unmetered current)
-        ir = th.section("impedance_rise")
-        imp_up = warm & (imp_ratio >= ir["min_ratio"]) & (imp_z >= ir["min_z"])
-        ist = st.imp_start[gm]
-        ist = np.where(imp_up & (ist < 0), end_ms, ist)
-        ist = np.where(imp_up, ist, -1)
-        st.imp_start[gm] = ist
-        imp_run_s = np.where(ist >= 0, (end_ms - ist) / 1000.0, 0.0)
-
-        # slow level vs slow baseline (partial bypass), unexplained sag (unmetered load)
-        a_slow = 1.0 - np.exp(-since_s / bl["slow_level_memory_s"])
-        sp = st.slow_p[gm].astype(np.float64)
-        se = st.slow_exp[gm].astype(np.float64)
-        exp_now = np.where(np.isfinite(expected_p), expected_p, np.nan)
-        sp = np.where(np.isnan(sp), pane_mean_p, sp + a_slow * (pane_mean_p - sp))
-        se = np.where(
-            np.isnan(exp_now), se, np.where(np.isnan(se), exp_now, se + a_slow * (exp_now - se))
-        )
-        st.slow_p[gm] = sp
-        st.slow_exp[gm] = se
-        slow_ratio = np.where(np.isfinite(se), sp / np.maximum(se, 60.0), 1.0)
-        pb = th.section("partial_bypass")
-        low = (slow_ratio <= pb["max_ratio"]) & (fill_nan(se, 0.0) >= pb["min_expected_w"]) & warm
-        ds = st.drop_start[gm]
-        ds = np.where(low & (ds < 0), end_ms, ds)
-        ds = np.where((slow_ratio >= pb["rearm_ratio"]) | ~warm, -1, ds)
-        st.drop_start[gm] = ds
-        drop_run_s = np.where(ds >= 0, (end_ms - ds) / 1000.0, 0.0)
-        # time (decayed, about a day of memory) with the pane's power below the premises'
-        # standby floor: below what it draws when everything idles
-        bf = th.section("below_standby")
-        sub = (
-            warm & (floor_w >= bf["min_floor_w"]) & (pane_mean_p <= bf["max_floor_ratio"] * floor_w)
-        )
-        sub_floor_run_s = st.sub_floor_s[gm] * np.exp(-since_s / bf["memory_s"]) + np.where(
-            sub, since_s, 0.0
-        )
-        st.sub_floor_s[gm] = sub_floor_run_s
-
-        ul = th.section("unmetered_load")
-        scale = fill_nan(st.e_scale[gm].astype(np.float64), 0.3)
-        thr = np.maximum(ul["min_step_v"], ul["step_sigmas"] * scale)
-        sg = st.sag_start[gm]
-        prev_vi = rows_of(st.prev_pane_vi, gm).astype(np.float64)
-        start_now = (
-            (sg < 0)
-            & (pstats[:, MINE] <= -thr)
-            & warm
-            & np.isfinite(prev_vi[:, 0])
-            & np.isfinite(z_long)
-        )
-        ref = np.where(start_now[:, None], prev_vi, rows_of(st.sag_ref, gm))
-        size = np.where(start_now, -pstats[:, MINE], st.sag_size[gm])
-        sg = np.where(start_now, end_ms, sg)
-        active = sg >= 0
-        sag_d = np.where(
-            active, (ref[:, 0] - pane_mean_v) - impedance * (pane_mean_i - ref[:, 1]), 0.0
-        )
-        up_step = ~start_now & (pstats[:, MAXE] >= 0.6 * size)
-        too_long = (end_ms - sg) > ul["max_duration_s"] * 1000
-        end_now = active & ((sag_d < 0.4 * size) | up_step | too_long | ~warm)
-        sg = np.where(end_now, -1, sg)
-        st.sag_start[gm] = sg
-        st.sag_ref[gm] = ref
-        st.sag_size[gm] = np.where(sg >= 0, size, 0.0)
-        st.prev_pane_vi[gm, 0] = pane_mean_v
-        st.prev_pane_vi[gm, 1] = pane_mean_i
-        sag_run_s = np.where(sg >= 0, (end_ms - sg) / 1000.0, 0.0)
-        sag_amps = np.where(
-            (sg >= 0) & np.isfinite(z_long), size / np.maximum(impedance, 0.05), 0.0
-        )
-        # panes with an exporting reading add nothing to R11's or R15's u (see physics_pair)
-        imports = pstats[:, NNEG] == 0
-        vstep = self._recurring_sag(
+        rs = th.section("recurring_sag")
+        ready_s = float(bl["slot_ready_s"])
+        rts = st.onset_recur_ts[gm]
+        tau = bl["hour_profile_memory_days"] * 3600.0
+        # rows: short impedance memory, slow level, standby floor, recurring-sag decay, PF
+        # share (window_state); hour profiles, 3 days, 7 days, long impedance memory
+        # (learn_state). One exp over all: the same value as one exp per row
+        memories = [
+            bl["impedance_short_memory_s"],
+            bl["slow_level_memory_s"],
+            th.value("below_standby", "memory_s"),
+            rs["memory_s"],
+            th.value("pf_abnormal", "share_memory_s"),
+            tau,
+            3 * 86400.0,
+            7 * 86400.0,
+            bl["impedance_long_memory_s"],
+        ]
+        exps = np.empty((len(memories), len(gm)))
+        np.divide(-since_s, np.array(memories)[:, None], out=exps)
+        exps[3] = -np.where(rts >= 0, (end_ms - rts) / 1000.0, 0.0) / rs["memory_s"]
+        np.exp(exps, out=exps)
+        # ring update, window sums, baselines, the per-meter runs and memories, recurring
+        # sag, the day rings and the trend: one compiled pass (stream.kernels.window_state)
+        rows, wsum, wmax_p, wmax_step, expected_v, expected_i, hbd = kernels.window_state(
             gm,
+            gpane,
+            pstats,
             end_ms,
-            hour,
-            pane_mean_v + impedance * pane_mean_i,
-            np.where(imports, pstats[:, N], 0.0),
-            impedance,
-            warm & np.isfinite(z_long),
+            since_s,
+            exps,
+            daily_in,
+            ready_s,
+            float(np.float32(ready_s)) == ready_s,
+            floor_w,
+            z_fit[0],
+            z_fit[1],
+            self._window_params(),
+            st.ring_id,
+            st.ring,
+            st.last_pane,
+            st.base_w,
+            st.base_p,
+            st.base_p2,
+            st.base_vw,
+            st.base_v,
+            st.base_i,
+            st.pf_base,
+            st.imp_short,
+            st.first_ts,
+            st.imp_start,
+            st.slow_p,
+            st.slow_exp,
+            st.drop_start,
+            st.sub_floor_s,
+            st.e_scale,
+            st.sag_start,
+            st.prev_pane_vi,
+            st.sag_ref,
+            st.sag_size,
+            st.vbin_id,
+            st.vbin,
+            st.vstep_base,
+            st.onset_last,
+            st.onset_hour,
+            st.onset_size,
+            st.onset_recur,
+            st.onset_recur_ts,
+            st.pf_low_ew,
+            st.pf_low_base,
+            st.pf_low_start,
+            st.day_cur,
+            st.day_cov_s,
+            st.day_sum_p,
+            st.day_sum_exp,
+            st.day_ratio,
+            st.sb_min_today_w,
+            st.sb_imp_today,
+            st.sb_days,
+            st.cadence_s,
+            st.export_share,
         )
+        R = self._window_rows
+        wn = wsum[:, N]
+        mean_p, mean_v = rows[R["mean_p"]], rows[R["mean_v"]]
+        vipf_mean = rows[R["vipf_mean"]]
+        pane_mean_p = rows[R["pane_mean_p"]]
+        expected_p = rows[R["expected_p"]]
+        daily = rows[R["daily"]]
+        pf_base = rows[R["pf_base"]]
+        impedance = rows[R["impedance"]]
+        z_long = rows[R["z_long"]]
+        warm = rows[R["warm"]] > 0.5
+        pf_mean = rows[R["pf_mean"]]
+        slope = rows[R["slope"]]
+        # panes with an exporting reading add nothing to R15's u (see physics_pair)
+        imports = pstats[:, NNEG] == 0
         peer, peer_since_ms = self._peer_voltage(
             gm, end_ms, pstats, impedance, np.isfinite(z_long) & imports
         )
+        days_facts = self._days_facts(gm, rows[R["days_cand"]] > 0.5)
 
-        # PF: share of low-PF readings (with real current) over the last hour or so
-        pfa = th.section("pf_abnormal")
-        has_pf = pstats[:, NPF] > 0
-        a_pf = 1.0 - np.exp(-since_s / pfa["share_memory_s"])
-        pf_share_now = pstats[:, NPFLOW] / np.maximum(pstats[:, NPF], 1.0)
-        pf_ew = st.pf_low_ew[gm].astype(np.float64)
-        pf_ew = np.where(has_pf, pf_ew + a_pf * (pf_share_now - pf_ew), pf_ew)
-        st.pf_low_ew[gm] = pf_ew
-        pf_usual = fill_nan(st.pf_low_base[gm].astype(np.float64), 1.0)
-        pf_bad = (
-            warm & (pf_ew >= pfa["min_low_share"]) & (pf_ew >= pf_usual + pfa["min_rise_share"])
-        )
-        pls = st.pf_low_start[gm]
-        pls = np.where(pf_bad & (pls < 0), end_ms, pls)
-        pls = np.where(pf_bad, pls, -1)
-        st.pf_low_start[gm] = pls
-        pf_low_run_s = np.where(pls >= 0, (end_ms - pls) / 1000.0, 0.0)
-
-        # daily energy ratio (multi-day trend)
-        self._update_day(gm, day, pane_mean_p, exp_now, since_s, imp_pane)
-        days_facts = self._days_facts(gm)
-        dr = rows_of(st.day_ratio, gm).astype(np.float64)
-        dvalid = np.isfinite(dr)
-        slope = trend_slope(fill_nan(dr, 0.0), dvalid)
-        tail = dr[:, -2:]
-        tail_ok = np.isfinite(tail)
-        tail_n = row_counts(tail_ok)
-        trend_ratio = np.where(
-            tail_n > 0, np.where(tail_ok, tail, 0.0).sum(axis=1) / np.maximum(tail_n, 1), 1.0
-        )
-        trend_days = row_counts(dvalid).astype(np.float64)
-
-        # features
-        pf_mean = pf_level(wsum[:, SPF], wsum[:, NPF], pf_base)
         # inputs of the features: the features themselves are computed once per batch, over
         # all windows, in _finish_windows (pure functions of these columns)
-        resid_rel = share(wsum[:, SRES], wsum[:, NPF])
         feature_inputs = {
             "wsum": wsum,
             "wmax_step": wmax_step,
             "expected_p": expected_p,
-            "expected_std": expected_std,
+            "expected_std": rows[R["expected_std"]],
             "daily": daily,
             "expected_v": expected_v,
             "expected_i": expected_i,
@@ -1649,22 +1258,23 @@ class Engine:
             "pf_mean": pf_mean,
             "impedance": impedance,
             "slope": slope,
-            "cadence": st.cadence_s[gm].astype(np.float64),
+            "cadence": rows[R["cadence"]],
         }
 
         # rule facts
         # bypass to zero is judged against that hour's usual load (not the daily mean: a
         # home that is idle at night is not bypassed at night)
-        zero_expected = fill_nan(expected_p, 0.0)
+        zero_expected = rows[R["expected_p_or_0"]]
+        export_physics, z_export = self._export_physics(gm)
         facts = {
-            "warm": warm.astype(np.float64),
+            "warm": rows[R["warm"]],
             "n": wn,
             "mean_p_w": mean_p,
             "max_p_w": wmax_p,
             "mean_v_v": mean_v,
-            "mean_i_a": mean_i,
-            "expected_p_w": fill_nan(expected_p, 0.0),
-            "expected_daily_p_w": fill_nan(daily, 0.0),
+            "mean_i_a": rows[R["mean_i"]],
+            "expected_p_w": zero_expected,
+            "expected_daily_p_w": rows[R["daily_or_0"]],
             "flat_run_n": runs_n[:, RUN_FLAT],
             "flat_run_s": runs_s[:, RUN_FLAT],
             "flat_max_s": flat_max_s,
@@ -1677,44 +1287,44 @@ class Engine:
             "zero_expected_w": zero_expected,
             "resid_run_n": runs_n[:, RUN_RESID],
             "resid_run_s": runs_s[:, RUN_RESID],
-            "resid_rel": resid_rel,
+            "resid_rel": rows[R["resid_rel"]],
             "vipf_mean_w": vipf_mean,
             "neg_run_s": runs_s[:, RUN_NEG],
-            "export_share": st.export_share[gm].astype(np.float64),
+            "export_share": rows[R["export_share"]],
             "export_physics": export_physics,
+            "export_impedance_ohm": z_export,
             "export_age_s": np.where(
                 st.last_export_ts[gm] >= 0, (end_ms - st.last_export_ts[gm]) / 1000.0, np.inf
             ),
-            "export_impedance_ohm": z_export,
-            "pf_low_run_s": pf_low_run_s,
-            "pf_low_share": pf_ew,
-            "pf_low_usual": pf_usual,
+            "pf_low_run_s": rows[R["pf_low_run_s"]],
+            "pf_low_share": rows[R["pf_ew"]],
+            "pf_low_usual": rows[R["pf_usual"]],
             "pf_mean": pf_mean,
-            "pf_baseline": fill_nan(pf_base, 1.0),
-            "slow_ratio": slow_ratio,
-            "drop_run_s": drop_run_s,
-            "slow_expected_w": fill_nan(se, 0.0),
+            "pf_baseline": rows[R["pf_base_or_1"]],
+            "slow_ratio": rows[R["slow_ratio"]],
+            "drop_run_s": rows[R["drop_run_s"]],
+            "slow_expected_w": rows[R["slow_exp_or_0"]],
             "trend_slope_per_day": slope,
-            "trend_ratio": trend_ratio,
-            "trend_days_n": trend_days,
-            "sag_v": sag_d,
-            "sag_run_s": sag_run_s,
-            "sag_step_v": size,
-            "sag_amps": sag_amps,
+            "trend_ratio": rows[R["trend_ratio"]],
+            "trend_days_n": rows[R["trend_days"]],
+            "sag_v": rows[R["sag_v"]],
+            "sag_run_s": rows[R["sag_run_s"]],
+            "sag_step_v": rows[R["sag_size"]],
+            "sag_amps": rows[R["sag_amps"]],
             "step_e_min": pstats[:, MINE],
-            "step_thr": thr,
-            "impedance_ohm": fill_nan(z_long, 0.0),
-            "impedance_ratio": imp_ratio,
-            "impedance_z": imp_z,
-            "impedance_run_s": imp_run_s,
+            "step_thr": rows[R["step_thr"]],
+            "impedance_ohm": rows[R["z_long_or_0"]],
+            "impedance_ratio": rows[R["imp_ratio"]],
+            "impedance_z": rows[R["imp_z"]],
+            "impedance_run_s": rows[R["imp_run_s"]],
             "slow_p_w": pane_mean_p,
             "standby_floor_w": floor_w,
-            "sub_floor_run_s": sub_floor_run_s,
-            "vstep_v": vstep["dev"],
-            "vstep_z": vstep["z"],
-            "vstep_amps": vstep["amps"],
-            "vstep_onset": vstep["onset"],
-            "vstep_prior_n": vstep["prior"],
+            "sub_floor_run_s": rows[R["sub_floor_run_s"]],
+            "vstep_v": rows[R["vstep_dev"]],
+            "vstep_z": rows[R["vstep_z"]],
+            "vstep_amps": rows[R["vstep_amps"]],
+            "vstep_onset": rows[R["vstep_onset"]],
+            "vstep_prior_n": rows[R["vstep_prior"]],
             **peer,
             **days_facts,
         }
@@ -1735,16 +1345,53 @@ class Engine:
         st.hold_until[gm] = hold
         suspicious = fired.any(axis=1) | (end_ms <= hold)
 
-        # baselines learn only from windows not under suspicion
-        self._update_baselines(
-            gm, bslot, hour, pane_mean_p, pane_mean_v, pane_mean_i, pstats, since_s, ~suspicious
+        # a new export becomes export history only once the voltage has told a source
+        # from a load: else a reversed meter that R05 waits for (undecided_duration_s)
+        # would teach itself, in the 9 hours the 7-day history needs, that it always
+        # exported (the kernel learns it with the rest; it is put back here)
+        unknown_export = (pstats[:, NNEG] > 0) & (export_physics == 0)
+        kept_share = st.export_share[gm[unknown_export]]
+        # baselines learn only from windows not under suspicion (stream.kernels.learn_state:
+        # the hour-slot profiles and memories, the usual voltage steps, the daily minima)
+        kernels.learn_state(
+            gm,
+            hbd,
+            rows,
+            pstats,
+            end_ms,
+            since_s,
+            exps,
+            ~suspicious,
+            np.array(
+                [
+                    tau,
+                    rs["refractory_s"],
+                    rs["min_sd_v"] ** 2,
+                    rs["learn_clip_sigmas"],
+                    rs["ready_s"],
+                ],
+                dtype=np.float64,
+            ),
+            st.base_w,
+            st.base_p,
+            st.base_p2,
+            st.base_vw,
+            st.base_v,
+            st.base_i,
+            st.pf_base,
+            st.pf_low_base,
+            st.e_scale,
+            st.export_share,
+            st.imp_long,
+            st.onset_last,
+            st.vstep_base,
+            st.floor_day,
+            st.floor_today_w,
+            st.floor_days_w,
         )
-        self._learn_vstep(gm, hour, end_ms, vstep, since_s, ~suspicious)
-        self._learn_floor(gm, day, pstats[:, MINP], ~suspicious)
+        st.export_share[gm[unknown_export]] = kept_share
 
-        unbilled_w = (
-            np.maximum(fill_nan(expected_p, 0.0), np.where(fired[:, 3], vipf_mean, 0.0)) - mean_p
-        )
+        unbilled_w = np.maximum(zero_expected, np.where(fired[:, 3], vipf_mean, 0.0)) - mean_p
         span_s = since_s
         # R15 judges last night the next day: its window reaches back to the dipped
         # stretch, and its unbilled energy is the unmetered current over that stretch
@@ -1831,119 +1478,46 @@ class Engine:
         }
         return feature_matrix(feats)
 
-    def _recurring_sag(
-        self,
-        gm: IntArray,
-        end_ms: IntArray,
-        hour: IntArray,
-        u_pane: FloatArray,
-        n_pane: FloatArray,
-        impedance: FloatArray,
-        can_judge: BoolArray,
-    ) -> dict[str, FloatArray]:
-        """Half-hour step of the corrected voltage u = V + Z*I (the supply side of the
-        meter's own service drop) against the meter's usual step at that hour, and sag
-        onsets: a step down far beyond the usual that the meter's own current does not
-        explain, i.e. current the meter does not measure. ``prior`` counts (decayed) the
-        earlier onsets within an hour of this one's time of day: a load on a timer."""
-        st = self.state
-        rs = self.thresholds.section("recurring_sag")
-        rows = np.arange(len(gm))
-        b = (end_ms - 1) // VBIN_MS
-        slot = b % VBINS
-        ids = rows_of(st.vbin_id, gm).astype(np.int64)
-        bins = rows_of(st.vbin, gm).astype(np.float64)
-        fresh = cells_of(ids, rows, slot) != b
-        bin_now = cells_of(bins, rows, slot)
-        m0 = np.where(fresh, 0.0, bin_now[:, 0])
-        n0 = np.where(fresh, 0.0, bin_now[:, 1])
-        ok_u = np.isfinite(u_pane) & (n_pane > 0)
-        n1 = n0 + np.where(ok_u, n_pane, 0.0)
-        m1 = np.where(ok_u, m0 + (fill_nan(u_pane, 0.0) - m0) * n_pane / np.maximum(n1, 1e-9), m0)
-        bins[rows, slot, 0] = m1
-        bins[rows, slot, 1] = n1
-        ids[rows, slot] = b
-        # only the current bin changed: store it (float32), the judging below uses float64
-        st.vbin[gm, slot, 0] = m1
-        st.vbin[gm, slot, 1] = n1
-        st.vbin_id[gm, slot] = b
-        age = b[:, None] - ids
-        have = (ids >= 0) & (age >= 0) & (age < VBINS) & (bins[:, :, 1] > 0)
-        newer = have & (age < VBINS // 2)
-        older = have & (age >= VBINS // 2)
-        w_new = np.where(newer, bins[:, :, 1], 0.0)
-        w_old = np.where(older, bins[:, :, 1], 0.0)
-        mu_new = (w_new * bins[:, :, 0]).sum(axis=1) / np.maximum(w_new.sum(axis=1), 1e-9)
-        mu_old = (w_old * bins[:, :, 0]).sum(axis=1) / np.maximum(w_old.sum(axis=1), 1e-9)
-        step_ok = (row_counts(newer) >= rs["min_bins_n"]) & (row_counts(older) >= rs["min_bins_n"])
-        step = np.where(step_ok, mu_new - mu_old, 0.0)
+    # row of each named output of stream.kernels.window_state
+    _window_rows = {name: k for k, name in enumerate(kernels.WINDOW_ROWS)}
 
-        base = rows_of(st.vstep_base, gm)  # float32 (K, 24, [mean, var, learnt s])
-        # compared and summed in float64 (a float64 scalar promotes the float32 operand)
-        ready_all = base[:, :, 2] >= np.float64(rs["ready_s"])
-        n_ready = row_counts(ready_all)
-        pooled_var = np.where(ready_all, base[:, :, 1], np.float32(0.0)).astype(np.float64).sum(
-            axis=1
-        ) / np.maximum(n_ready, 1)
-        here = cells_of(base, rows, hour).astype(np.float64)
-        ready = cells_of(ready_all, rows, hour)
-        var = np.maximum(
-            np.maximum(here[:, 1], rs["pooled_var_share"] * pooled_var), rs["min_sd_v"] ** 2
-        )
-        dev = np.where(ready & step_ok, step - here[:, 0], 0.0)
-        z = dev / np.sqrt(var)
-        amps = -dev / np.maximum(impedance, 0.05)
-        last = st.onset_last[gm]
-        since_last_s = np.where(last >= 0, (end_ms - last) / 1000.0, np.inf)
-        judged = can_judge & ready & step_ok
-        pending = st.onset_hour[gm] >= 0
-        held_s = np.where(pending, since_last_s, 0.0)
-        # a new onset may replace a pending sag that has not ended for hours (a stale one)
-        down = (
-            judged
-            & (~pending | (held_s >= rs["replace_after_s"]))
-            & (z <= -rs["min_z"])
-            & (-dev >= rs["min_step_v"])
-            & (amps >= rs["min_amps_a"])
-            & (since_last_s >= rs["refractory_s"])
-        )
-        # the sag ends with a step back up: a load that ran for hours and switched off
-        size = st.onset_size[gm].astype(np.float64)
-        up = pending & ~down & judged & (dev >= rs["off_share"] * size) & (z >= rs["min_off_z"])
-        cycle = up & (held_s >= rs["min_hold_s"]) & (held_s <= rs["max_hold_s"])
-        drop = pending & (up | (held_s > rs["max_hold_s"]))
-        # decayed count of earlier load cycles that began within an hour of this time of day
-        recur = st.onset_recur
-        rts = st.onset_recur_ts[gm]
-        decay = np.exp(-np.where(rts >= 0, (end_ms - rts) / 1000.0, 0.0) / rs["memory_s"])
-        near = (
-            cells_of(recur, gm, (hour - 1) % 24).astype(np.float64)
-            + cells_of(recur, gm, hour).astype(np.float64)
-            + cells_of(recur, gm, (hour + 1) % 24).astype(np.float64)
-        )
-        prior = np.where(down, near * decay, 0.0)
-        if cycle.any():
-            on = np.flatnonzero(cycle)
-            upd = recur[gm[on]].astype(np.float64) * decay[on, None]
-            upd[np.arange(len(on)), st.onset_hour[gm[on]].astype(np.int64)] += 1.0
-            st.onset_recur[gm[on]] = upd
-            st.onset_recur_ts[gm[on]] = end_ms[on]
-        if drop.any():
-            st.onset_hour[gm[drop]] = -1
-        if down.any():
-            st.onset_last[gm[down]] = end_ms[down]
-            st.onset_hour[gm[down]] = hour[down]
-            st.onset_size[gm[down]] = -dev[down]
-        onset = down
-        return {
-            "step": step,
-            "step_ok": step_ok.astype(np.float64),
-            "dev": dev,
-            "z": z,
-            "amps": np.where(ready & step_ok, amps, 0.0),
-            "onset": onset.astype(np.float64),
-            "prior": prior,
+    def _window_params(self) -> FloatArray:
+        """The thresholds window_state reads, in the order of kernels.WINDOW_PARAMS."""
+        th = self.thresholds
+        ir, pb = th.section("impedance_rise"), th.section("partial_bypass")
+        bf, ul = th.section("below_standby"), th.section("unmetered_load")
+        rs, pfa = th.section("recurring_sag"), th.section("pf_abnormal")
+        values = {
+            "slot_ready_s": th.value("baseline", "slot_ready_s"),
+            "warmup_ms": self.config.warmup_s * 1000,
+            "ir_min_ratio": ir["min_ratio"],
+            "ir_min_z": ir["min_z"],
+            "pb_max_ratio": pb["max_ratio"],
+            "pb_min_expected_w": pb["min_expected_w"],
+            "pb_rearm_ratio": pb["rearm_ratio"],
+            "bf_min_floor_w": bf["min_floor_w"],
+            "bf_max_floor_ratio": bf["max_floor_ratio"],
+            "ul_min_step_v": ul["min_step_v"],
+            "ul_step_sigmas": ul["step_sigmas"],
+            "ul_max_duration_s": ul["max_duration_s"],
+            "rs_min_bins_n": rs["min_bins_n"],
+            "rs_ready_s": rs["ready_s"],
+            "rs_pooled_var_share": rs["pooled_var_share"],
+            "rs_min_sd_v2": rs["min_sd_v"] ** 2,
+            "rs_replace_after_s": rs["replace_after_s"],
+            "rs_min_z": rs["min_z"],
+            "rs_min_step_v": rs["min_step_v"],
+            "rs_min_amps_a": rs["min_amps_a"],
+            "rs_refractory_s": rs["refractory_s"],
+            "rs_off_share": rs["off_share"],
+            "rs_min_off_z": rs["min_off_z"],
+            "rs_min_hold_s": rs["min_hold_s"],
+            "rs_max_hold_s": rs["max_hold_s"],
+            "pf_min_low_share": pfa["min_low_share"],
+            "pf_min_rise_share": pfa["min_rise_share"],
+            "sb_max_floor_ratio": th.value("slow_bypass", "max_floor_ratio"),
         }
+        return np.array([float(values[name]) for name in kernels.WINDOW_PARAMS])
 
     def _gateway_members(self) -> dict[str, IntArray]:
         if self._members is None:
@@ -1994,21 +1568,21 @@ class Engine:
         day. Each meter sums u = V + Z*I per hour of its current peer day; at
         its first window of a new day it is judged on the previous one against its
         gateway's meters (all of them hold that day by then, save a meter silent or a
-        day behind, which then stays out of the reference)."""
+        day behind, which then stays out of the reference). The gateway judging is here;
+        the per-meter state and facts are :func:`stream.kernels.peer_round`."""
         st = self.state
         pv = self.thresholds.section("peer_voltage_dip")
-        shifted = end_ms - 1 - int(pv["day_start_h"] * HOUR_MS)
+        day_start_ms = int(pv["day_start_h"] * HOUR_MS)
+        shifted = end_ms - 1 - day_start_ms
         pday = shifted // DAY_MS
         phour = (shifted // HOUR_MS) % 24
         slot = pday % 2
-        k = len(gm)
-        judged = np.zeros(k)
-        dip = np.full(k, np.nan)
-        peers = np.zeros(k)
-        nights = np.zeros(k)
-        shallow_nights = np.zeros(k)
-        since_ms = np.full(k, -1, dtype=np.int64)
         new_day = cells_of(st.peer_day, gm, slot) != pday
+        j_rows: list[int] = []
+        j_day: list[int] = []
+        j_dip: list[float] = []
+        j_peers: list[float] = []
+        j_at: list[int] = []
         if new_day.any():
             rows = np.flatnonzero(new_day)
             prev = pday[rows] - 1
@@ -2021,177 +1595,55 @@ class Engine:
                 d, n_peers, at = self._judge_peer_day(gateway, day).get(m, (np.nan, 0.0, -1))
                 if not np.isfinite(d):
                     continue
-                judged[r], dip[r], peers[r] = 1.0, d, n_peers
-                since_ms[r] = day * DAY_MS + int(pv["day_start_h"] * HOUR_MS) + at * HOUR_MS
-                st.peer_dip[m, day % PEER_DAYS] = d
-                st.peer_dip_day[m, day % PEER_DAYS] = day
-                recent = st.peer_dip_day[m] > day - PEER_DAYS
-                nights[r] = float((recent & (st.peer_dip[m] <= -pv["min_dip_v"])).sum())
-                shallow = st.peer_dip[m] <= -pv["shallow_dip_v"]
-                shallow_nights[r] = float((recent & shallow).sum())
-            st.peer_u[gm[rows], slot[rows]] = 0.0
-            st.peer_n[gm[rows], slot[rows]] = 0.0
-            st.peer_day[gm[rows], slot[rows]] = pday[rows]
-        add = np.flatnonzero(z_known)
-        # one flat index into the (meter, slot, hour) cells, used by both sums (the
-        # three-array index would be flattened by numpy for every access)
-        cell = (gm[add] * 2 + slot[add]) * 24 + phour[add]
-        # views: the state arrays are C-contiguous (np.full in MeterState.grow)
-        peer_u = st.peer_u.reshape(-1)
-        peer_n = st.peer_n.reshape(-1)
-        peer_u[cell] += pstats[add, SV] + impedance[add] * pstats[add, SI]
-        peer_n[cell] += pstats[add, N]
-        facts = {
-            "peer_judged": judged,
-            "peer_dip_v": fill_nan(dip, 0.0),
-            "peer_nights_n": nights,
-            "peer_shallow_nights_n": shallow_nights,
-            "peer_unmetered_a": np.where(judged > 0, -fill_nan(dip, 0.0), 0.0)
-            / np.maximum(impedance, 0.05),
-            "peer_n": peers,
-        }
-        return facts, since_ms
-
-    def _learn_vstep(
-        self,
-        gm: IntArray,
-        hour: IntArray,
-        end_ms: IntArray,
-        vstep: dict[str, FloatArray],
-        since_s: FloatArray,
-        learn: BoolArray,
-    ) -> None:
-        """Learn the usual half-hour corrected-voltage step per hour of day, outside
-        suspicion and away from sag onsets; deviations are clipped (winsorised) so that one
-        unmetered load switching on does not teach the meter that such steps are usual."""
-        st = self.state
-        rs = self.thresholds.section("recurring_sag")
-        last = st.onset_last[gm]
-        after_onset = (last >= 0) & ((end_ms - last) < rs["refractory_s"] * 1000)
-        sel = learn & (vstep["step_ok"] > 0.5) & ~after_onset
-        if not sel.any():
-            return
-        g, h, x, dt = gm[sel], hour[sel], vstep["step"][sel], since_s[sel]
-        tau = self.thresholds.value("baseline", "hour_profile_memory_days") * 3600.0
-        cur = cells_of(st.vstep_base, g, h).astype(np.float64)
-        mu, var, w = cur[:, 0], cur[:, 1], cur[:, 2]
-        a = np.where(w < tau, dt / np.maximum(w + dt, 1e-9), 1.0 - np.exp(-dt / tau))
-        sd = np.sqrt(np.maximum(var, rs["min_sd_v"] ** 2))
-        d = np.where(
-            w > 0,
-            np.clip(x - mu, -rs["learn_clip_sigmas"] * sd, rs["learn_clip_sigmas"] * sd),
-            x - mu,
+                j_rows.append(r)
+                j_day.append(day)
+                j_dip.append(d)
+                j_peers.append(n_peers)
+                j_at.append(at)
+        facts, since_ms = kernels.peer_round(
+            gm,
+            pstats,
+            impedance,
+            z_known,
+            slot,
+            phour,
+            pday,
+            new_day,
+            np.array(j_rows, dtype=np.int64),
+            np.array(j_day, dtype=np.int64),
+            np.array(j_dip, dtype=np.float64),
+            np.array(j_peers, dtype=np.float64),
+            np.array(j_at, dtype=np.int64),
+            day_start_ms,
+            float(pv["min_dip_v"]),
+            float(pv["shallow_dip_v"]),
+            st.peer_day,
+            st.peer_u,
+            st.peer_n,
+            st.peer_dip,
+            st.peer_dip_day,
         )
-        young = w < rs["ready_s"]
-        d = np.where(young, x - mu, d)
-        st.vstep_base[g, h, 0] = mu + a * d
-        st.vstep_base[g, h, 1] = (1.0 - a) * (var + a * d * d)
-        st.vstep_base[g, h, 2] = np.minimum(w + dt, 10 * tau)
+        names = (
+            "peer_judged",
+            "peer_dip_v",
+            "peer_nights_n",
+            "peer_shallow_nights_n",
+            "peer_unmetered_a",
+            "peer_n",
+        )
+        return dict(zip(names, facts, strict=True)), since_ms
 
-    def _learn_floor(
-        self, gm: IntArray, day: IntArray, pane_min_p: FloatArray, learn: BoolArray
-    ) -> None:
-        """Daily minimum of pane power (outside suspicion) into the ring of daily minima."""
-        st = self.state
-        cur_day = st.floor_day[gm].astype(np.int64)
-        roll = (cur_day >= 0) & (day > cur_day)
-        if roll.any():
-            rm = gm[roll]
-            today = st.floor_today_w[rm].astype(np.float32)
-            today = np.where(np.isfinite(today), today, np.float32(np.nan))
-            st.floor_days_w[rm] = np.concatenate([st.floor_days_w[rm][:, 1:], today[:, None]], 1)
-            st.floor_today_w[rm] = np.inf
-        st.floor_day[gm] = np.maximum(day, cur_day)
-        if not learn.all():
-            gm, pane_min_p = gm[learn], pane_min_p[learn]
-        st.floor_today_w[gm] = np.minimum(st.floor_today_w[gm], pane_min_p)
-
-    def _standby_floor(self, m: IntArray) -> FloatArray:
-        """Second lowest of the meter's recent daily minimum powers (0 until three days are
-        known): one day with a bypass in it does not lower it, and a cold spell that keeps a
-        heater on all day does not raise it while two milder days are remembered."""
-        days = rows_of(self.state.floor_days_w, m)
-        valid = np.isfinite(days)
-        days = np.where(valid, days, np.float32(np.inf))
-        # the two lowest so far, one day (column) at a time across all meters: the same
-        # value as a partition of each row (the second element of the sorted row), without
-        # numpy's per-row selection on rows of FLOOR_DAYS values
-        lowest = days[:, 0].copy()
-        second = np.full(len(m), np.inf, dtype=days.dtype)
-        for d in range(1, days.shape[1]):
-            np.minimum(second, np.maximum(lowest, days[:, d]), out=second)
-            np.minimum(lowest, days[:, d], out=lowest)
-        return np.where(row_counts(valid) >= 3, np.maximum(second.astype(np.float64), 0.0), 0.0)
-
-    def _update_day(
-        self,
-        gm: IntArray,
-        day: IntArray,
-        pane_p: FloatArray,
-        exp_now: FloatArray,
-        since_s: FloatArray,
-        imp_pane: FloatArray,
-    ) -> None:
-        st = self.state
-        cur = st.day_cur[gm]
-        roll = (cur >= 0) & (day > cur)
-        if roll.any():
-            rm = gm[roll]
-            cov = st.day_cov_s[rm].astype(np.float64)
-            den = st.day_sum_exp[rm]
-            ratio = np.where(
-                (cov >= 12 * 3600) & (den > 0), st.day_sum_p[rm] / np.maximum(den, 1e-9), np.nan
-            )
-            ring = st.day_ratio[rm]
-            ring = np.concatenate([ring[:, 1:], ratio[:, None].astype(np.float32)], axis=1)
-            st.day_ratio[rm] = ring
-            # the completed day for the slow-bypass cue (a day seen less than half: unknown)
-            full = cov >= 12 * 3600
-            mean_w = np.where(full, st.day_sum_p[rm] / np.maximum(cov, 1.0), np.nan)
-            min_w = np.where(full, st.sb_min_today_w[rm], np.nan)
-            imp = np.where(full[:, None], st.sb_imp_today[rm], np.nan)
-            entry = np.column_stack([mean_w, min_w, imp]).astype(np.float32)
-            st.sb_days[rm] = np.concatenate([st.sb_days[rm][:, 1:], entry[:, None]], axis=1)
-            st.sb_min_today_w[rm] = np.inf
-            st.sb_imp_today[rm] = 0.0
-            st.day_sum_p[rm] = 0.0
-            st.day_sum_exp[rm] = 0.0
-            st.day_cov_s[rm] = 0.0
-        st.day_cur[gm] = day
-        # select (copies) only when some pane or baseline is missing, each index once
-        seen = np.isfinite(pane_p)
-        g, p_seen = (gm, pane_p) if seen.all() else (gm[seen], pane_p[seen])
-        st.sb_min_today_w[g] = np.minimum(st.sb_min_today_w[g], p_seen)
-        st.sb_imp_today[gm] = rows_of(st.sb_imp_today, gm) + imp_pane
-        ok = np.isfinite(exp_now)
-        if not ok.all():
-            gm, pane_p, exp_now, since_s = gm[ok], pane_p[ok], exp_now[ok], since_s[ok]
-        st.day_sum_p[gm] += pane_p * since_s
-        st.day_sum_exp[gm] += exp_now * since_s
-        st.day_cov_s[gm] += since_s
-
-    def _days_facts(self, m: IntArray) -> dict[str, FloatArray]:
+    def _days_facts(self, m: IntArray, can_fire: BoolArray) -> dict[str, FloatArray]:
         """Facts of the slow-bypass cue from the completed days: the two newest against the
         older ones (their median level and floor, their pooled impedance fit).
 
         R13 needs today's lowest load at most ``max_floor_ratio`` of the older days' median
         lowest, which is at most their highest lowest: only meters passing that cheap test
-        get the medians and fits (a few per round; the rest cannot fire, and evidence is
-        read only where a cue fired). The others get neutral facts (ratios 1, no older day).
+        (``can_fire``, from :func:`stream.kernels.window_state`) get the medians and fits
+        (a few per round; the rest cannot fire, and evidence is read only where a cue
+        fired). The others get neutral facts (ratios 1, no older day).
         """
-        st = self.state
-        today_floor_all = st.sb_min_today_w[m].astype(np.float64)
-        # the highest in float32, then widened: the same value as widening first (exact)
-        old_min = st.sb_days[m, :-2, SB_MIN]
-        highest_old_floor = (
-            np.where(np.isfinite(old_min), old_min, np.float32(-np.inf))
-            .max(axis=1)
-            .astype(np.float64)
-        )
-        max_ratio = self.thresholds.value("slow_bypass", "max_floor_ratio")
-        cand = np.flatnonzero(
-            np.isfinite(today_floor_all) & (today_floor_all <= max_ratio * highest_old_floor)
-        )
+        cand = np.flatnonzero(can_fire)
         k = len(m)
         out = {
             "days_old_n": np.zeros(k),
@@ -2246,77 +1698,6 @@ class Engine:
                 np.inf,
             ),
         }
-
-    def _update_baselines(
-        self,
-        gm: IntArray,
-        bslot: IntArray,
-        hour: IntArray,
-        pane_p: FloatArray,
-        pane_v: FloatArray,
-        pane_i: FloatArray,
-        pstats: FloatArray,
-        since_s: FloatArray,
-        learn: BoolArray,
-    ) -> None:
-        st = self.state
-        th = self.thresholds
-        # most rounds learn from every window: the boolean selection would only copy
-        if not learn.all():
-            gm, bslot, hour = gm[learn], bslot[learn], hour[learn]
-            pane_p, pane_v, pane_i = pane_p[learn], pane_v[learn], pane_i[learn]
-            pstats, dt = pstats[learn], since_s[learn]
-        else:
-            dt = since_s
-        if not len(gm):
-            return
-        tau = th.value("baseline", "hour_profile_memory_days") * 3600.0
-        w = cells_of(st.base_w, gm, bslot).astype(np.float64)
-        # cumulative mean while young, exponential forgetting once a slot has memory
-        a = np.where(w < tau, dt / np.maximum(w + dt, 1e-9), 1.0 - np.exp(-dt / tau))
-        bp = cells_of(st.base_p, gm, bslot)
-        st.base_p[gm, bslot] = bp + a * (pane_p - bp)
-        bp2 = cells_of(st.base_p2, gm, bslot)
-        st.base_p2[gm, bslot] = bp2 + a * (pstats[:, SP2] / pstats[:, N] - bp2)
-        st.base_w[gm, bslot] = np.minimum(w + dt, 10 * tau)
-        vw = cells_of(st.base_vw, gm, hour).astype(np.float64)
-        av = np.where(vw < tau, dt / np.maximum(vw + dt, 1e-9), 1.0 - np.exp(-dt / tau))
-        # one gather per slot array (``a[idx] += x`` would gather it a second time)
-        bv = cells_of(st.base_v, gm, hour)
-        st.base_v[gm, hour] = bv + av * (pane_v - bv)
-        bi = cells_of(st.base_i, gm, hour)
-        st.base_i[gm, hour] = bi + av * (pane_i - bi)
-        st.base_vw[gm, hour] = np.minimum(vw + dt, 10 * tau)
-        # PF level (readings with real current), export history, service impedance
-        a_slow = 1.0 - np.exp(-dt / (3 * 86400.0))
-        npf = pstats[:, NPF]
-        has_pf = npf > 0
-        pf_now = np.where(has_pf, pstats[:, SPF] / np.maximum(npf, 1), np.nan)
-        cur = st.pf_base[gm]
-        a_pf = np.maximum(a_slow * 20, 0.02)
-        new_pf = np.where(np.isnan(cur), pf_now, cur + a_pf * (pf_now - cur))
-        st.pf_base[gm[has_pf]] = new_pf[has_pf]
-        low_now = pstats[:, NPFLOW] / np.maximum(npf, 1.0)
-        cur_low = st.pf_low_base[gm]
-        new_low = np.where(np.isnan(cur_low), low_now, cur_low + a_slow * (low_now - cur_low))
-        st.pf_low_base[gm[has_pf]] = new_low[has_pf]
-        nd = pstats[:, NDIFF]
-        has_d = nd > 0
-        e_now = pstats[:, SABSE] / np.maximum(nd, 1.0)
-        cur_e = st.e_scale[gm]
-        new_e = np.where(np.isnan(cur_e), e_now, cur_e + a_slow * 10 * (e_now - cur_e))
-        st.e_scale[gm[has_d]] = new_e[has_d]
-        neg_share = pstats[:, NNEG] / pstats[:, N]
-        a_exp = 1.0 - np.exp(-dt / (7 * 86400.0))
-        if (neg_share > 0).any():
-            # a new export becomes history only once the voltage has told a source from a
-            # load: else a reversed meter whose voltage cannot tell (R05 waits for a long
-            # run) would teach itself, in 9 hours, that it always exported
-            a_exp = np.where((neg_share > 0) & (self._export_physics(gm)[0] == 0), 0.0, a_exp)
-        es = st.export_share[gm]
-        st.export_share[gm] = es + a_exp * (neg_share - es)
-        decay = np.exp(-dt / th.value("baseline", "impedance_long_memory_s"))[:, None]
-        st.imp_long[gm] = rows_of(st.imp_long, gm) * decay + pstats[:, IMP_SUMS]
 
     # ------------------------------------------------------------------ outputs
     def _finish_windows(self, rounds: list[dict[str, Any]], out: EngineOutput) -> None:
@@ -2467,20 +1848,6 @@ def cells_of(arr: np.ndarray, m: IntArray, col: IntArray) -> np.ndarray:
     return arr.reshape(-1, *arr.shape[2:]).take(m * arr.shape[1] + col, axis=0)
 
 
-def row_counts(mask: BoolArray) -> IntArray:
-    """The number of True cells in each row of a 2-D mask, as int64: ``mask.sum(axis=1)``.
-
-    Counted in bytes: a bool sum casts every cell to int64 first, which doubles the time
-    on the short rows of the per-meter state (24 or 48 slots). Counts are exact either way.
-
-    >>> row_counts(np.array([[True, False, True], [False, False, False]])).tolist()
-    [2, 0]
-    """
-    if mask.shape[1] > 255:  # a byte could overflow: count in int64
-        return np.asarray(mask.sum(axis=1), dtype=np.int64)
-    return mask.view(np.uint8).sum(axis=1, dtype=np.uint8).astype(np.int64)
-
-
 def median_of_finite(rows: FloatArray) -> FloatArray:
     """Median of each row's finite values (0 for a row without any).
 
@@ -2492,18 +1859,6 @@ def median_of_finite(rows: FloatArray) -> FloatArray:
 
 def conf_max(cues: dict[str, tuple[str, float, dict[str, float]]]) -> float:
     return max((c[1] for c in cues.values()), default=0.0)
-
-
-@dataclass
-class _Profile:
-    """A round's gathered power profiles: the ready slots (K, N_SLOTS) (learnt at least
-    slot_ready_s), the profile with unready slots zeroed (float32), the number of ready
-    slots, and the mean of the ready slots in float32 (0 when none)."""
-
-    ready: BoolArray
-    ready_p: np.ndarray
-    n_ready: IntArray
-    daily_mean: FloatArray
 
 
 @dataclass

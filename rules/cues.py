@@ -242,11 +242,12 @@ def reverse_flow(f: Facts, t: Section) -> CueResult:
     """R05: sustained export on a meter that has never exported (a reversed meter), read
     against the voltage. The current register is a magnitude: a reversed meter's export is
     consumption read negative, and more of it lowers V like any load; a source (rooftop
-    PV) raises V as it exports more. ``export_physics`` is the sign of the export pairs'
-    fit of dV against dI: +1 a load (fires after ``min_duration_s``), -1 a source (never:
-    a new PV install is not a reversed meter), 0 not known yet (a voltage register too
-    coarse, or too few pairs: fires after ``undecided_duration_s``, longer than a day's
-    solar export lasts).
+    PV) raises V as it exports more. ``export_physics`` is what the export pairs' dV
+    against dI says (``Engine._export_physics``): +1 a load (fires after
+    ``min_duration_s``), -1 a source (never: a new PV install is not a reversed meter), 0
+    not known yet (a voltage register too coarse, or too few steps: fires after
+    ``undecided_duration_s``, 10 minutes for a fleet without generation, 18 hours, longer
+    than a day's solar export, for a fleet with rooftop PV).
 
     >>> f = {"warm": np.ones(4), "neg_run_s": np.array([1800.0, 1800.0, 1800.0, 90000.0]),
     ...     "export_share": np.zeros(4), "mean_p_w": np.full(4, -420.0),

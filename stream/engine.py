@@ -88,6 +88,24 @@ from rules.severity import unbilled_kwh
 from rules.thresholds import Thresholds, load_thresholds
 from stream import kernels
 from stream.codecs import ReadingBatch, Rejection, concat_batches, split_valid
+from stream.kernels import (
+    MINE,
+    N_STATS,
+    NFLAT,
+    NNEG,
+    NPF,
+    NRES,
+    NSAG,
+    NZERO,
+    SI,
+    SP,
+    SP2,
+    SPF,
+    SPF2,
+    SRES,
+    SV,
+    N,
+)
 from stream.windows import Segments, shift_in_segments
 
 log = logging.getLogger(__name__)
@@ -107,39 +125,8 @@ SNAPSHOT_FORMAT = "meterwatch.engine.snapshot.v2"
 # two models; flagged windows into events.
 ENGINE_STAGES = ("admit", "pane_rounds", "models", "events")
 
-# pane statistics (columns of the pane ring)
-(
-    N,
-    SP,
-    SP2,
-    MINP,
-    MAXP,
-    SV,
-    MINV,
-    SI,
-    SPF,
-    SPF2,
-    NPF,
-    NZERO,
-    NNEG,
-    NFLAT,
-    NRES,
-    SRES,
-    MAXSTEP,
-    NSAG,
-    SVIPF,
-    SDVDI,
-    SDI2,
-    SDV2,
-    NDIFF,
-    MINE,
-    MAXE,
-    SABSE,
-    NPFLOW,
-) = range(27)
 FEATURE_BLOCK_ROWS = 4096
 """Windows whose features are computed together (see ``Engine._batch_features``)."""
-N_STATS = 27
 
 # run kinds (columns of the run counters); R14's run of stuck load registers has state
 # arrays of its own, so that snapshots written before it existed still restore

@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@echo ">> compiling the engine's kernels once (numba caches them; about half a minute)"
+	$(BIN)/python -c "from stream.engine import warm_up_kernels; from stream.settings import Settings; print(f'{warm_up_kernels(Settings()):.1f} s')"
 	touch $(STAMP)
 
 install: $(STAMP)

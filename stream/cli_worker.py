@@ -72,6 +72,10 @@ def worker_command(
     if snapshot_interval is not None:
         settings = settings.model_copy(update={"snapshot_interval_seconds": snapshot_interval})
     port = metrics_port if metrics_port is not None else settings.metrics_port
+    # compile (or load) the engine's kernels before subscribing: see warm_up_kernels
+    from stream.engine import warm_up_kernels
+
+    warm_up_kernels(settings)
     run_worker(settings, port, write_windows=windows)
 
 

@@ -371,3 +371,12 @@ _STATE_OF_LEARN = (
     "base_w base_p base_p2 base_vw base_v base_i pf_base pf_low_base e_scale export_share "
     "imp_long onset_last vstep_base floor_day floor_today_w floor_days_w"
 ).split()
+
+
+def test_the_warm_up_runs_every_kernel() -> None:
+    from stream.engine import warm_up_kernels
+    from stream.settings import Settings
+
+    assert warm_up_kernels(Settings()) > 0.0
+    for name in ("pane_facts", "window_state", "learn_state", "peer_round"):
+        assert getattr(kernels, name).signatures, name

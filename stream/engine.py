@@ -1001,9 +1001,10 @@ class Engine:
             return
         st = self.state
         m, ts = rel.m, rel.ts
-        newest = np.full(len(st.last_export_ts), -1, dtype=np.int64)
-        np.maximum.at(newest, m[neg], ts[neg])
-        st.last_export_ts[:] = np.maximum(st.last_export_ts, newest)
+        # each meter's newest exporting reading (a meter's readings are in time order)
+        ends = Segments.from_keys(m[neg]).ends
+        exporters, newest = m[neg][ends], ts[neg][ends]
+        st.last_export_ts[exporters] = np.maximum(st.last_export_ts[exporters], newest)
         segs = Segments.from_keys(m)
         seg_m = m[segs.starts]
         prev_ts = shift_in_segments(ts, segs, st.last_ts[seg_m])
@@ -1039,20 +1040,23 @@ class Engine:
         st.imp_export[seg_m] = rows_of(st.imp_export, seg_m) * decay[:, None] + new
         st.imp_export_ts[seg_m] = np.maximum(newest, before)
 
-    def _export_physics(self, m: IntArray) -> tuple[FloatArray, FloatArray]:
+    def _export_physics(
+        self, m: IntArray, z_long: FloatArray, z_long_se: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
         """What the export pairs' voltage says (+1: a load's physics, V falls as the export
         current rises: a reversed meter; -1: a source's, V rises: generation; 0: not known
-        yet), and the fitted ohms (0 when unknown).
+        yet), and the fitted ohms (0 when unknown). ``z_long`` is the round's trusted long
+        import fit (NaN where it is not trusted) and ``z_long_se`` its standard error.
 
-        When the meter's import fit is trusted (its service impedance Z is known), the two
-        hypotheses are dV = -Z*dI (load) and dV = +Z*dI (source), with the meter's own
-        voltage noise sigma around that fit. Their log-likelihood ratio over the export
-        pairs is -2*Z*sum(dV*dI)/sigma^2: a sequential test that decides once it passes
-        ``decision_log_odds_nats`` either way (wrong about once in e^that), so one kettle's
-        step on a reversed meter decides at once and a PV ramp's small steps take their
-        time. Without a trusted Z, the test is against a voltage that ignores the current:
-        t = -sum(dV*dI) / (sigma*sqrt(sum(dI^2))) beyond ``decision_sigmas``, sigma from the
-        export fit's own residual."""
+        When the meter's service impedance Z is known, the two hypotheses are
+        dV = -Z*dI (load) and dV = +Z*dI (source), with the meter's own voltage noise sigma
+        around its import fit (sigma^2 = se^2 * sum(dI^2) of that fit). Their
+        log-likelihood ratio over the export pairs is -2*Z*sum(dV*dI)/sigma^2: a sequential
+        test that decides once it passes ``decision_log_odds_nats`` either way (wrong about
+        once in e^that), so one kettle's step on a reversed meter decides at once and a PV
+        ramp's small steps take their time. Without a trusted Z, the test is against a
+        voltage that ignores the current: t = -sum(dV*dI) / (sigma*sqrt(sum(dI^2))) beyond
+        ``decision_sigmas``, sigma from the export fit's own residual."""
         st = self.state
         physics, z_ohm = np.zeros(len(m)), np.zeros(len(m))
         if not (st.imp_export_ts[m] >= 0).any():
@@ -1061,15 +1065,11 @@ class Engine:
         exp = rows_of(st.imp_export, m)
         _, se_x = impedance_fit(exp)
         sxy, sxx = exp[:, 0], exp[:, 1]
-        imp = rows_of(st.imp_long, m)
-        z_l, se_l = impedance_fit(imp)
-        z_known = (se_l <= 0.25 * np.abs(z_l)) & (z_l >= 0.01) & (z_l <= 1.5)
+        z_known = np.isfinite(z_long)
+        min_var = rf["min_noise_v"] ** 2
         with np.errstate(divide="ignore", invalid="ignore"):
-            var_import = np.maximum(imp[:, 2] - z_l * z_l * imp[:, 1], 0.0) / np.maximum(
-                imp[:, 3] - 1, 1
-            )
-            var_import = np.maximum(var_import, rf["min_noise_v"] ** 2)
-            log_odds = -2.0 * z_l * sxy / var_import
+            var_import = np.maximum(z_long_se * z_long_se * st.imp_long[m, 1], min_var)
+            log_odds = -2.0 * z_long * sxy / var_import
             sigma = np.maximum(np.sqrt(se_x * se_x * sxx), rf["min_noise_v"])
             t = np.where(sxx > 0, -sxy / (sigma * np.sqrt(sxx)), 0.0)
             z_pairs = np.where(sxx > 0, -sxy / sxx, 0.0)  # (the fit's ten-pair minimum aside)
@@ -1252,7 +1252,7 @@ class Engine:
         # bypass to zero is judged against that hour's usual load (not the daily mean: a
         # home that is idle at night is not bypassed at night)
         zero_expected = rows[R["expected_p_or_0"]]
-        export_physics, z_export = self._export_physics(gm)
+        export_physics, z_export = self._export_physics(gm, z_long, z_fit[1])
         facts = {
             "warm": rows[R["warm"]],
             "n": wn,

@@ -21,13 +21,31 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 
+class SkipLostPartitionCommits:
+    """Consumer-thread mixin: a commit whose offsets are all of partitions that a
+    rebalance has just taken away is skipped (returns False, as faust does for a commit
+    "already rebalanced"). faust-streaming 0.11 filters those offsets out and hands
+    aiokafka the empty dict, which aiokafka rejects with ``ValueError({})``; faust then
+    crashes the consumer thread and the worker dies (seen once in a fresh-clone run of
+    the two-worker test). Nothing is lost: the partitions' new owner resumes from their
+    committed offsets and engine snapshots."""
+
+    async def _commit(self, offsets: Any) -> bool:
+        assigned = self.assignment()  # type: ignore[attr-defined]
+        if not any(tp in assigned for tp in offsets):
+            return False
+        return bool(await super()._commit(offsets))  # type: ignore[misc]
+
+
 def fetch_wait_transport(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
     """Faust's aiokafka transport whose worker consumer waits at most
     ``fetch_max_wait_ms`` for a fetch the broker cannot fill at once."""
     if fetch_max_wait_ms < 1:
         raise ValueError(f"fetch_max_wait_ms must be at least 1, got {fetch_max_wait_ms}")
 
-    class FetchWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
+    class FetchWaitConsumerThread(  # type: ignore[misc]
+        SkipLostPartitionCommits, faust_aiokafka.AIOKafkaConsumerThread
+    ):
         def _create_worker_consumer(self, transport: Any) -> Any:
             consumer = super()._create_worker_consumer(transport)
             set_fetch_max_wait(consumer, fetch_max_wait_ms)

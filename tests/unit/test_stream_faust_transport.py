@@ -11,7 +11,11 @@ from types import SimpleNamespace
 import pytest
 from test_stream_app import build
 
-from stream.faust_transport import fetch_wait_transport, set_fetch_max_wait
+from stream.faust_transport import (
+    SkipLostPartitionCommits,
+    fetch_wait_transport,
+    set_fetch_max_wait,
+)
 
 
 def test_the_worker_consumer_waits_at_most_the_configured_fetch_wait(tmp_path: Path) -> None:
@@ -45,3 +49,37 @@ def test_an_aiokafka_without_the_attribute_fails_loudly() -> None:
     consumer = SimpleNamespace(_fetch_max_wait_ms=1500)
     set_fetch_max_wait(consumer, 80)
     assert consumer._fetch_max_wait_ms == 80  # noqa: SLF001
+
+
+class _FaustThread:
+    """Stands in for Faust's consumer thread: records what reaches its commit."""
+
+    def __init__(self, assigned: set[str]) -> None:
+        self.assigned = assigned
+        self.committed: list[dict[str, int]] = []
+
+    def assignment(self) -> set[str]:
+        return self.assigned
+
+    async def _commit(self, offsets: dict[str, int]) -> bool:
+        self.committed.append(dict(offsets))
+        return True
+
+
+class _Thread(SkipLostPartitionCommits, _FaustThread):
+    pass
+
+
+def test_a_commit_of_partitions_lost_to_a_rebalance_is_skipped_not_a_crash() -> None:
+    thread = _Thread(assigned={"tp-2"})
+    # every offset is of a partition this worker no longer holds: nothing reaches aiokafka
+    assert asyncio.run(thread._commit({"tp-0": 5, "tp-1": 9})) is False  # noqa: SLF001
+    assert thread.committed == []
+    # an offset of a partition it holds is committed as before (Faust filters the rest)
+    assert asyncio.run(thread._commit({"tp-1": 9, "tp-2": 4})) is True  # noqa: SLF001
+    assert thread.committed == [{"tp-1": 9, "tp-2": 4}]
+
+
+def test_the_worker_consumer_thread_skips_lost_partition_commits(tmp_path: Path) -> None:
+    app, _, _ = build(tmp_path)
+    assert isinstance(app.consumer._thread, SkipLostPartitionCommits)  # noqa: SLF001

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.base import FloatMatrix, FloatVector
+from detectors.hst_kernels import add_walks, leaf_scores_of, walk_leaves
 
 IntArray = npt.NDArray[np.int64]
 
@@ -198,6 +199,14 @@ class HalfSpaceTreesDetector:
 
     def leaves(self, unit: FloatMatrix) -> IntArray:
         """Leaf reached in every tree by every window of ``unit`` (rows already mapped by
+        ``self.unit_map``), shape (T, K): :meth:`leaves_numpy`, compiled
+        (:func:`detectors.hst_kernels.walk_leaves`, the same leaves, ~2.5x faster)."""
+        rows = np.ascontiguousarray(unit, dtype=np.float64)
+        leaves: IntArray = walk_leaves(rows, self._split_feature, self._threshold, self.height)
+        return leaves
+
+    def leaves_numpy(self, unit: FloatMatrix) -> IntArray:
+        """Leaf reached in every tree by every window of ``unit`` (rows already mapped by
         ``self.unit_map``), as an index within the tree's leaf level: shape (T, K), one
         row per tree. Depends on the trees only, never on the masses, so a caller may walk
         a block once and score and learn it in parts (:meth:`score_then_learn_leaves`).
@@ -258,6 +267,11 @@ class HalfSpaceTreesDetector:
         return total
 
     def _score_leaves(self, leaves: IntArray) -> FloatVector:
+        scores: FloatVector = leaf_scores_of(leaves, self._leaf_scores(), self._max_score)
+        return scores
+
+    def _score_leaves_numpy(self, leaves: IntArray) -> FloatVector:
+        """:meth:`_score_leaves` in numpy (the reference the compiled form is tested on)."""
         n_leaves = 2**self.height
         offsets = (np.arange(self.n_trees, dtype=np.int64) * n_leaves)[:, None]
         # exact sums (see _leaf_scores): adding tree rows gives the same totals as any order
@@ -287,7 +301,8 @@ class HalfSpaceTreesDetector:
         while start < n_windows:
             # never cross a pivot inside one vectorised step
             stop = min(n_windows, start + self.window_size - self._counter)
-            self._latest_mass += self._node_counts(leaves[:, start:stop])
+            # in place: every node on each walk's path gains one (= _node_counts)
+            add_walks(leaves[:, start:stop], self._latest_mass, self.height)
             self._counter += stop - start
             if self._counter == self.window_size:
                 self._reference_mass = self._latest_mass

@@ -157,3 +157,59 @@ def test_trees_are_grown_split_for_split_like_rivers(
                 assert threshold[tree, heap] == node.threshold
                 stack.extend([(node.children[0], 2 * heap + 1), (node.children[1], 2 * heap + 2)])
         assert seen == 2**height - 1
+
+
+# --- the compiled walks (detectors.hst_kernels) against the numpy forms they replace ---
+
+
+@given(
+    seed=st.integers(0, 2**16),
+    n_windows=st.integers(0, 60),
+    height=st.integers(1, 6),
+    tie_share=st.floats(0.0, 1.0),
+)
+def test_compiled_walk_reaches_the_numpy_walks_leaves(
+    seed: int, n_windows: int, height: int, tie_share: float
+) -> None:
+    detector = HalfSpaceTreesDetector(NAMES, n_trees=3, height=height, seed=seed)
+    rng = np.random.default_rng(seed)
+    unit = rng.random((n_windows, len(NAMES)))
+    # values equal to a split threshold: ">=" goes right in both forms
+    ties = rng.random(unit.shape) < tie_share
+    unit[ties] = rng.choice(detector._threshold.ravel(), size=int(ties.sum()))
+    unit[rng.random(unit.shape) < 0.2] = 0.5  # the unit map's value for NaN
+    got = detector.leaves(unit)
+    np.testing.assert_array_equal(got, detector.leaves_numpy(unit))
+    assert got.dtype == np.int64
+    assert got.shape == (3, n_windows)
+    # a Fortran-ordered or sliced matrix walks the same (the kernel wants C rows)
+    np.testing.assert_array_equal(detector.leaves(np.asfortranarray(unit)), got)
+
+
+@given(seed=st.integers(0, 2**16), start=st.integers(0, 40), stop=st.integers(0, 80))
+def test_compiled_counts_and_scores_equal_the_numpy_forms(seed: int, start: int, stop: int) -> None:
+    rng = np.random.default_rng(seed)
+    detector = HalfSpaceTreesDetector(NAMES, n_trees=4, height=4, window_size=30, seed=seed)
+    leaves = detector.leaves(rng.random((80, len(NAMES))))
+    block = leaves[:, start:stop]  # a column slice, as score_then_learn passes
+    before = detector._latest_mass.copy()
+    detector._learn_leaves(block)
+    if block.shape[1] < 30:  # no pivot: the masses gained exactly the numpy node counts
+        np.testing.assert_array_equal(detector._latest_mass, before + detector._node_counts(block))
+    detector._learn_leaves(leaves)  # at least one full mass window: scores are live
+    assert detector.ready
+    np.testing.assert_array_equal(
+        detector._score_leaves(block), detector._score_leaves_numpy(block)
+    )
+    np.testing.assert_array_equal(
+        detector._score_leaves(leaves), detector._score_leaves_numpy(leaves)
+    )
+
+
+def test_compiled_count_adds_every_node_on_the_path() -> None:
+    # literal: height 2, one tree; leaf 2 is node 5 (root 0 -> right 2 -> left 5)
+    from detectors.hst_kernels import add_walks
+
+    mass = np.zeros((1, 7), dtype=np.int32)
+    add_walks(np.array([[2, 2, 0]], dtype=np.int64), mass, 2)
+    np.testing.assert_array_equal(mass, [[3, 1, 2, 1, 0, 2, 0]])

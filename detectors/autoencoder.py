@@ -42,6 +42,7 @@ import numpy.typing as npt
 from detectors.base import FloatMatrix, FloatVector
 from detectors.calibration import FrozenTailCalibrator
 from detectors.hst import UnitIntervalMap
+from detectors.kernels import dense_layer
 
 if TYPE_CHECKING:
     import torch
@@ -523,19 +524,17 @@ class AutoencoderDetector:
         z = self.scaler.transform(matrix, unit)
         if z.shape[0] == 0:
             return np.zeros_like(z)
-        # einsum, not matmul: a row's result must not depend on the batch around it
-        # (replay and stream batch the same windows differently), and BLAS picks kernels
-        # by matrix shape and may change the last bits. einsum sums the products of each
-        # output in input-feature order, one multiply and one add at a time, whatever the
-        # layout; in the transposed layout (features x rows) its inner loop runs along the
-        # rows (one weight times a contiguous row vector), about twice as fast as along
-        # the 6-18 outputs, with the same values (tests/unit/test_models_autoencoder.py)
+        # not matmul: a row's result must not depend on the batch around it (replay and
+        # stream batch the same windows differently), and BLAS picks kernels by matrix
+        # shape and may change the last bits. The compiled layer adds each output's
+        # products in input-feature order, one multiply and one add at a time (what einsum
+        # did, tests/unit/test_models_autoencoder.py), in the transposed layout (features
+        # x rows) so its inner loop runs along contiguous rows
         z_t = np.ascontiguousarray(z.T)
         recon_t = z_t
         last = len(self.layers) - 1
         for index, (weight, bias) in enumerate(self.layers):
-            recon_t = np.einsum("fh,fk->hk", weight, recon_t)
-            recon_t += bias[:, None]
+            recon_t = dense_layer(weight, bias, recon_t)
             if index < last:
                 np.tanh(recon_t, out=recon_t)
         # (z - recon) ** 2, zero where not modelled: in place on the last layer's output

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.base import FloatMatrix, FloatVector
-from detectors.hst_kernels import add_walks, leaf_scores_of, walk_leaves
+from detectors.kernels import add_walks, leaf_scores_from_mass, leaf_scores_of, walk_leaves
 
 IntArray = npt.NDArray[np.int64]
 
@@ -200,7 +200,7 @@ class HalfSpaceTreesDetector:
     def leaves(self, unit: FloatMatrix) -> IntArray:
         """Leaf reached in every tree by every window of ``unit`` (rows already mapped by
         ``self.unit_map``), shape (T, K): :meth:`leaves_numpy`, compiled
-        (:func:`detectors.hst_kernels.walk_leaves`, the same leaves, ~2.5x faster)."""
+        (:func:`detectors.kernels.walk_leaves`, the same leaves, ~2.5x faster)."""
         rows = np.ascontiguousarray(unit, dtype=np.float64)
         leaves: IntArray = walk_leaves(rows, self._split_feature, self._threshold, self.height)
         return leaves
@@ -238,6 +238,15 @@ class HalfSpaceTreesDetector:
         return node
 
     def _leaf_scores(self) -> FloatMatrix:
+        """:meth:`_leaf_scores_numpy`, compiled (:func:`detectors.kernels.leaf_scores_from_mass`),
+        cached until the next pivot."""
+        if self._leaf_score_cache is None:
+            self._leaf_score_cache = leaf_scores_from_mass(
+                self._reference_mass, self.height, 0.1 * self.window_size
+            )
+        return self._leaf_score_cache
+
+    def _leaf_scores_numpy(self) -> FloatMatrix:
         """River's per-tree score for a walk ending in each leaf, shape (T, 2**height).
 
         River walks down adding ``r_mass * 2**depth`` and stops after the first internal
@@ -249,8 +258,6 @@ class HalfSpaceTreesDetector:
         and the sums stay far below 2**53, so they are exact whatever the order of
         summation (the same values as a walk level by level).
         """
-        if self._leaf_score_cache is not None:
-            return self._leaf_score_cache
         limit = 0.1 * self.window_size
         level_mass = self._reference_mass[:, :1].astype(np.float64)
         total = level_mass.copy()
@@ -263,7 +270,6 @@ class HalfSpaceTreesDetector:
             going = np.repeat(going, 2, axis=1)
             total += np.where(going, level_mass * 2.0**depth, 0.0)
             going &= level_mass >= limit
-        self._leaf_score_cache = total
         return total
 
     def _score_leaves(self, leaves: IntArray) -> FloatVector:

@@ -1906,16 +1906,16 @@ __all__ = [
 
 def warm_up_kernels(settings: Any) -> float:
     """Run the compiled pane rounds (:mod:`stream.kernels`) once on a tiny made-up fleet, and
-    the Half-Space Trees' kernels (:mod:`detectors.hst_kernels`) on tiny arrays, and
+    the Half-Space Trees' kernels (:mod:`detectors.kernels`) on tiny arrays, and
     return the seconds it took. numba compiles them on first use, about 25 s on one core,
     and keeps them in its cache: a worker calls this before it subscribes, so that the
     first compile does not stall its event loop past its Kafka session timeout, and
     ``make install`` calls it once so that the first replay or demo does not wait either.
     With a warm cache it costs well under a second."""
     started = time.perf_counter()
-    from detectors import hst_kernels
+    from detectors import kernels as detector_kernels
 
-    hst_kernels.warm_up()
+    detector_kernels.warm_up()
     minutes = np.arange(26 * 60, dtype=np.int64)
     n = len(minutes)
     # two meters of one gateway, 26 hours of 1-minute readings: every kernel runs

@@ -380,9 +380,9 @@ def test_the_warm_up_runs_every_kernel() -> None:
     assert warm_up_kernels(Settings()) > 0.0
     for name in ("pane_facts", "window_state", "learn_state", "peer_round"):
         assert getattr(kernels, name).signatures, name
-    from detectors import hst_kernels
+    from detectors import kernels as detector_kernels
 
     for name in ("walk_leaves", "add_walks", "leaf_scores_of"):
-        assert getattr(hst_kernels, name).signatures, name
+        assert getattr(detector_kernels, name).signatures, name
     # whole blocks and column slices of them (the layouts HalfSpaceTreesDetector passes)
-    assert len(hst_kernels.add_walks.signatures) == 2
+    assert len(detector_kernels.add_walks.signatures) == 2

@@ -159,7 +159,7 @@ def test_trees_are_grown_split_for_split_like_rivers(
         assert seen == 2**height - 1
 
 
-# --- the compiled walks (detectors.hst_kernels) against the numpy forms they replace ---
+# --- the compiled walks (detectors.kernels) against the numpy forms they replace ---
 
 
 @given(
@@ -208,8 +208,22 @@ def test_compiled_counts_and_scores_equal_the_numpy_forms(seed: int, start: int,
 
 def test_compiled_count_adds_every_node_on_the_path() -> None:
     # literal: height 2, one tree; leaf 2 is node 5 (root 0 -> right 2 -> left 5)
-    from detectors.hst_kernels import add_walks
+    from detectors.kernels import add_walks
 
     mass = np.zeros((1, 7), dtype=np.int32)
     add_walks(np.array([[2, 2, 0]], dtype=np.int64), mass, 2)
     np.testing.assert_array_equal(mass, [[3, 1, 2, 1, 0, 2, 0]])
+
+
+@given(seed=st.integers(0, 2**16), height=st.integers(1, 7), low_share=st.floats(0.0, 1.0))
+def test_compiled_leaf_scores_equal_the_numpy_form(
+    seed: int, height: int, low_share: float
+) -> None:
+    rng = np.random.default_rng(seed)
+    detector = HalfSpaceTreesDetector(NAMES, n_trees=3, height=height, window_size=100, seed=seed)
+    mass = rng.integers(0, 100, detector._reference_mass.shape).astype(np.int32)
+    # nodes under the 0.1 * window_size limit stop the walk there; ties at the limit go on
+    mass[rng.random(mass.shape) < low_share] = rng.choice([0, 9, 10])
+    detector._reference_mass = mass
+    detector._leaf_score_cache = None
+    np.testing.assert_array_equal(detector._leaf_scores(), detector._leaf_scores_numpy())

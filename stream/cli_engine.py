@@ -217,5 +217,12 @@ def evaluate_command(
         f"ROC-AUC {result.roc_auc:.3f}; precision@k "
         + ", ".join(f"{k}: {v:.2f}" for k, v in result.precision_at_k.items())
     )
+    # (one line, unwrapped: scripts grep it)
+    console.print(
+        "caught, by days of theft the data holds (thieves whose theft began at least d days "
+        "before it ends): "
+        + ", ".join(f"{d}d+ {c}/{n}" for d, (c, n) in result.caught_by_days_observed.items()),
+        soft_wrap=True,
+    )
     if json_out is not None:
         json_out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

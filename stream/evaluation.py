@@ -15,14 +15,18 @@ Definitions (also in the README):
 - **false alarms per 100 clean meter-days** = alerts on meters with no theft, per 100
   days of those meters' readings;
 - **meter-level ROC-AUC** and **precision@k** rank meters by their highest event risk
-  (theft alerts above plain anomalies, then by peak score); meters without events rank 0.
+  (theft alerts above plain anomalies, then by peak score); meters without events rank 0;
+- **caught by days observed**: the share caught among the thieves whose theft began at
+  least 1, 2 or 3 days before the data ends. The data's end censors every detection
+  delay, so a theft that began an hour before it, or a bypass still ramping up, has had
+  little time to show; the headline share counts every thief all the same.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ ABRUPT_TYPES = ("full_bypass", "meter_freeze", "register_tamper", "reverse_meter
 HOUR_MS = 3_600_000
 SLACK_BEFORE_MS = 1 * HOUR_MS
 SLACK_AFTER_MS = 2 * HOUR_MS
+OBSERVED_DAYS = (1, 2, 3)
 
 
 def _ms(iso: str) -> int:
@@ -84,6 +89,9 @@ class Evaluation:
     precision_at_k: dict[int, float]
     median_delay_abrupt_min: float
     median_delay_all_min: float
+    # {d: (caught, thieves)} over the thieves whose theft began at least d days before
+    # the data ends (see OBSERVED_DAYS)
+    caught_by_days_observed: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,6 +109,10 @@ class Evaluation:
             "precision_at_k": {str(k): v for k, v in self.precision_at_k.items()},
             "median_delay_abrupt_min": self.median_delay_abrupt_min,
             "median_delay_all_min": self.median_delay_all_min,
+            "caught_by_days_observed": {
+                str(d): {"caught": c, "thieves": n}
+                for d, (c, n) in self.caught_by_days_observed.items()
+            },
         }
 
 
@@ -156,6 +168,14 @@ def evaluate(
         row["median_delay_min"] = float(np.median(d)) if d else float("nan")
     clean = [m for m in labels["meters"] if not m["theft"]]
     clean_days = len(clean) * span_days
+    # the data's horizon censors detection: a theft that began an hour before the end has
+    # had an hour to show. The headline counts every thief; this says how the share caught
+    # grows with the theft time the data holds
+    end_ms = int(labels["end_ms"])
+    by_observed: dict[int, tuple[int, int]] = {}
+    for days in OBSERVED_DAYS:
+        held = [m for m in thieves if end_ms - _theft_start(m) >= days * 86_400_000]
+        by_observed[days] = (sum(1 for m in held if m["meter_id"] in first_true), len(held))
 
     ids = list(meters)
     risk = np.zeros(len(ids))
@@ -180,6 +200,7 @@ def evaluate(
         precision_at_k=pak,
         median_delay_abrupt_min=float(np.median(delays_abrupt)) if delays_abrupt else float("nan"),
         median_delay_all_min=float(np.median(delays_all)) if delays_all else float("nan"),
+        caught_by_days_observed=by_observed,
     )
 
 

@@ -121,6 +121,7 @@ def test_evaluate_cli_prints_and_writes_json(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "full_bypass" in res.output and "precision" in res.output
     assert json.loads(out.read_text())["thieves_caught"] == 1
+    assert "1d+ 1/2, 2d+ 1/2, 3d+ 1/2" in res.output
     res = CliRunner().invoke(
         app, ["evaluate", "--labels", str(tmp_path / "x.json"), "--events", str(events)]
     )
@@ -147,3 +148,17 @@ def test_the_delay_of_a_recurring_theft_runs_from_its_first_interval() -> None:
          "params": {}}
     ]  # fmt: skip
     assert evaluate(labels, events, ks=(1,)).median_delay_abrupt_min == 2 * 24 * 60 + 5
+
+
+def test_caught_is_also_given_by_the_theft_time_the_data_holds() -> None:
+    labels = _labels()  # data ends at hour 240; A began at 50 (caught), B at 60 (missed)
+    late = {"type": "full_bypass", "start_ms": T0 + 230 * H, "end_ms": T0 + 240 * H}
+    labels["meters"][2]["theft"] = [{**late, "params": {}}]  # C: 10 h before the end
+    res = evaluate(labels, _events(), ks=(1,))
+    # the C alert at hour 30 is now outside C's theft: not a catch
+    assert res.caught == 1 and res.thieves == 3
+    assert res.caught_by_days_observed == {1: (1, 2), 2: (1, 2), 3: (1, 2)}
+    labels["meters"][1]["theft"][0]["start_ms"] = T0 + 190 * H  # B: 50 h before the end
+    res = evaluate(labels, _events(), ks=(1,))
+    assert res.caught_by_days_observed == {1: (1, 2), 2: (1, 2), 3: (1, 1)}
+    assert res.to_json()["caught_by_days_observed"]["3"] == {"caught": 1, "thieves": 1}

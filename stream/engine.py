@@ -66,6 +66,7 @@ import numpy.typing as npt
 
 from detectors.features import (
     FEATURE_NAMES,
+    RATIO_FLOOR_W,
     coefficient_of_variation,
     coverage,
     feature_matrix,
@@ -125,8 +126,6 @@ SNAPSHOT_FORMAT = "meterwatch.engine.snapshot.v2"
 # two models; flagged windows into events.
 ENGINE_STAGES = ("admit", "pane_rounds", "models", "events")
 
-FEATURE_BLOCK_ROWS = 4096
-"""Windows whose features are computed together (see ``Engine._batch_features``)."""
 
 # run kinds (columns of the run counters); R14's run of stuck load registers has state
 # arrays of its own, so that snapshots written before it existed still restore
@@ -1407,30 +1406,46 @@ class Engine:
         """The feature matrix of the windows of ``rounds``: row ``kk`` belongs to window
         ``order[kk]`` of the rounds laid end to end.
 
-        Each window's features depend on its own row only, so the rounds are taken a group
-        of about ``FEATURE_BLOCK_ROWS`` windows at a time (the same values as one call on
-        all rounds) and each group's rows are put straight in their place in the output:
-        the temporaries of a group stay small and are reused, where those of a replay
-        batch (~100k windows) are fresh memory each time, and the first touch of fresh
-        pages costs more than the arithmetic (it was half of the feature time).
+        Each round's rows are written straight into their place in the output by the
+        compiled :func:`stream.kernels.window_features`, which computes what
+        :meth:`_features` (the numpy functions of :mod:`detectors.features`) computes,
+        bit for bit (``tests/unit/test_engine_kernels.py``), in one pass per window
+        instead of about two hundred numpy calls per block of windows.
         """
         n_windows = len(order)
         place = np.empty(n_windows, dtype=np.int64)
         place[order] = np.arange(n_windows)
         X = np.empty((n_windows, len(FEATURE_NAMES)), dtype=np.float64)
-        group: list[dict[str, FloatArray]] = []
-        first = n_rows = 0
-        for index, r in enumerate(rounds):
-            group.append(r["features_in"])
-            n_rows += len(r["m"])
-            if n_rows >= FEATURE_BLOCK_ROWS or index == len(rounds) - 1:
-                fin = {key: np.concatenate([g[key] for g in group]) for key in group[0]}
-                X[place[first : first + n_rows]] = self._features(fin)
-                group, first, n_rows = [], first + n_rows, 0
+        window_s = float(self.config.window_s)
+        first = 0
+        for r in rounds:
+            fin = r["features_in"]
+            n_rows = len(r["m"])
+            kernels.window_features(
+                fin["wsum"],
+                fin["wmax_step"],
+                fin["expected_p"],
+                fin["expected_std"],
+                fin["daily"],
+                fin["expected_v"],
+                fin["expected_i"],
+                fin["pf_base"],
+                fin["pf_mean"],
+                fin["impedance"],
+                fin["slope"],
+                fin["cadence"],
+                window_s,
+                RATIO_FLOOR_W,
+                X,
+                place[first : first + n_rows],
+            )
+            first += n_rows
         return X
 
     def _features(self, fin: dict[str, FloatArray]) -> FloatArray:
-        """The (K, F) feature matrix of a batch of windows from their inputs."""
+        """The (K, F) feature matrix of a batch of windows from their inputs, with the
+        numpy functions of :mod:`detectors.features`: the definition that the compiled
+        :func:`stream.kernels.window_features` (which the engine runs) is tested against."""
         wsum = fin["wsum"]
         wn = wsum[:, N]
         with np.errstate(invalid="ignore", divide="ignore"):

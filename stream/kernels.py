@@ -1627,3 +1627,87 @@ def peer_round(
         facts[1, r] = d0
         facts[4, r] = (-d0 if facts[0, r] > 0 else 0.0) / np_max(impedance[r], 0.05)
     return facts, since_ms
+
+
+@njit(cache=True, error_model="numpy")
+def window_features(
+    wsum,
+    wmax_step,
+    expected_p,
+    expected_std,
+    daily,
+    expected_v,
+    expected_i,
+    pf_base,
+    pf_mean,
+    impedance,
+    slope,
+    cadence,
+    window_s,
+    ratio_floor_w,
+    out,
+    out_rows,
+):
+    """The feature row of every window of a round, written to ``out[out_rows[k]]``: what
+    ``stream.engine.Engine._features`` computes with the numpy functions of
+    :mod:`detectors.features` (columns in ``FEATURE_NAMES`` order), the same operations
+    in the same order and precision (float32 inputs widened where numpy widened them,
+    non-finite cells 0 as ``feature_matrix`` does)."""
+    n_windows = wsum.shape[0]
+    row = np.empty(out.shape[1])
+    for k in range(n_windows):
+        wn = wsum[k, N]
+        mean_p = wsum[k, SP] / wn
+        mean_v = wsum[k, SV] / wn
+        mean_i = wsum[k, SI] / wn
+        ep = expected_p[k]
+        # p_ratio_baseline (ratio_to_baseline)
+        den = np_max(fill_nan(ep, ratio_floor_w), ratio_floor_w)
+        row[0] = np_clip(safe_div(mean_p, den, 1.0), -10.0, 10.0)
+        # p_zscore_baseline
+        spread = np_max(fill_nan(expected_std[k], 0.0), 20.0)
+        row[1] = np_clip(safe_div(mean_p - fill_nan(ep, 0.0), spread, 0.0), -20.0, 20.0)
+        # p_cv (coefficient_of_variation)
+        mean = safe_div(wsum[k, SP], wn, 0.0)
+        var = np_max(safe_div(wsum[k, SP2], wn, 0.0) - mean * mean, 0.0)
+        cv = np_clip(safe_div(np.sqrt(var), np_max(np.abs(mean), 1.0), 0.0), 0.0, 10.0)
+        row[2] = cv if wn >= 2 else 0.0
+        # max_step_ratio (step_ratio: ratio_to_baseline of the step)
+        row[3] = np_clip(safe_div(np.float64(wmax_step[k]), den, 1.0), -10.0, 10.0)
+        # flat, zero-voltage and negative-power shares
+        row[4] = np_clip(safe_div(wsum[k, NFLAT], wn, 0.0), 0.0, 1.0)
+        row[5] = np_clip(safe_div(wsum[k, NZERO], wn, 0.0), 0.0, 1.0)
+        row[6] = np_clip(safe_div(wsum[k, NNEG], wn, 0.0), 0.0, 1.0)
+        # pf_mean, pf_jitter, pf_drop
+        pfm = pf_mean[k]
+        row[7] = pfm
+        n_pf = wsum[k, NPF]
+        pf_avg = safe_div(wsum[k, SPF], n_pf, 0.0)
+        pf_var = np_max(safe_div(wsum[k, SPF2], n_pf, 0.0) - pf_avg * pf_avg, 0.0)
+        row[8] = np.sqrt(pf_var) if n_pf >= 2 else 0.0
+        row[9] = fill_nan(pf_base[k], 1.0) - pfm
+        # residual shares (over the readings with a PF)
+        row[10] = np_clip(safe_div(wsum[k, NRES], n_pf, 0.0), 0.0, 1.0)
+        row[11] = np_clip(safe_div(wsum[k, SRES], n_pf, 0.0), 0.0, 1.0)
+        # v_dev_ratio (voltage_deviation)
+        ev = fill_nan(np.float64(expected_v[k]), 0.0)
+        row[12] = safe_div(mean_v - ev, ev, 0.0) if ev > 0 else 0.0
+        # v_unexplained_sag_v (unexplained_sag where the expected voltage is finite)
+        if np.isfinite(expected_v[k]):
+            r = np_clip(fill_nan(impedance[k], 0.0), 0.0, 2.0)
+            explained = r * (mean_i - fill_nan(np.float64(expected_i[k]), 0.0))
+            row[13] = (ev - mean_v) - explained if ev > 0 else 0.0
+        else:
+            row[13] = 0.0
+        # sag_steps_share, trend slope
+        row[14] = np_clip(safe_div(wsum[k, NSAG], wn, 0.0), 0.0, 1.0)
+        row[15] = slope[k]
+        # odd_hour_load
+        day_den = np_max(fill_nan(daily[k], ratio_floor_w), ratio_floor_w)
+        excess = np_max(mean_p - fill_nan(ep, 0.0), 0.0)
+        row[16] = np_clip(safe_div(excess, day_den, 0.0), 0.0, 10.0)
+        # coverage
+        row[17] = np_clip(wn * fill_nan(cadence[k], window_s) / window_s, 0.0, 1.0)
+        at = out_rows[k]
+        for c in range(row.shape[0]):
+            out[at, c] = row[c] if np.isfinite(row[c]) else 0.0

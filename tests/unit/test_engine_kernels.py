@@ -15,9 +15,24 @@ import pytest
 import stream.engine as engine
 from stream import kernels
 from stream.engine import MeterState, impedance_fit
+from stream.settings import Settings
 from stream.windows import Segments, runs_in_segments
 
 HOP_MS = 60_000
+FEATURE_INPUT_ORDER = (
+    "wsum",
+    "wmax_step",
+    "expected_p",
+    "expected_std",
+    "daily",
+    "expected_v",
+    "expected_i",
+    "pf_base",
+    "pf_mean",
+    "impedance",
+    "slope",
+    "cadence",
+)
 
 
 def test_stat_columns_are_one_numbering_the_engine_shares() -> None:
@@ -373,12 +388,64 @@ _STATE_OF_LEARN = (
 ).split()
 
 
-def test_the_warm_up_runs_every_kernel() -> None:
-    from stream.engine import warm_up_kernels
-    from stream.settings import Settings
+def _feature_inputs(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Window inputs with the awkward cases mixed in: empty windows, one reading, NaN
+    and infinite baselines, zero and negative sums, signed zeros, float32 columns where
+    the engine has them."""
+    rng = np.random.default_rng(seed)
+    wsum = rng.standard_normal((n, kernels.N_STATS)) * 10.0 ** rng.uniform(-2, 4, (n, 1))
+    wsum[:, kernels.N] = rng.choice([0.0, 1.0, 2.0, 3.0, 10.0], n)
+    wsum[:, kernels.NPF] = rng.choice([0.0, 1.0, 2.0, 5.0], n)
 
-    assert warm_up_kernels(Settings()) > 0.0
-    for name in ("pane_facts", "window_state", "learn_state", "peer_round"):
+    def column(dtype: type = np.float64, scale: float = 100.0) -> np.ndarray:
+        values = rng.standard_normal(n) * scale
+        odd = rng.random(n)
+        values[odd < 0.1] = np.nan
+        values[(odd >= 0.1) & (odd < 0.13)] = np.inf
+        values[(odd >= 0.13) & (odd < 0.16)] = -0.0
+        values[(odd >= 0.16) & (odd < 0.2)] = 0.0
+        return values.astype(dtype)
+
+    return {
+        "wsum": wsum,
+        "wmax_step": np.abs(column(np.float32, 500.0)),
+        "expected_p": column(scale=400.0),
+        "expected_std": np.abs(column(scale=50.0)),
+        "daily": column(scale=300.0),
+        "expected_v": (230.0 + column(np.float32, 3.0)).astype(np.float32),
+        "expected_i": np.abs(column(np.float32, 5.0)),
+        "pf_base": column(scale=0.5),
+        "pf_mean": column(scale=0.5),
+        "impedance": column(scale=0.5),
+        "slope": column(scale=0.1),
+        "cadence": np.abs(column(scale=300.0)),
+    }
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_window_features_are_the_numpy_features_bit_for_bit(seed: int) -> None:
+    from detectors.features import FEATURE_NAMES, RATIO_FLOOR_W
+
+    eng = engine.Engine.from_settings(Settings(), scorer=None)
+    fin = _feature_inputs(500, seed)
+    with np.errstate(all="ignore"):  # inf - inf and 0 / 0 are among the cases
+        expected = eng._features(fin)
+    got = np.full((500, len(FEATURE_NAMES)), np.nan)
+    rows = np.random.default_rng(seed).permutation(500)  # written where they belong
+    kernels.window_features(
+        *(fin[key] for key in FEATURE_INPUT_ORDER),
+        float(eng.config.window_s),
+        RATIO_FLOOR_W,
+        got,
+        rows,
+    )
+    # the same bits: signed zeros and all
+    np.testing.assert_array_equal(got[rows].view(np.int64), expected.view(np.int64))
+
+
+def test_the_warm_up_runs_every_kernel() -> None:
+    assert engine.warm_up_kernels(Settings()) > 0.0
+    for name in ("pane_facts", "window_state", "learn_state", "peer_round", "window_features"):
         assert getattr(kernels, name).signatures, name
     from detectors import kernels as detector_kernels
 

@@ -42,7 +42,7 @@ import numpy.typing as npt
 from detectors.base import FloatMatrix, FloatVector
 from detectors.calibration import FrozenTailCalibrator
 from detectors.hst import UnitIntervalMap
-from detectors.kernels import dense_layer
+from detectors.kernels import dense_layer, standardise_t
 
 if TYPE_CHECKING:
     import torch
@@ -521,16 +521,19 @@ class AutoencoderDetector:
         return errors
 
     def _errors_block(self, matrix: FloatMatrix, unit: FloatMatrix | None) -> FloatMatrix:
-        z = self.scaler.transform(matrix, unit)
-        if z.shape[0] == 0:
-            return np.zeros_like(z)
+        if matrix.shape[0] == 0:
+            return np.zeros(matrix.shape, dtype=np.float64)
+        scaler = self.scaler
+        rows = np.ascontiguousarray(matrix, dtype=np.float64)
+        mapped = np.ascontiguousarray(scaler.unit_map(rows) if unit is None else unit)
+        # compiled: scaler.transform(matrix, unit), transposed (features x rows)
+        z_t = standardise_t(rows, mapped, scaler.mean, scaler.scale, scaler.modelled, Z_CLIP)
         # not matmul: a row's result must not depend on the batch around it (replay and
         # stream batch the same windows differently), and BLAS picks kernels by matrix
         # shape and may change the last bits. The compiled layer adds each output's
         # products in input-feature order, one multiply and one add at a time (what einsum
         # did, tests/unit/test_models_autoencoder.py), in the transposed layout (features
         # x rows) so its inner loop runs along contiguous rows
-        z_t = np.ascontiguousarray(z.T)
         recon_t = z_t
         last = len(self.layers) - 1
         for index, (weight, bias) in enumerate(self.layers):

@@ -25,7 +25,13 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.base import FloatMatrix, FloatVector
-from detectors.kernels import add_walks, leaf_scores_from_mass, leaf_scores_of, walk_leaves
+from detectors.kernels import (
+    add_walks,
+    leaf_scores_from_mass,
+    leaf_scores_of,
+    unit_map_ranged,
+    walk_leaves,
+)
 
 IntArray = npt.NDArray[np.int64]
 
@@ -75,6 +81,15 @@ class UnitIntervalMap:
 
     def __call__(self, X: FloatMatrix) -> FloatMatrix:
         """Map a (K, F) matrix; returns a new array, the input is untouched."""
+        matrix = np.asarray(X, dtype=np.float64)
+        if self.has_range.all() and matrix.ndim == 2:
+            # compiled: the arithmetic of map_numpy, element by element
+            unit: FloatMatrix = unit_map_ranged(np.ascontiguousarray(matrix), self.low, self.span)
+            return unit
+        return self.map_numpy(matrix)
+
+    def map_numpy(self, X: FloatMatrix) -> FloatMatrix:
+        """:meth:`__call__` in numpy: any shape, ranged and squashed features."""
         # +-inf behave as the largest finite values (inf / inf would be NaN)
         values = np.clip(np.asarray(X, dtype=np.float64), -1e300, 1e300)
         # each column gets only its own map (computing both and picking one doubles the

@@ -146,6 +146,49 @@ def dense_layer(weight, bias, inputs):  # type: ignore[no-untyped-def]
     return out
 
 
+@njit(cache=True, inline="always")
+def np_clip(x, lo, hi):  # type: ignore[no-untyped-def]
+    """``np.clip`` of a float scalar: NaN stays NaN, -0.0 stays -0.0. (``stream.kernels``
+    has its own copy: numba's cache does not notice a change in a function that a cached
+    function of another file calls, so each kernel file keeps its helpers.)"""
+    if x < lo:
+        return lo
+    if x > hi:
+        return hi
+    return x
+
+
+@njit(cache=True)
+def unit_map_ranged(values, low, span):  # type: ignore[no-untyped-def]
+    """``UnitIntervalMap.__call__`` when every feature has a range: each value clipped to
+    +-1e300, less ``low``, over ``span``, clipped to [0, 1]; NaN to 0.5. (K, F) -> (K, F)."""
+    n_rows, n_features = values.shape
+    unit = np.empty((n_rows, n_features), dtype=np.float64)
+    for k in range(n_rows):
+        for f in range(n_features):
+            v = np_clip(values[k, f], -1e300, 1e300)
+            v = np_clip((v - low[f]) / span[f], 0.0, 1.0)
+            unit[k, f] = 0.5 if v != v else v
+    return unit
+
+
+@njit(cache=True)
+def standardise_t(values, unit, mean, scale, modelled, z_clip):  # type: ignore[no-untyped-def]
+    """``FeatureScaler.transform`` of mapped rows, transposed for :func:`dense_layer`:
+    (unit - mean) / scale, 0 where the input was NaN or the feature is not modelled,
+    clipped to +-``z_clip``. ``values``/``unit`` (K, F) -> (F, K)."""
+    n_rows, n_features = values.shape
+    z_t = np.empty((n_features, n_rows), dtype=np.float64)
+    for f in range(n_features):
+        m, s, keep = mean[f], scale[f], modelled[f]
+        for k in range(n_rows):
+            z = (unit[k, f] - m) / s
+            if values[k, f] != values[k, f] or not keep:
+                z = 0.0
+            z_t[f, k] = np_clip(z, -z_clip, z_clip)
+    return z_t
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel for the array layouts the detector
     passes: whole blocks and column slices of them (``leaves[:, a:b]``)."""
@@ -161,3 +204,6 @@ def warm_up() -> None:
         leaf_scores_of(block, leaf_scores, 1.0)
     leaf_scores_from_mass(mass, height, 0.5)
     dense_layer(np.ones((2, 3)), np.zeros(3), np.ones((2, 4)))
+    values = np.ones((4, 2))
+    unit = unit_map_ranged(values, np.zeros(2), np.ones(2))
+    standardise_t(values, unit, np.zeros(2), np.ones(2), np.ones(2, np.bool_), 5.0)

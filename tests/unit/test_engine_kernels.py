@@ -449,7 +449,15 @@ def test_the_warm_up_runs_every_kernel() -> None:
         assert getattr(kernels, name).signatures, name
     from detectors import kernels as detector_kernels
 
-    for name in ("walk_leaves", "add_walks", "leaf_scores_of"):
+    for name in (
+        "walk_leaves",
+        "add_walks",
+        "leaf_scores_of",
+        "leaf_scores_from_mass",
+        "dense_layer",
+        "unit_map_ranged",
+        "standardise_t",
+    ):
         assert getattr(detector_kernels, name).signatures, name
     # whole blocks and column slices of them (the layouts HalfSpaceTreesDetector passes)
     assert len(detector_kernels.add_walks.signatures) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import pickle
@@ -368,3 +369,25 @@ def test_inference_adds_products_in_feature_order(payload: dict[str, Any]) -> No
             recon = np.tanh(recon)
     expected = np.where(detector.scaler.modelled, (z - recon) ** 2, 0.0)
     np.testing.assert_array_equal(detector.reconstruction_errors(windows), expected)
+
+
+def test_compiled_standardisation_is_the_scalers_transform(payload: dict[str, Any]) -> None:
+    """The compiled map and standardisation (detectors.kernels) give scaler.transform's
+    bits, NaN cells, infinities, huge values and an unmodelled feature included."""
+    from detectors.autoencoder import Z_CLIP
+    from detectors.kernels import standardise_t
+
+    detector = AutoencoderDetector(payload)
+    scaler = detector.scaler
+    rows = normal(200, 21) * np.random.default_rng(3).choice([1e-3, 1.0, 1e3, 1e9], (200, 1))
+    rows[5, 0], rows[6, 1], rows[7, 2], rows[8, 3] = np.nan, np.inf, -np.inf, -0.0
+    modelled = scaler.modelled.copy()
+    modelled[1] = False
+    unit = scaler.unit_map(rows)
+    np.testing.assert_array_equal(
+        unit.view(np.int64), scaler.unit_map.map_numpy(rows).view(np.int64)
+    )
+    got = standardise_t(rows, unit, scaler.mean, scaler.scale, modelled, Z_CLIP)
+    unmodelled = dataclasses.replace(scaler, modelled=modelled)
+    expected = unmodelled.transform(rows, unit).T
+    np.testing.assert_array_equal(got.view(np.int64), expected.view(np.int64))

@@ -227,3 +227,18 @@ def test_compiled_leaf_scores_equal_the_numpy_form(
     detector._reference_mass = mass
     detector._leaf_score_cache = None
     np.testing.assert_array_equal(detector._leaf_scores(), detector._leaf_scores_numpy())
+
+
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(0, 30), st.just(len(NAMES))),
+        elements=st.floats(allow_nan=True, allow_infinity=True, width=64),
+    )
+)
+def test_compiled_unit_map_is_the_numpy_map(values: np.ndarray) -> None:
+    unit_map = UnitIntervalMap.build(NAMES, {name: (-2.0, 3.0) for name in NAMES})
+    got = unit_map(values)
+    np.testing.assert_array_equal(got.view(np.int64), unit_map.map_numpy(values).view(np.int64))
+    # a Fortran-ordered input maps the same
+    np.testing.assert_array_equal(unit_map(np.asfortranarray(values)), got)

@@ -1,5 +1,11 @@
-"""Compiled (numba) inner loops of the models: the Half-Space Trees' walks
-(:mod:`detectors.hst`) and the autoencoder's dense layers (:mod:`detectors.autoencoder`).
+"""Compiled (numba) inner loops of the models: the map of features to [0, 1] and the
+Half-Space Trees' walks (:mod:`detectors.hst`), the autoencoder's standardisation and
+dense layers (:mod:`detectors.autoencoder`).
+
+**Maps.** :func:`unit_map_ranged` and :func:`standardise_t` repeat the numpy forms
+(``UnitIntervalMap.map_numpy``, ``FeatureScaler.transform``) element by element: the same
+subtractions, divisions and clips (NaN and -0.0 kept as ``np.clip`` keeps them), so the
+same bits (tests in ``test_models_hst.py`` and ``test_models_autoencoder.py``).
 
 **Half-Space Trees.** The numpy form walks a batch level by level with three gathers over
 the whole (trees x windows) block per level, each a separate pass over memory with its own

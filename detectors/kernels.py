@@ -66,7 +66,11 @@ def walk_leaves(unit, split_feature, threshold, height):  # type: ignore[no-unty
     return leaves
 
 
-@njit(cache=True)
+# leaves come as whole blocks (C order), column slices of them (any layout) and masked
+# picks (``leaves[:, mask]`` is Fortran-ordered): one compiled version for any layout,
+# compiled (or loaded from the cache) at import, so that no new layout can ever start a
+# compile in the middle of a worker's batch
+@njit("void(int64[:, :], int32[:, :], int64)", cache=True)
 def add_walks(leaves, mass, height):  # type: ignore[no-untyped-def]
     """Add every walk of ``leaves`` (T, K) to ``mass`` (T, 2**(height+1) - 1), in place:
     each node on the path from the root to the leaf gains one. Counted at the leaves,
@@ -85,7 +89,7 @@ def add_walks(leaves, mass, height):  # type: ignore[no-untyped-def]
             mass[t, node] += counts[node]
 
 
-@njit(cache=True)
+@njit("float64[:](int64[:, :], float64[:, :], float64)", cache=True)
 def leaf_scores_of(leaves, leaf_scores, max_score):  # type: ignore[no-untyped-def]
     """``1 - sum_t leaf_scores[t, leaves[t, k]] / max_score`` per window k."""
     n_trees, n_windows = leaves.shape

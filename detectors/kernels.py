@@ -200,19 +200,13 @@ def standardise_t(values, unit, mean, scale, modelled, z_clip):  # type: ignore[
 
 
 def warm_up() -> None:
-    """Compile (or load from the cache) every kernel for the array layouts the detector
-    passes: whole blocks and column slices of them (``leaves[:, a:b]``)."""
+    """Compile (or load from the cache) the kernels that numba compiles on first use;
+    ``add_walks`` and ``leaf_scores_of`` carry their one signature and are ready at
+    import."""
     height = 2
-    # two trees: a column slice of a one-row block would still be contiguous
-    split_feature = np.zeros((2, 2**height - 1), dtype=np.int64)
-    threshold = np.full((2, 2**height - 1), 0.5)
-    leaves = walk_leaves(np.zeros((4, 1)), split_feature, threshold, height)
-    mass = np.zeros((2, 2 ** (height + 1) - 1), dtype=np.int32)
-    leaf_scores = np.zeros((2, 2**height))
-    for block in (leaves, leaves[:, 1:3]):
-        add_walks(block, mass, height)
-        leaf_scores_of(block, leaf_scores, 1.0)
-    leaf_scores_from_mass(mass, height, 0.5)
+    split_feature = np.zeros((1, 2**height - 1), dtype=np.int64)
+    walk_leaves(np.zeros((4, 1)), split_feature, np.full((1, 2**height - 1), 0.5), height)
+    leaf_scores_from_mass(np.zeros((1, 2 ** (height + 1) - 1), dtype=np.int32), height, 0.5)
     dense_layer(np.ones((2, 3)), np.zeros(3), np.ones((2, 4)))
     values = np.ones((4, 2))
     unit = unit_map_ranged(values, np.zeros(2), np.ones(2))

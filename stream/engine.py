@@ -1422,18 +1422,7 @@ class Engine:
             fin = r["features_in"]
             n_rows = len(r["m"])
             kernels.window_features(
-                fin["wsum"],
-                fin["wmax_step"],
-                fin["expected_p"],
-                fin["expected_std"],
-                fin["daily"],
-                fin["expected_v"],
-                fin["expected_i"],
-                fin["pf_base"],
-                fin["pf_mean"],
-                fin["impedance"],
-                fin["slope"],
-                fin["cadence"],
+                *(fin[key] for key in kernels.FEATURE_INPUTS),
                 window_s,
                 RATIO_FLOOR_W,
                 X,

@@ -1629,6 +1629,24 @@ def peer_round(
     return facts, since_ms
 
 
+# the per-window inputs of window_features, in its argument order (the keys of a round's
+# "features_in", see stream.engine.Engine._score_round)
+FEATURE_INPUTS = (
+    "wsum",
+    "wmax_step",
+    "expected_p",
+    "expected_std",
+    "daily",
+    "expected_v",
+    "expected_i",
+    "pf_base",
+    "pf_mean",
+    "impedance",
+    "slope",
+    "cadence",
+)
+
+
 @njit(cache=True, error_model="numpy")
 def window_features(
     wsum,

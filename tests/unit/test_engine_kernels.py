@@ -19,20 +19,6 @@ from stream.settings import Settings
 from stream.windows import Segments, runs_in_segments
 
 HOP_MS = 60_000
-FEATURE_INPUT_ORDER = (
-    "wsum",
-    "wmax_step",
-    "expected_p",
-    "expected_std",
-    "daily",
-    "expected_v",
-    "expected_i",
-    "pf_base",
-    "pf_mean",
-    "impedance",
-    "slope",
-    "cadence",
-)
 
 
 def test_stat_columns_are_one_numbering_the_engine_shares() -> None:
@@ -433,7 +419,7 @@ def test_window_features_are_the_numpy_features_bit_for_bit(seed: int) -> None:
     got = np.full((500, len(FEATURE_NAMES)), np.nan)
     rows = np.random.default_rng(seed).permutation(500)  # written where they belong
     kernels.window_features(
-        *(fin[key] for key in FEATURE_INPUT_ORDER),
+        *(fin[key] for key in kernels.FEATURE_INPUTS),
         float(eng.config.window_s),
         RATIO_FLOOR_W,
         got,

@@ -224,5 +224,13 @@ def evaluate_command(
         + ", ".join(f"{d}d+ {c}/{n}" for d, (c, n) in result.caught_by_days_observed.items()),
         soft_wrap=True,
     )
+    if result.missed:
+        console.print(
+            "missed (meter, theft type, hours of theft the data holds): "
+            + ", ".join(
+                f"{m['meter_id']} {m['type']} {m['theft_hours_held']:g} h" for m in result.missed
+            ),
+            soft_wrap=True,
+        )
     if json_out is not None:
         json_out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -19,7 +19,9 @@ Definitions (also in the README):
 - **caught by days observed**: the share caught among the thieves whose theft began at
   least 1, 2 or 3 days before the data ends. The data's end censors every detection
   delay, so a theft that began an hour before it, or a bypass still ramping up, has had
-  little time to show; the headline share counts every thief all the same.
+  little time to show; the headline share counts every thief all the same;
+- **missed thieves**: each thief with no true alert, its theft type and the hours of
+  theft the data holds.
 """
 
 from __future__ import annotations
@@ -92,6 +94,9 @@ class Evaluation:
     # {d: (caught, thieves)} over the thieves whose theft began at least d days before
     # the data ends (see OBSERVED_DAYS)
     caught_by_days_observed: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # the thieves with no true alert: meter id, theft type and the hours of theft the data
+    # holds (where to look next, and whether the data's end explains the miss)
+    missed: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,6 +118,7 @@ class Evaluation:
                 str(d): {"caught": c, "thieves": n}
                 for d, (c, n) in self.caught_by_days_observed.items()
             },
+            "missed_thieves": self.missed,
         }
 
 
@@ -176,6 +182,15 @@ def evaluate(
     for days in OBSERVED_DAYS:
         held = [m for m in thieves if end_ms - _theft_start(m) >= days * 86_400_000]
         by_observed[days] = (sum(1 for m in held if m["meter_id"] in first_true), len(held))
+    missed = [
+        {
+            "meter_id": m["meter_id"],
+            "type": m["theft"][0]["type"],
+            "theft_hours_held": round((end_ms - _theft_start(m)) / HOUR_MS, 1),
+        }
+        for m in thieves
+        if m["meter_id"] not in first_true
+    ]
 
     ids = list(meters)
     risk = np.zeros(len(ids))
@@ -201,6 +216,7 @@ def evaluate(
         median_delay_abrupt_min=float(np.median(delays_abrupt)) if delays_abrupt else float("nan"),
         median_delay_all_min=float(np.median(delays_all)) if delays_all else float("nan"),
         caught_by_days_observed=by_observed,
+        missed=missed,
     )
 
 

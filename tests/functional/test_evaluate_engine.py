@@ -122,6 +122,9 @@ def test_evaluate_cli_prints_and_writes_json(tmp_path: Path) -> None:
     assert "full_bypass" in res.output and "precision" in res.output
     assert json.loads(out.read_text())["thieves_caught"] == 1
     assert "1d+ 1/2, 2d+ 1/2, 3d+ 1/2" in res.output
+    assert "missed (meter, theft type, hours of theft the data holds): B gradual_bypass 180 h" in (
+        res.output
+    )
     res = CliRunner().invoke(
         app, ["evaluate", "--labels", str(tmp_path / "x.json"), "--events", str(events)]
     )
@@ -162,3 +165,13 @@ def test_caught_is_also_given_by_the_theft_time_the_data_holds() -> None:
     res = evaluate(labels, _events(), ks=(1,))
     assert res.caught_by_days_observed == {1: (1, 2), 2: (1, 2), 3: (1, 1)}
     assert res.to_json()["caught_by_days_observed"]["3"] == {"caught": 1, "thieves": 1}
+
+
+def test_the_missed_thieves_are_listed_with_the_theft_time_the_data_holds() -> None:
+    labels = _labels()  # data ends at hour 240; A began at 50 (caught), B at 60 (missed)
+    res = evaluate(labels, _events(), ks=(1,))
+    assert res.missed == [{"meter_id": "B", "type": "gradual_bypass", "theft_hours_held": 180.0}]
+    assert res.to_json()["missed_thieves"] == res.missed
+    # without events every thief is missed, in the labels' order
+    res = evaluate(labels, [], ks=(1,))
+    assert [m["meter_id"] for m in res.missed] == ["A", "B"]

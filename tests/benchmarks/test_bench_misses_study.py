@@ -151,6 +151,7 @@ def slow_bypass_variants(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def test_slow_bypass_reference_variants(fleets: list[dict[str, Any]]) -> None:
     tally: dict[str, dict[str, set[Any]]] = {}
+    shares: list[tuple[float, bool, int, str, tuple[float, ...]]] = []
     gradual_total = 0
     for fl in fleets:
         samples: list[tuple[int, np.ndarray, dict[str, np.ndarray]]] = []
@@ -176,6 +177,30 @@ def test_slow_bypass_reference_variants(fleets: list[dict[str, Any]]) -> None:
         gradual_total += sum(
             1 for m in meters.values() if m["theft"] and m["theft"][0]["type"] == "gradual_bypass"
         )
+        # each gradual thief's share bypassed when the data ends, caught or not, and the
+        # missed ones' R13 ratios at the last sample
+        end = int(fl["labels"]["end_ms"])
+        t_last, ids_last, f_last = samples[-1]
+        row_of = {mid: k for k, mid in enumerate(ids_last.tolist())}
+        for mid, meter in meters.items():
+            if not meter["theft"] or meter["theft"][0]["type"] != "gradual_bypass":
+                continue
+            theft = meter["theft"][0]
+            held_days = (end - theft["start_ms"]) / DAY_MS
+            share = theft["params"]["max_fraction"] * min(
+                1.0, held_days / theft["params"]["ramp_days"]
+            )
+            k = row_of[mid]
+            ratios = tuple(
+                float(f_last[n][k])
+                for n in (
+                    "days_level_ratio",
+                    "days_floor_ratio",
+                    "today_floor_ratio",
+                    "days_impedance_ratio",
+                )
+            )
+            shares.append((share, mid in fl["missed"], fl["seed"], mid, ratios))
         for t, ids, f in samples:
             for name, fired in slow_bypass_variants(f).items():
                 row = tally.setdefault(
@@ -205,6 +230,15 @@ def test_slow_bypass_reference_variants(fleets: list[dict[str, Any]]) -> None:
             f"{name:46}{len(row['clean']):>7}{len(row['behaviour']):>8}"
             f"{len(row['gradual']):>9}{len(row['missed']):>12}"
         )
+    for label, was_missed in (("caught", False), ("missed", True)):
+        got = sorted(round(sh, 2) for sh, m, *_ in shares if m == was_missed)
+        print(f"share bypassed when the data ends, {label} ({len(got)}): {got}")
+    print(
+        "missed: seed meter share | R13 ratios at the end: level, floor, today's floor, impedance"
+    )
+    for share, was_missed, seed, mid, ratios in sorted(shares):
+        if was_missed:
+            print(f"  {seed:>3} {mid} {share:.2f} | " + ", ".join(f"{r:.3f}" for r in ratios))
 
 
 def test_pump_one_night_against_the_gateway_spread(fleets: list[dict[str, Any]]) -> None:
@@ -279,6 +313,18 @@ def test_pump_one_night_against_the_gateway_spread(fleets: list[dict[str, Any]])
     deepest = sorted((r for r in rows if r["kind"] != "pump"), key=lambda r: r["dip"])[:5]
     print("deepest nights without theft (dip V, gateway's 3rd-deepest other V): " + ", ".join(
         f"{r['dip']:.2f} ({r['third']:.2f})" for r in deepest))  # fmt: skip
+    deepest_missed: dict[tuple[int, str], dict[str, Any]] = {}
+    for r in rows:
+        key = (r["seed"], r["meter"])
+        if (
+            r["kind"] == "pump"
+            and r["missed"]
+            and r["dip"] < deepest_missed.get(key, r)["dip"] + 1e-9
+        ):
+            deepest_missed[key] = r
+    print("missed pumps' deepest theft night (dip V, gateway's 3rd-deepest other V): " + ", ".join(
+        f"{r['dip']:.2f} ({r['third']:.2f})"
+        for r in sorted(deepest_missed.values(), key=lambda r: r["dip"])))  # fmt: skip
     for kind in ("clean", "pump"):
         ratios = np.array([r["current"] for r in rows if r["kind"] == kind])
         ratios = ratios[np.isfinite(ratios)]

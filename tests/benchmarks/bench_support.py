@@ -1,7 +1,13 @@
-"""Shared by the benchmarks that replay a simulated fleet and judge its windows."""
+"""Shared by the benchmarks: the meterwatch command line, a simulated fleet run through
+simulate -> replay -> evaluate, and the replay of a fleet that judges its windows."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +17,33 @@ from detectors.evaluation import window_truth
 from detectors.features import FEATURE_NAMES
 from detectors.hybrid import HybridScorer
 from stream.settings import Settings
+
+
+def meterwatch(*args: str) -> tuple[str, float]:
+    """Run ``meterwatch ARGS`` (the venv's entry point); its stdout and wall time. A
+    non-zero exit fails the benchmark with the command's stderr."""
+    exe = shutil.which("meterwatch", path=str(Path(sys.executable).parent)) or "meterwatch"
+    started = time.perf_counter()
+    done = subprocess.run([exe, *args], capture_output=True, text=True, check=False)  # noqa: S603
+    assert done.returncode == 0, f"meterwatch {args[0]}: {done.stderr}"
+    return done.stdout, time.perf_counter() - started
+
+
+def simulate_replay_evaluate(
+    seed: int, root: Path, meters: int = 500, days: float = 14, cadence: str = "5m"
+) -> tuple[Path, dict[str, Any]]:
+    """The README's three commands for one seed, in ``root``: the fleet file and the
+    figures ``evaluate --json`` wrote (``missed_thieves`` among them)."""
+    fleet = root / f"fleet_{seed}.parquet"
+    replay = root / f"replay_{seed}"
+    figures = root / f"figures_{seed}.json"
+    meterwatch("simulate", "--meters", str(meters), "--days", str(days), "--cadence", cadence,
+               "--seed", str(seed), "--out", str(fleet))  # fmt: skip
+    meterwatch("replay", str(fleet), "--out", str(replay), "--no-progress")
+    meterwatch("evaluate", "--labels", str(fleet.with_suffix(".labels.json")),
+               "--events", str(replay / "events.jsonl"), "--json", str(figures))  # fmt: skip
+    result: dict[str, Any] = json.loads(figures.read_text(encoding="utf-8"))
+    return fleet, result
 
 
 def score_fleet(readings: Path, settings: Settings, **scorer_options: Any) -> dict[str, np.ndarray]:

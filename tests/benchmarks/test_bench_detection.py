@@ -20,16 +20,14 @@ Asserts only completeness (every seed replayed and evaluated), never quality.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import subprocess
-import sys
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bench_support import simulate_replay_evaluate
 
 pytestmark = pytest.mark.benchmark
 
@@ -39,23 +37,8 @@ METERS, DAYS, CADENCE = 500, 14, "5m"
 PARALLEL = 2
 
 
-def meterwatch(*args: str) -> None:
-    exe = shutil.which("meterwatch", path=str(Path(sys.executable).parent)) or "meterwatch"
-    done = subprocess.run([exe, *args], capture_output=True, text=True, check=False)  # noqa: S603
-    assert done.returncode == 0, f"meterwatch {args[0]}: {done.stderr}"
-
-
 def one_seed(seed: int, root: Path) -> dict[str, Any]:
-    fleet = root / f"fleet_{seed}.parquet"
-    replay = root / f"replay_{seed}"
-    figures = root / f"figures_{seed}.json"
-    meterwatch("simulate", "--meters", str(METERS), "--days", str(DAYS), "--cadence", CADENCE,
-               "--seed", str(seed), "--out", str(fleet))  # fmt: skip
-    meterwatch("replay", str(fleet), "--out", str(replay), "--no-progress")
-    meterwatch("evaluate", "--labels", str(fleet.with_suffix(".labels.json")),
-               "--events", str(replay / "events.jsonl"), "--json", str(figures))  # fmt: skip
-    result: dict[str, Any] = json.loads(figures.read_text(encoding="utf-8"))
-    return result
+    return simulate_replay_evaluate(seed, root, METERS, DAYS, CADENCE)[1]
 
 
 def test_bench_detection_quality(tmp_path: Path) -> None:
@@ -89,17 +72,8 @@ def test_bench_detection_quality(tmp_path: Path) -> None:
         f"false alarms {false_clean} in {clean_days:,.0f} clean meter-days "
         f"({100 * false_clean / clean_days:.3f} per 100)"
     )
-    per_type: dict[str, list[int]] = {}
-    by_days: dict[str, list[int]] = {}
-    for r in results:
-        for kind, row in r["per_type"].items():
-            acc = per_type.setdefault(kind, [0, 0])
-            acc[0] += row["caught"]
-            acc[1] += row["thieves"]
-        for days, row in r["caught_by_days_observed"].items():
-            acc = by_days.setdefault(days, [0, 0])
-            acc[0] += row["caught"]
-            acc[1] += row["thieves"]
+    per_type = caught_of_thieves(r["per_type"] for r in results)
+    by_days = caught_of_thieves(r["caught_by_days_observed"] for r in results)
     print(
         "caught per theft type: "
         + ", ".join(f"{k} {c}/{n}" for k, (c, n) in sorted(per_type.items()))
@@ -108,3 +82,14 @@ def test_bench_detection_quality(tmp_path: Path) -> None:
         "caught, by days of theft the data holds: "
         + ", ".join(f">= {d} d {c}/{n} ({c / max(n, 1):.0%})" for d, (c, n) in by_days.items())
     )
+
+
+def caught_of_thieves(tables: Iterable[dict[str, dict[str, Any]]]) -> dict[str, list[int]]:
+    """Sum {key: {"caught": c, "thieves": n}} tables over seeds: {key: [caught, thieves]}."""
+    total: dict[str, list[int]] = {}
+    for table in tables:
+        for key, row in table.items():
+            acc = total.setdefault(key, [0, 0])
+            acc[0] += row["caught"]
+            acc[1] += row["thieves"]
+    return total

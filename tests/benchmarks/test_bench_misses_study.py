@@ -37,15 +37,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from bench_support import simulate_replay_evaluate
 
 from rules.thresholds import load_thresholds
 from stream.codecs import ReadingBatch, read_table
@@ -61,28 +59,15 @@ DAY_MS = 86_400_000
 PROBE_EVERY_MS = 3 * HOUR_MS
 
 
-def meterwatch(*args: str) -> None:
-    exe = shutil.which("meterwatch", path=str(Path(sys.executable).parent)) or "meterwatch"
-    done = subprocess.run([exe, *args], capture_output=True, text=True, check=False)  # noqa: S603
-    assert done.returncode == 0, f"meterwatch {args[0]}: {done.stderr}"
-
-
 @pytest.fixture(scope="module")
 def fleets(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     """Per seed: the fleet file, its labels and the thieves the submitted code misses."""
     root = tmp_path_factory.mktemp("misses")
     out = []
     for seed in SEEDS:
-        fleet = root / f"fleet_{seed}.parquet"
-        figures = root / f"figures_{seed}.json"
-        meterwatch("simulate", "--meters", str(METERS), "--days", str(DAYS), "--cadence", "5m",
-                   "--seed", str(seed), "--out", str(fleet))  # fmt: skip
-        meterwatch("replay", str(fleet), "--out", str(root / f"replay_{seed}"), "--no-progress")
-        meterwatch("evaluate", "--labels", str(fleet.with_suffix(".labels.json")),
-                   "--events", str(root / f"replay_{seed}" / "events.jsonl"),
-                   "--json", str(figures))  # fmt: skip
+        fleet, figures = simulate_replay_evaluate(seed, root, METERS, DAYS)
         labels = json.loads(fleet.with_suffix(".labels.json").read_text(encoding="utf-8"))
-        missed = {m["meter_id"] for m in json.loads(figures.read_text())["missed_thieves"]}
+        missed = {m["meter_id"] for m in figures["missed_thieves"]}
         out.append({"seed": seed, "fleet": fleet, "labels": labels, "missed": missed})
     return out
 
@@ -114,8 +99,9 @@ def upper_quartile(rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def slow_bypass_variants(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    t = load_thresholds().section("slow_bypass")
+def slow_bypass_variants(f: dict[str, np.ndarray], t: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Which meters each variant of R13 (thresholds ``t``) fires on, from R13's own facts
+    and the older days' upper quartiles."""
     base = (
         (f["days_old_n"] >= t["min_old_days_n"])
         & (f["days_old_mean_w"] >= t["min_old_mean_w"])
@@ -129,10 +115,12 @@ def slow_bypass_variants(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         f["today_floor_ratio"],
         f["days_impedance_ratio"],
     )
+    # the same ratios against the upper quartile instead of the median: rescaled (where
+    # base holds, R13's ratios are the newest days over the older days' medians)
     with np.errstate(divide="ignore", invalid="ignore"):
-        lv_q = np.where(f["old_mean_q75"] > 0, f["new_mean"] / f["old_mean_q75"], 1.0)
-        fl_q = np.where(f["old_floor_q75"] > 0, f["new_floor"] / f["old_floor_q75"], 1.0)
-        today_q = np.where(f["old_floor_q75"] > 0, f["today_floor"] / f["old_floor_q75"], np.inf)
+        to_mean_q = f["days_old_mean_w"] / f["old_mean_q75"]
+        to_floor_q = f["days_old_floor_w"] / f["old_floor_q75"]
+    lv_q, fl_q, today_q = lv * to_mean_q, fl * to_floor_q, today * to_floor_q
     floor_ok = (fl <= t["max_floor_ratio"]) & (today <= t["max_floor_ratio"])
     floor_q_ok = (fl_q <= t["max_floor_ratio"]) & (today_q <= t["max_floor_ratio"])
     return {
@@ -150,6 +138,7 @@ def slow_bypass_variants(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def test_slow_bypass_reference_variants(fleets: list[dict[str, Any]]) -> None:
+    thresholds = load_thresholds().section("slow_bypass")
     tally: dict[str, dict[str, set[Any]]] = {}
     shares: list[tuple[float, bool, int, str, tuple[float, ...]]] = []
     gradual_total = 0
@@ -160,15 +149,9 @@ def test_slow_bypass_reference_variants(fleets: list[dict[str, Any]]) -> None:
             m = np.arange(len(engine.meter_ids))
             f = engine._days_facts_of(m)
             days = engine.state.sb_days[m].astype(np.float64)
-            old, new = days[:, :-2], days[:, -2:]
+            old = days[:, :-2]
             f["old_mean_q75"] = upper_quartile(old[:, :, SB_MEAN])
             f["old_floor_q75"] = upper_quartile(old[:, :, SB_MIN])
-            n_new = np.isfinite(new[:, :, SB_MEAN]).sum(axis=1)
-            f["new_mean"] = np.nansum(new[:, :, SB_MEAN], axis=1) / np.maximum(n_new, 1)
-            f["new_floor"] = np.where(
-                np.isfinite(new[:, :, SB_MIN]), new[:, :, SB_MIN], np.inf
-            ).min(axis=1)
-            f["today_floor"] = engine.state.sb_min_today_w[m].astype(np.float64)
             f["exported"] = engine.state.last_export_ts[m] >= 0
             samples.append((t, np.array(engine.meter_ids, dtype=object), f))
 
@@ -202,7 +185,7 @@ def test_slow_bypass_reference_variants(fleets: list[dict[str, Any]]) -> None:
             )
             shares.append((share, mid in fl["missed"], fl["seed"], mid, ratios))
         for t, ids, f in samples:
-            for name, fired in slow_bypass_variants(f).items():
+            for name, fired in slow_bypass_variants(f, thresholds).items():
                 row = tally.setdefault(
                     name, {"clean": set(), "behaviour": set(), "gradual": set(), "missed": set()}
                 )
@@ -316,12 +299,9 @@ def test_pump_one_night_against_the_gateway_spread(fleets: list[dict[str, Any]])
     deepest_missed: dict[tuple[int, str], dict[str, Any]] = {}
     for r in rows:
         key = (r["seed"], r["meter"])
-        if (
-            r["kind"] == "pump"
-            and r["missed"]
-            and r["dip"] < deepest_missed.get(key, r)["dip"] + 1e-9
-        ):
-            deepest_missed[key] = r
+        if r["kind"] == "pump" and r["missed"]:
+            if key not in deepest_missed or r["dip"] < deepest_missed[key]["dip"]:
+                deepest_missed[key] = r
     print("missed pumps' deepest theft night (dip V, gateway's 3rd-deepest other V): " + ", ".join(
         f"{r['dip']:.2f} ({r['third']:.2f})"
         for r in sorted(deepest_missed.values(), key=lambda r: r["dip"])))  # fmt: skip

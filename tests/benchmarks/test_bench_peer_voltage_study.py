@@ -31,14 +31,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from bench_support import meterwatch
 
 pytestmark = pytest.mark.benchmark
 
@@ -51,11 +49,8 @@ CUTS_V = (1.0, 1.5, 2.0)  # operating points: a 3-hour dip at least this deep on
 
 
 def _simulate(seed: int, out: Path) -> tuple[pd.DataFrame, dict]:
-    exe = shutil.which("meterwatch", path=str(Path(sys.executable).parent)) or "meterwatch"
-    args = ["simulate", "--meters", str(METERS), "--days", str(DAYS), "--cadence", "5m",
-            "--seed", str(seed), "--out", str(out)]  # fmt: skip
-    done = subprocess.run([exe, *args], capture_output=True, text=True, check=False)  # noqa: S603
-    assert done.returncode == 0, done.stderr
+    meterwatch("simulate", "--meters", str(METERS), "--days", str(DAYS), "--cadence", "5m",
+               "--seed", str(seed), "--out", str(out))  # fmt: skip
     labels = json.loads(out.with_suffix(".labels.json").read_text(encoding="utf-8"))
     df = pd.read_parquet(out).dropna(subset=["power_w", "voltage_v", "current_a", "pf"])
     ts = pd.to_datetime(df["ts"], utc=True, errors="coerce", format="ISO8601")

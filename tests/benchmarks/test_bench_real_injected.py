@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_support import meterwatch
 
 pytestmark = pytest.mark.benchmark
 
@@ -41,14 +38,6 @@ DATA = REPO.parent / "shared" / "data" / "ampds2_B1E_part11_1min.csv.xz"
 DAYS, PER_TYPE, CLEAN = 21, 3, 2
 SEED = int(os.environ.get("MW_BENCH_INJECT_SEED", "1"))
 INTERVAL_MIN = int(os.environ.get("MW_BENCH_INTERVAL_MIN", "1"))
-
-
-def meterwatch(*args: str) -> tuple[str, float]:
-    exe = shutil.which("meterwatch", path=str(Path(sys.executable).parent)) or "meterwatch"
-    started = time.perf_counter()
-    done = subprocess.run([exe, *args], capture_output=True, text=True, check=False)  # noqa: S603
-    assert done.returncode == 0, done.stderr
-    return done.stdout, time.perf_counter() - started
 
 
 @pytest.mark.skipif(not DATA.is_file(), reason=f"AMPds2 sample not found at {DATA}")

@@ -60,12 +60,12 @@ def test_bench_detection_quality(tmp_path: Path) -> None:
             f"{r['median_delay_abrupt_min']:g} min | {r['meter_roc_auc']:.3f} | "
             f"{pk['10']:.2f} / {pk['25']:.2f} |"
         )
-    caught = sum(r["thieves_caught"] for r in results)
-    thieves = sum(r["thieves"] for r in results)
-    alerts = sum(r["alerts"] for r in results)
-    true_alerts = sum(r["true_alerts"] for r in results)
-    false_clean = sum(r["false_alarms_on_clean_meters"] for r in results)
-    clean_days = sum(r["clean_meter_days"] for r in results)
+    counts = ("thieves_caught", "thieves", "alerts", "true_alerts",
+              "false_alarms_on_clean_meters", "clean_meter_days")  # fmt: skip
+    tot = {key: sum(r[key] for r in results) for key in counts}
+    caught, thieves = tot["thieves_caught"], tot["thieves"]
+    alerts, true_alerts = tot["alerts"], tot["true_alerts"]
+    false_clean, clean_days = tot["false_alarms_on_clean_meters"], tot["clean_meter_days"]
     print(
         f"all seeds: thieves caught {caught}/{thieves} ({caught / thieves:.1%}); "
         f"alert precision {true_alerts}/{alerts} ({true_alerts / max(alerts, 1):.3f}); "

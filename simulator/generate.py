@@ -112,6 +112,22 @@ def cover(
     return out[:, :-1]
 
 
+def cover_max(iset: IntervalSet, t_ms: np.ndarray, n_rows: int) -> np.ndarray:
+    """The largest (whole-number) interval value over each (row, time step), 0 where none
+    covers it: for delays, where two overlapping stretches of one meter must not add up
+    (a reading retried by two overlapping retries arrives after the longer retry delay,
+    not after their sum, which no label would state)."""
+    out = np.zeros((n_rows, len(t_ms)), dtype=np.int32)
+    if len(iset):
+        c0 = np.searchsorted(t_ms, iset.start_ms, "left")
+        c1 = np.searchsorted(t_ms, iset.end_ms, "left")
+        value = np.rint(iset.value).astype(np.int32)
+        for k in np.flatnonzero(c1 > c0).tolist():  # the few stretches within this chunk
+            span = out[iset.rows[k], c0[k] : c1[k]]
+            np.maximum(span, value[k], out=span)
+    return out
+
+
 def incident_set(incidents: list[Incident]) -> tuple[np.ndarray, IntervalSet]:
     """(meters, intervals mapped to local rows 0..k-1) of a group of incidents."""
     meters = np.array([inc.meter for inc in incidents], dtype=np.int64)
@@ -364,8 +380,8 @@ class FleetGenerator:
         t_true = np.broadcast_to(t_ms[None, :], (m, n_t)).T[keep_t]
         cols = {f: grid[f].T[keep_t] for f in ("p", "v", "i", "pf")}
         n = len(meter)
-        delay_s = cover(plan.late, t_ms, m).T[keep_t]
-        retry_s = cover(plan.duplicates, t_ms, m).T[keep_t]
+        delay_s = cover_max(plan.late, t_ms, m).T[keep_t]
+        retry_s = cover_max(plan.duplicates, t_ms, m).T[keep_t]
         skew_gw = cover(plan.skew, t_ms, len(plan.gateway_ids))
         skew_s = skew_gw[plan.meter_gw].T[keep_t]
         ts = t_true + np.rint(skew_s * 1000.0).astype(np.int64)

@@ -178,20 +178,24 @@ def partial_bypass(f: Facts, t: Section) -> CueResult:
 
     Not on a premises with a source of its own: its PV nets the level down, and the
     neighbours' PV, ramping with the same sun as its own, raises V as its net current
-    falls, which reads as a higher impedance.
+    falls, which reads as a higher impedance. Not before the meter's history
+    (``history_s``) spans ``min_history_s``: both ratios divide by references (the
+    long-memory impedance fit, the hour-of-day baseline) that still rest on its first days.
 
     >>> r = partial_bypass({"warm": np.array([1.0]), "slow_ratio": np.array([0.4]),
     ...     "drop_run_s": np.array([20000.0]), "slow_expected_w": np.array([600.0]),
     ...     "impedance_ratio": np.array([2.1]), "impedance_z": np.array([4.0]),
+    ...     "history_s": np.array([500000.0]),
     ...     "export_physics": np.array([0.0]), "export_age_s": np.array([np.inf])},
     ...     {"max_ratio": 0.55, "min_duration_s": 14400, "min_expected_w": 150,
     ...      "min_remaining_ratio": 0.15, "min_impedance_ratio": 1.3, "min_impedance_z": 2.0,
-    ...      "min_export_age_s": 86400})
+    ...      "min_history_s": 345600, "min_export_age_s": 86400})
     >>> bool(r.fired[0])
     True
     """
     fired = (
         _warm(f)
+        & (f["history_s"] >= t["min_history_s"])
         & (f["slow_ratio"] <= t["max_ratio"])
         & (f["slow_ratio"] >= t["min_remaining_ratio"])
         & (f["drop_run_s"] >= t["min_duration_s"])

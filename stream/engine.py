@@ -1289,6 +1289,8 @@ class Engine:
             "pf_baseline": rows[R["pf_base_or_1"]],
             "slow_ratio": rows[R["slow_ratio"]],
             "drop_run_s": rows[R["drop_run_s"]],
+            # how long the engine has known the meter (its first reading to this window)
+            "history_s": (end_ms - st.first_ts[gm]) / 1000.0,
             "slow_expected_w": rows[R["slow_exp_or_0"]],
             "trend_slope_per_day": slope,
             "trend_ratio": rows[R["trend_ratio"]],

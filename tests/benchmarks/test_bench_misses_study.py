@@ -134,6 +134,13 @@ def slow_bypass_variants(f: dict[str, np.ndarray], t: Mapping[str, float]) -> di
         & (imp >= t["min_impedance_ratio"]),
         "no level test, impedance >= 1.3": base & floor_ok & (imp >= 1.3),
         "upper quartile, no level test, imp >= 1.3": base & floor_q_ok & (imp >= 1.3),
+        # each test asking about the same small share (5 % by level and standby, 13 % by
+        # impedance) instead of 15-20 % (tried in the eleventh session, see the README)
+        "level and standby at most 0.95": base
+        & (lv <= 0.95)
+        & (fl <= 0.95)
+        & (today <= 0.95)
+        & (imp >= t["min_impedance_ratio"]),
     }
 
 

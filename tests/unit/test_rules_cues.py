@@ -76,6 +76,7 @@ def facts(**values: float) -> dict[str, np.ndarray]:
         "vstep_amps": 0.0,
         "vstep_onset": 0.0,
         "vstep_prior_n": 0.0,
+        "history_s": 864_000.0,
         "days_old_n": 8.0,
         "days_old_mean_w": 450.0,
         "days_old_floor_w": 120.0,
@@ -171,6 +172,16 @@ def test_partial_bypass_needs_impedance_evidence_not_just_a_drop() -> None:
     # a vacant home: power down for a day, impedance unchanged
     f = facts(slow_ratio=0.3, drop_run_s=86_400.0, impedance_ratio=1.0, impedance_z=0.0)
     assert not C.partial_bypass(f, TH.section("partial_bypass")).fired.any()
+
+
+def test_partial_bypass_waits_until_the_meter_history_spans_the_long_impedance_memory() -> None:
+    th = TH.section("partial_bypass")
+    young = facts(**FIRING["partial_bypass"], history_s=th["min_history_s"] - 60.0)
+    assert C.partial_bypass(young, th).fired.tolist() == [False, False]
+    of_age = facts(**FIRING["partial_bypass"], history_s=th["min_history_s"])
+    assert C.partial_bypass(of_age, th).fired.tolist() == [True, False]
+    # the wait is the long memory of the impedance fit the short one is compared with
+    assert th["min_history_s"] == TH.value("baseline", "impedance_long_memory_s")
 
 
 def test_reverse_flow_is_allowed_for_a_meter_that_exports() -> None:

@@ -296,6 +296,7 @@ MEAS_PARAMS = (
     "zero_floor_share",
     "zero_share_of_daily",
     "zero_share_of_hour",
+    "zero_daily_max_floor_share",
 )
 (
     _GAP,
@@ -315,6 +316,7 @@ MEAS_PARAMS = (
     _ZFLOOR,
     _ZDAILY,
     _ZHOUR,
+    _ZDAILY_MAXFLOOR,
 ) = range(len(MEAS_PARAMS))
 
 
@@ -507,6 +509,11 @@ def pane_facts(
         # ---- second pass: the facts of each reading
         daily_m = daily_mean[s]
         zero_floor = prm[_ZFLOOR] * floor_w[s]
+        # the share of the daily mean never reaches the premises' own standby: a home with a
+        # heavy load cycling all day idles at 1-2 % of its daily mean, and its idle is not zero
+        zero_daily = prm[_ZDAILY] * daily_m
+        if floor_w[s] > 0.0:
+            zero_daily = np_min(zero_daily, prm[_ZDAILY_MAXFLOOR] * floor_w[s])
         for j in range(lo, hi):
             if j == lo:
                 pts, pp, pv, pi, ppf = last_ts[g], last_p[g], last_v[g], last_i[g], last_pf[g]
@@ -548,7 +555,7 @@ def pane_facts(
             hour_m = np.float64(base_p[g, slot]) if base_w[g, slot] >= ready_s32 else 0.0
             zero_w = np_max(
                 np_max(prm[_PZERO], zero_floor),
-                np_max(prm[_ZDAILY] * daily_m, prm[_ZHOUR] * hour_m),
+                np_max(zero_daily, prm[_ZHOUR] * hour_m),
             )
             zero = abs(pj) <= zero_w and vj >= prm[_VPRESENT]
             pf_low = real_s and abs(pfj) <= pf_max

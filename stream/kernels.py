@@ -458,11 +458,13 @@ def pane_facts(
         inf32 = np.float32(np.inf)
         lowest = inf32
         second = inf32
+        highest = 0.0  # the highest daily minimum: the zero cap's standby (below)
         n_days = 0
         for d in range(floor_days_w.shape[1]):
             x = floor_days_w[g, d]
             if np.isfinite(x):
                 n_days += 1
+                highest = np_max(highest, np.float64(x))
             else:
                 x = inf32
             if d == 0:
@@ -471,6 +473,7 @@ def pane_facts(
                 second = np_min(second, np_max(lowest, x))
                 lowest = np_min(lowest, x)
         floor_w[s] = np_max(np.float64(second), 0.0) if n_days >= 3 else 0.0
+        standby_w = highest if n_days >= 3 else 0.0
         z, se = impedance_fit(imp_long[g, 0], imp_long[g, 1], imp_long[g, 2], imp_long[g, 3])
         z_long[s] = z
         z_long_se[s] = se
@@ -510,10 +513,12 @@ def pane_facts(
         daily_m = daily_mean[s]
         zero_floor = prm[_ZFLOOR] * floor_w[s]
         # the share of the daily mean never reaches the premises' own standby: a home with a
-        # heavy load cycling all day idles at 1-2 % of its daily mean, and its idle is not zero
+        # heavy load cycling all day idles at 1-2 % of its daily mean, and its idle is not
+        # zero. The standby here is the highest of the recent daily minima, which a bypass
+        # on some of those days does not lower (the floor, their second lowest, it does)
         zero_daily = prm[_ZDAILY] * daily_m
-        if floor_w[s] > 0.0:
-            zero_daily = np_min(zero_daily, prm[_ZDAILY_MAXFLOOR] * floor_w[s])
+        if standby_w > 0.0:
+            zero_daily = np_min(zero_daily, prm[_ZDAILY_MAXFLOOR] * standby_w)
         for j in range(lo, hi):
             if j == lo:
                 pts, pp, pv, pi, ppf = last_ts[g], last_p[g], last_v[g], last_i[g], last_pf[g]

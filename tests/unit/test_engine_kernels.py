@@ -201,19 +201,23 @@ def test_pane_facts_match_numpy_on_one_and_several_readings() -> None:
     assert runs_s.shape == (2, kernels.N_RUNS + 1)
 
 
-def test_zero_is_never_the_premises_standby_once_its_floor_is_known() -> None:
-    # two premises drawing 2.7 kW at every hour (1.5 % of that is 40.5 W); meter 0 idles at
-    # 40 W every day (a known standby floor), meter 1 has no floor yet (under three days)
+def test_zero_is_never_the_premises_standby_once_its_daily_minima_are_known() -> None:
+    # three premises drawing 2.7 kW at every hour (1.5 % of that is 40.5 W): meter 0 idled
+    # at 40 W every day; meter 1 has under three days of minima; meter 2 idled at 40 W but
+    # its last two days were bypassed in the evening (minima 1 W: its floor, the second
+    # lowest, fell to 1 W, the highest minimum did not)
     st = MeterState(panes=10, trend_days=14, capacity=4)
-    st.base_w[:2] = 1e9  # every hour slot ready
-    st.base_p[:2] = 2700.0
+    st.base_w[:3] = 1e9  # every hour slot ready
+    st.base_p[:3] = 2700.0
     st.floor_days_w[0] = 40.0
+    st.floor_days_w[2] = [40.0, 40.0, 40.0, 40.0, 40.0, 1.0, 1.0]
     pane = 600_000
-    for p_w, zero in ((40.0, [0.0, 1.0]), (19.0, [1.0, 1.0]), (25.0, [0.0, 1.0])):
+    for p_w, zero in ((40.0, [0, 1, 0]), (19.0, [1, 1, 1]), (25.0, [0, 1, 0])):
         pane += HOP_MS
-        two = [pane, pane], [p_w] * 2, [230.0] * 2, [0.2] * 2, [0.9] * 2
-        stats = _pane_facts(st, [0, 1], *two)[2]
-        # meter 0: zero only at or below half its 40 W floor; meter 1: 1.5 % of its daily mean
+        three = [pane] * 3, [p_w] * 3, [230.0] * 3, [0.2] * 3, [0.9] * 3
+        stats = _pane_facts(st, [0, 1, 2], *three)[2]
+        # meters 0 and 2: zero only at or below half the 40 W standby; meter 1: 1.5 % of
+        # its daily mean
         assert stats[:, kernels.NZERO].tolist() == zero, p_w
 
 

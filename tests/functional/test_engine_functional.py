@@ -16,6 +16,7 @@ from engine_runs import DAY, MIN, T0, FixedClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rules import cues as C
 from rules.thresholds import load_thresholds
 from stream.codecs import ReadingBatch, concat_batches
 from stream.engine import Engine, EngineConfig
@@ -202,6 +203,36 @@ def test_warm_up_is_respected() -> None:
     # the same with a 2-day warm-up: nothing before day 3
     res2 = run(engine(warmup_s=2 * 86_400), m.batch())
     assert all(e.detected_at_ms >= T0 + 2 * DAY for e in theft_events(res2, "NEW"))
+
+
+def test_partial_bypass_waits_until_the_meter_history_spans_the_long_impedance_memory() -> None:
+    # 60 % of the load bypassed from day 2 (metered P and I drop; the voltage still sags
+    # with the whole current), and a clean meter that joins the fleet on day 2
+    th = load_thresholds()
+    # (without the wait R03 fires 7 hours into this bypass, at day 2.3)
+    wait_ms = int(th.value("baseline", "impedance_long_memory_s") * 1000)
+    m = household("PB", 7, seed=11)
+    on = m.ts >= T0 + 2 * DAY
+    m.p = np.where(on, np.round(m.p * 0.4, 1), m.p)
+    m.i = np.where(on, np.round(m.i * 0.4, 2), m.i)
+    late = household("LATE", 7, seed=12).batch()
+    late = late.slice(int(np.searchsorted(late.ts_ms, T0 + 2 * DAY)), len(late))
+    eng = engine()
+    eng.debug_facts = []
+    res = run(eng, concat_batches([m.batch(), late]))
+    first_ms = {eng.index["PB"]: T0, eng.index["LATE"]: T0 + 2 * DAY}
+    fired_at = []
+    for gm, end_ms, facts in eng.debug_facts:
+        # the history is the time since the meter's first reading, not since the fleet's
+        since = np.array([first_ms[int(g)] for g in gm])
+        assert np.array_equal(facts["history_s"], (end_ms - since) / 1000.0)
+        fired = C.partial_bypass(facts, th.section("partial_bypass")).fired
+        fired_at.extend(int(t) for t in end_ms[fired])
+    assert fired_at, "R03 never fired on a 60 % bypass"
+    assert min(fired_at) >= T0 + wait_ms
+    # the theft event carries R03's evidence (it may have opened earlier on other cues)
+    assert [e for e in theft_events(res, "PB") if "partial_bypass" in e.cues]
+    assert not theft_events(res, "LATE")
 
 
 def test_snapshot_restore_continues_identically() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from detectors.evaluation import window_truth
 from detectors.features import FEATURE_NAMES
@@ -27,6 +28,25 @@ def meterwatch(*args: str) -> tuple[str, float]:
     done = subprocess.run([exe, *args], capture_output=True, text=True, check=False)  # noqa: S603
     assert done.returncode == 0, f"meterwatch {args[0]}: {done.stderr}"
     return done.stdout, time.perf_counter() - started
+
+
+def simulated_readings(
+    seed: int, out: Path, meters: int = 500, days: float = 14
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``meterwatch simulate`` at 5 minutes, read back for a study: the well-formed readings
+    (one per meter and timestamp, ``t`` in epoch ms, with ``gateway`` and ``transformer``
+    from the labels), sorted by meter and time, and the labels."""
+    meterwatch("simulate", "--meters", str(meters), "--days", str(days), "--cadence", "5m",
+               "--seed", str(seed), "--out", str(out))  # fmt: skip
+    labels: dict[str, Any] = json.loads(out.with_suffix(".labels.json").read_text(encoding="utf-8"))
+    df = pd.read_parquet(out).dropna(subset=["power_w", "voltage_v", "current_a", "pf"])
+    ts = pd.to_datetime(df["ts"], utc=True, errors="coerce", format="ISO8601")
+    df = df.assign(t=ts.dt.tz_localize(None).to_numpy().astype("datetime64[ms]").astype("int64"))
+    df = df[ts.notna().to_numpy()].drop_duplicates(["meter_id", "t"])
+    transformer = {m["meter_id"]: m["transformer_id"] for m in labels["meters"]}
+    df["transformer"] = df["meter_id"].map(transformer)
+    df["gateway"] = df["gateway_id"]
+    return df.sort_values(["meter_id", "t"]), labels
 
 
 def simulate_replay_evaluate(

@@ -29,14 +29,13 @@ Asserts only that the fleet has pump thieves and clean meters, never a figure.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from bench_support import meterwatch
+from bench_support import simulated_readings
 
 pytestmark = pytest.mark.benchmark
 
@@ -46,20 +45,6 @@ HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 REFERENCES = ("own", "gateway", "transformer")
 CUTS_V = (1.0, 1.5, 2.0)  # operating points: a 3-hour dip at least this deep on a third night
-
-
-def _simulate(seed: int, out: Path) -> tuple[pd.DataFrame, dict]:
-    meterwatch("simulate", "--meters", str(METERS), "--days", str(DAYS), "--cadence", "5m",
-               "--seed", str(seed), "--out", str(out))  # fmt: skip
-    labels = json.loads(out.with_suffix(".labels.json").read_text(encoding="utf-8"))
-    df = pd.read_parquet(out).dropna(subset=["power_w", "voltage_v", "current_a", "pf"])
-    ts = pd.to_datetime(df["ts"], utc=True, errors="coerce", format="ISO8601")
-    df = df.assign(t=ts.dt.tz_localize(None).to_numpy().astype("datetime64[ms]").astype("int64"))
-    df = df[ts.notna().to_numpy()].drop_duplicates(["meter_id", "t"])
-    transformer = {m["meter_id"]: m["transformer_id"] for m in labels["meters"]}
-    df["transformer"] = df["meter_id"].map(transformer)
-    df["gateway"] = df["gateway_id"]
-    return df.sort_values(["meter_id", "t"]), labels
 
 
 def _service_impedance(df: pd.DataFrame, cadence_ms: int, start_ms: int) -> pd.Series:
@@ -101,7 +86,7 @@ def _third_worst_day(hourly: pd.DataFrame, ref: str) -> pd.Series:
 def test_study_peer_voltage_reference_for_night_pumps(tmp_path: Path) -> None:
     print(f"\nnight pump hook vs peers: {METERS} meters x {DAYS} d @ 5 min, seeds {SEEDS}")
     for seed in SEEDS:
-        df, labels = _simulate(seed, tmp_path / f"s{seed}.parquet")
+        df, labels = simulated_readings(seed, tmp_path / f"s{seed}.parquet", METERS, DAYS)
         cadence_ms = int(labels["cadence_s"]) * 1000
         pumps = _pump_intervals(labels)
         clean = {m["meter_id"] for m in labels["meters"] if not m["theft"]}

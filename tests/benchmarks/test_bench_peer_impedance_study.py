@@ -21,7 +21,13 @@ least 8 days: the median
 of the day-to-day relative spread (standard deviation over mean) of the daily fits, per
 kind of premises; and R13's own statistic, the pooled fit of the last two days over the
 pooled fit of the eight before (a bypassed share f raises it to 1 / (1 - f)): its 1st,
-50th, 99th percentile and maximum. Asserts only that every seed had such meters.
+50th, 99th percentile and maximum, and how many gradual bypasses end above them.
+
+The transformer reference needs a meter-to-transformer map, which readings do not carry.
+The study also asks whether the voltages give it: per gateway, the correlation of the
+meters' 5-minute voltage steps, split in two by the sign of the leading eigenvector of
+the centred correlation matrix, against the simulator's transformers (which only score
+the split). Asserts only that every seed had such meters.
 """
 
 from __future__ import annotations
@@ -87,6 +93,29 @@ def spread_and_ratio(sums: pd.DataFrame, ref: str) -> tuple[pd.Series, pd.Series
     return spread[daily.count() >= 8], ratio
 
 
+def split_by_voltage_steps(df: pd.DataFrame) -> tuple[int, int, float, float]:
+    """Per gateway, two groups of meters from the correlation of their 5-minute voltage
+    steps; over the fleet: meters grouped as their transformers are (up to the names of
+    the two groups), meters, and the mean correlation within and across transformers."""
+    agree = total = 0
+    within: list[float] = []
+    across: list[float] = []
+    for _, g in df.groupby("gateway"):
+        steps = g.pivot(index="t", columns="meter_id", values="voltage_v").sort_index().diff()
+        corr = np.nan_to_num(steps.corr(min_periods=200).to_numpy())
+        _, vectors = np.linalg.eigh(corr - corr.mean())
+        group = vectors[:, -1] > 0
+        tx = g.groupby("meter_id")["transformer"].first().reindex(steps.columns).to_numpy()
+        first = tx == tx[0]
+        agree += max(int((group == first).sum()), int((group != first).sum()))
+        total += len(tx)
+        same = tx[:, None] == tx[None, :]
+        off = ~np.eye(len(tx), dtype=bool)
+        within.append(float(corr[same & off].mean()))
+        across.append(float(corr[~same].mean()) if (~same).any() else np.nan)
+    return agree, total, float(np.nanmean(within)), float(np.nanmean(across))
+
+
 def bypassed_share_at_end(theft: dict[str, object], end_ms: int) -> float:
     """The share a gradual bypass had reached when the data ends (the simulator's ramp)."""
     params = theft["params"]
@@ -98,6 +127,7 @@ def bypassed_share_at_end(theft: dict[str, object], end_ms: int) -> float:
 def test_study_the_peer_reference_of_the_impedance_fit(tmp_path: Path) -> None:
     rows: list[dict[str, object]] = []
     ramps: list[dict[str, object]] = []
+    splits: list[tuple[int, int, float, float]] = []
     for seed in SEEDS:
         df, labels = simulated_readings(seed, tmp_path / f"fleet_{seed}.parquet", METERS, DAYS)
         # the rows the engine would reject (a voltage at or below 0, |pf| above 1) are
@@ -111,6 +141,7 @@ def test_study_the_peer_reference_of_the_impedance_fit(tmp_path: Path) -> None:
             for m in labels["meters"]
             if m["theft"] and m["theft"][0]["type"] == "gradual_bypass"
         }
+        splits.append(split_by_voltage_steps(df[df["t"] % STEP_MS == 0]))
         sums = daily_sums(df)
         meters = sums.index.get_level_values(0)
         for ref in REFERENCES:
@@ -146,3 +177,8 @@ def test_study_the_peer_reference_of_the_impedance_fit(tmp_path: Path) -> None:
     )
     for (_, _, share), r in young.sort_index(level="share").iterrows():
         print(f"  {share:.2f}: {r.get('own', np.nan):.3f} / {r.get('transformer', np.nan):.3f}")
+    agree, total = sum(x[0] for x in splits), sum(x[1] for x in splits)
+    print(f"transformers from voltage steps: {agree}/{total} meters grouped as their "
+          f"transformers; step correlation within a transformer "
+          f"{min(x[2] for x in splits):.2f}-{max(x[2] for x in splits):.2f} (mean per seed), "
+          f"across {min(x[3] for x in splits):.2f}-{max(x[3] for x in splits):.2f}")  # fmt: skip

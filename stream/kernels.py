@@ -296,7 +296,7 @@ MEAS_PARAMS = (
     "zero_floor_share",
     "zero_share_of_daily",
     "zero_share_of_hour",
-    "zero_daily_max_floor_share",
+    "zero_daily_max_standby_share",
 )
 (
     _GAP,
@@ -316,7 +316,7 @@ MEAS_PARAMS = (
     _ZFLOOR,
     _ZDAILY,
     _ZHOUR,
-    _ZDAILY_MAXFLOOR,
+    _ZDAILY_MAXSTANDBY,
 ) = range(len(MEAS_PARAMS))
 
 
@@ -518,7 +518,7 @@ def pane_facts(
         # on some of those days does not lower (the floor, their second lowest, it does)
         zero_daily = prm[_ZDAILY] * daily_m
         if standby_w > 0.0:
-            zero_daily = np_min(zero_daily, prm[_ZDAILY_MAXFLOOR] * standby_w)
+            zero_daily = np_min(zero_daily, prm[_ZDAILY_MAXSTANDBY] * standby_w)
         for j in range(lo, hi):
             if j == lo:
                 pts, pp, pv, pi, ppf = last_ts[g], last_p[g], last_v[g], last_i[g], last_pf[g]

@@ -107,7 +107,7 @@ def _measurement() -> dict[str, float]:
         "zero_floor_share": 0.25,
         "zero_share_of_daily": 0.015,
         "zero_share_of_hour": 0.0,
-        "zero_daily_max_floor_share": 0.5,
+        "zero_daily_max_standby_share": 0.5,
     }
 
 

@@ -19,6 +19,8 @@ from detectors.features import FEATURE_NAMES
 from detectors.hybrid import HybridScorer
 from stream.settings import Settings
 
+DAY_MS = 86_400_000
+
 
 def meterwatch(*args: str) -> tuple[str, float]:
     """Run ``meterwatch ARGS`` (the venv's entry point); its stdout and wall time. A
@@ -30,14 +32,27 @@ def meterwatch(*args: str) -> tuple[str, float]:
     return done.stdout, time.perf_counter() - started
 
 
+def simulate(seed: int, out: Path, meters: int, days: float, cadence: str = "5m") -> None:
+    """``meterwatch simulate``: the fleet's readings to ``out``, its labels beside them."""
+    meterwatch("simulate", "--meters", str(meters), "--days", str(days), "--cadence", cadence,
+               "--seed", str(seed), "--out", str(out))  # fmt: skip
+
+
+def bypassed_share_at_end(theft: dict[str, Any], end_ms: int) -> float:
+    """The share a gradual bypass (its label) had reached at ``end_ms``: the simulator's
+    ramp from 0 to ``max_fraction`` over ``ramp_days`` from the theft's start."""
+    params = theft["params"]
+    grown = (end_ms - int(theft["start_ms"])) / (float(params["ramp_days"]) * DAY_MS)
+    return float(params["max_fraction"]) * min(max(grown, 0.0), 1.0)
+
+
 def simulated_readings(
     seed: int, out: Path, meters: int = 500, days: float = 14
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """``meterwatch simulate`` at 5 minutes, read back for a study: the well-formed readings
     (one per meter and timestamp, ``t`` in epoch ms, with ``gateway`` and ``transformer``
     from the labels), sorted by meter and time, and the labels."""
-    meterwatch("simulate", "--meters", str(meters), "--days", str(days), "--cadence", "5m",
-               "--seed", str(seed), "--out", str(out))  # fmt: skip
+    simulate(seed, out, meters, days)
     labels: dict[str, Any] = json.loads(out.with_suffix(".labels.json").read_text(encoding="utf-8"))
     df = pd.read_parquet(out).dropna(subset=["power_w", "voltage_v", "current_a", "pf"])
     ts = pd.to_datetime(df["ts"], utc=True, errors="coerce", format="ISO8601")
@@ -57,8 +72,7 @@ def simulate_replay_evaluate(
     fleet = root / f"fleet_{seed}.parquet"
     replay = root / f"replay_{seed}"
     figures = root / f"figures_{seed}.json"
-    meterwatch("simulate", "--meters", str(meters), "--days", str(days), "--cadence", cadence,
-               "--seed", str(seed), "--out", str(fleet))  # fmt: skip
+    simulate(seed, fleet, meters, days, cadence)
     meterwatch("replay", str(fleet), "--out", str(replay), "--no-progress")
     meterwatch("evaluate", "--labels", str(fleet.with_suffix(".labels.json")),
                "--events", str(replay / "events.jsonl"), "--json", str(figures))  # fmt: skip

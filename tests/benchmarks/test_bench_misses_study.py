@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bench_support import simulate_replay_evaluate
+from bench_support import bypassed_share_at_end, simulate_replay_evaluate
 
 from rules.thresholds import load_thresholds
 from stream.codecs import ReadingBatch, read_table
@@ -175,11 +175,7 @@ def test_slow_bypass_reference_variants(fleets: list[dict[str, Any]]) -> None:
         for mid, meter in meters.items():
             if not meter["theft"] or meter["theft"][0]["type"] != "gradual_bypass":
                 continue
-            theft = meter["theft"][0]
-            held_days = (end - theft["start_ms"]) / DAY_MS
-            share = theft["params"]["max_fraction"] * min(
-                1.0, held_days / theft["params"]["ramp_days"]
-            )
+            share = bypassed_share_at_end(meter["theft"][0], end)
             k = row_of[mid]
             ratios = tuple(
                 float(f_last[n][k])

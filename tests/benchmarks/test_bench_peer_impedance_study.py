@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from bench_support import simulated_readings
+from bench_support import bypassed_share_at_end, simulated_readings
 
 pytestmark = pytest.mark.benchmark
 
@@ -54,7 +54,8 @@ REFERENCES = ("own", "gateway", "transformer")
 
 def daily_sums(df: pd.DataFrame) -> pd.DataFrame:
     """Per meter and day: sum(dV*dI) and sum(dI^2) of consecutive 5-minute steps, with
-    dV as measured (``own``) and minus the gateway's median step (``gateway``)."""
+    dV as measured (``own``) and minus the median step of the meter's gateway
+    (``gateway``) or transformer (``transformer``) over the same 5 minutes."""
     g = df.groupby("meter_id")
     steps = df.assign(dv=g["voltage_v"].diff(), di=g["current_a"].diff(), dt=g["t"].diff())
     steps = steps[steps["dt"] == STEP_MS]
@@ -114,14 +115,6 @@ def split_by_voltage_steps(df: pd.DataFrame) -> tuple[int, int, float, float]:
         within.append(float(corr[same & off].mean()))
         across.append(float(corr[~same].mean()) if (~same).any() else np.nan)
     return agree, total, float(np.nanmean(within)), float(np.nanmean(across))
-
-
-def bypassed_share_at_end(theft: dict[str, object], end_ms: int) -> float:
-    """The share a gradual bypass had reached when the data ends (the simulator's ramp)."""
-    params = theft["params"]
-    assert isinstance(params, dict)
-    grown = (end_ms - int(str(theft["start_ms"]))) / (float(params["ramp_days"]) * DAY_MS)
-    return float(params["max_fraction"]) * min(max(grown, 0.0), 1.0)
 
 
 def test_study_the_peer_reference_of_the_impedance_fit(tmp_path: Path) -> None:

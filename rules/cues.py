@@ -506,23 +506,29 @@ def slow_bypass(f: Facts, t: Section) -> CueResult:
     ...     "days_floor_ratio": np.array([0.6, 1.0, 0.6]),
     ...     "today_floor_ratio": np.array([0.55, 1.0, 0.6]),
     ...     "days_impedance_ratio": np.array([1.5, 1.5, 1.0]),
+    ...     "days_peer_referenced": np.zeros(3), "days_peer_impedance_ratio": np.ones(3),
     ...     "export_physics": np.zeros(3), "export_age_s": np.full(3, np.inf)},
     ...     {"min_old_days_n": 3, "min_old_mean_w": 150, "min_old_floor_w": 40,
     ...      "max_level_ratio": 0.85, "min_level_ratio": 0.05, "max_floor_ratio": 0.8,
-    ...      "min_impedance_ratio": 1.15, "min_export_age_s": 86400})
+    ...      "min_impedance_ratio": 1.15, "peer_max_level_ratio": 0.9,
+    ...      "peer_max_floor_ratio": 0.85, "peer_min_impedance_ratio": 1.1,
+    ...      "min_export_age_s": 86400})
     >>> r.fired.tolist()
     [True, False, False]
     """
+    peer = f["days_peer_referenced"] > 0.5
+    impedance = np.where(peer, f["days_peer_impedance_ratio"], f["days_impedance_ratio"])
+    max_floor = np.where(peer, t["peer_max_floor_ratio"], t["max_floor_ratio"])
     fired = (
         _warm(f)
         & (f["days_old_n"] >= t["min_old_days_n"])
         & (f["days_old_mean_w"] >= t["min_old_mean_w"])
         & (f["days_old_floor_w"] >= t["min_old_floor_w"])
-        & (f["days_level_ratio"] <= t["max_level_ratio"])
+        & (f["days_level_ratio"] <= np.where(peer, t["peer_max_level_ratio"], t["max_level_ratio"]))
         & (f["days_level_ratio"] >= t["min_level_ratio"])
-        & (f["days_floor_ratio"] <= t["max_floor_ratio"])
-        & (f["today_floor_ratio"] <= t["max_floor_ratio"])
-        & (f["days_impedance_ratio"] >= t["min_impedance_ratio"])
+        & (f["days_floor_ratio"] <= max_floor)
+        & (f["today_floor_ratio"] <= max_floor)
+        & (impedance >= np.where(peer, t["peer_min_impedance_ratio"], t["min_impedance_ratio"]))
         & _no_own_source(f, t)
     )
     return CueResult(
@@ -531,7 +537,8 @@ def slow_bypass(f: Facts, t: Section) -> CueResult:
             "level_ratio": f["days_level_ratio"],
             "floor_ratio": f["days_floor_ratio"],
             "today_floor_ratio": f["today_floor_ratio"],
-            "impedance_ratio": f["days_impedance_ratio"],
+            "impedance_ratio": impedance,
+            "impedance_peer_referenced": f["days_peer_referenced"],
             "earlier_mean_w": f["days_old_mean_w"],
             "earlier_floor_w": f["days_old_floor_w"],
         },

@@ -125,6 +125,7 @@ def run_replay(
         "readings_per_second": round(rows_in / total, 1) if total > 0 else None,
         "bytes_per_meter": engine.bytes_per_meter(),
         "state_bytes": engine.state_bytes(),
+        "peer_state_bytes": engine.peer_state_bytes(),
         "model_version": engine.model_version,
         "model_artifact_loaded": bool(getattr(engine.scorer, "artifact_loaded", False)),
         "window_seconds": engine.config.window_s,

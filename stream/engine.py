@@ -82,6 +82,12 @@ from detectors.features import (
     voltage_deviation,
     zscore_to_baseline,
 )
+from detectors.peer_impedance import (
+    correlated_peers,
+    learn_comoment,
+    peer_reference,
+    referenced_sums,
+)
 from detectors.peer_voltage import night_dips
 from rules.cues import CUES, PARTNER_IDS, evaluate_cues, theft_windows
 from rules.events import Event, EventTracker, FlaggedWindow
@@ -142,6 +148,17 @@ FLOOR_DAYS = 7  # daily minima kept for the standby floor
 SB_DAYS = 10
 SB_MEAN, SB_MIN, SB_IMP = 0, 1, 2
 VBIN_MS = 300_000
+# R13's peer-referenced impedance fit (detectors.peer_impedance): per meter a ring of
+# 15-minute slots (sums of V and I over importing panes, and their count). A slot is
+# judged against the meter's gateway an hour after it ends (PZ_LAG slots): rounds go hour
+# by hour, so in any batching every member has finished that hour by then. The ring holds
+# the judged slot, the one before it (for the step) and up to an hour ahead of it.
+PZ_SLOT_MS = 900_000
+PZ_LAG = HOUR_MS // PZ_SLOT_MS
+PZ_SLOTS = 2 * PZ_LAG + 1
+# per UTC day: referenced sums x*y and x^2 (x the current step, y the voltage step less
+# its peers'); the days R13 compares (2 + up to 8) and today
+PZ_DAYS = SB_DAYS + 1
 # R15 remembers the dips of this many judged days (its "nights among the last week")
 PEER_DAYS = 7
 R15_COLUMN = [c.id for c in CUES].index("R15")
@@ -404,6 +421,13 @@ class MeterState:
             "peer_day": ((2,), np.int32, -1),
             "peer_dip": ((PEER_DAYS,), np.float32, np.nan),
             "peer_dip_day": ((PEER_DAYS,), np.int32, -1),
+            # R13's peer-referenced impedance fit: the newest 15-minute slot entered (-1:
+            # none), the ring of slots (sum V, sum I, panes; NaN sums: the slot exported),
+            # and the referenced sums of the last PZ_DAYS days with the day each row holds
+            "pz_slot": ((), np.int64, -1),
+            "pz_vi": ((PZ_SLOTS, 3), np.float32, 0.0),
+            "pz_days": ((PZ_DAYS, 2), np.float32, 0.0),
+            "pz_day_id": ((PZ_DAYS,), np.int32, -1),
         }
         self.grow(capacity)
 
@@ -470,6 +494,11 @@ class Engine:
         # the dips of each (gateway, peer day) already judged (one evaluation per gateway)
         self._members: dict[str, IntArray] | None = None
         self._peer_judged: dict[tuple[str, int], dict[int, tuple[float, float, int]]] = {}
+        # R13's peer reference: per gateway the decayed co-moments of its members' 15-minute
+        # voltage steps (members in meter-index order, learnt once per judged slot), and
+        # the judged slots (members, x*y, x^2), kept for the members that close them later
+        self._pz_comoment: dict[str, tuple[IntArray, FloatArray]] = {}
+        self._pz_judged: dict[tuple[str, int], tuple[IntArray, FloatArray, FloatArray]] = {}
         self.newest_ms: int | None = None
         self.pending = _Pending.empty()
         # set to a list to collect the rule facts of every round (diagnostics, tests)
@@ -552,8 +581,15 @@ class Engine:
 
     def state_bytes(self) -> int:
         """Bytes of per-meter state for the meters tracked (arrays sized to capacity are
-        reported per tracked meter: the budget that matters at fleet scale)."""
-        return self.state.bytes_per_meter() * self.meters_tracked
+        reported per tracked meter: the budget that matters at fleet scale), plus R13's
+        per-gateway step co-moments (members squared: about 8 bytes per meter per meter of
+        its gateway, see :meth:`peer_state_bytes`)."""
+        return self.state.bytes_per_meter() * self.meters_tracked + self.peer_state_bytes()
+
+    def peer_state_bytes(self) -> int:
+        """Bytes of the gateways' step co-moments (R13's peer reference): shared state that
+        grows with the square of a gateway's meters, not per meter."""
+        return sum(c.nbytes + m.nbytes for m, c in self._pz_comoment.values())
 
     def bytes_per_meter(self) -> int:
         return self.state.bytes_per_meter()
@@ -620,6 +656,10 @@ class Engine:
             "pending": {name: getattr(self.pending, name) for name in _PENDING_FIELDS},
             "counters": dict(self.counters),
             "events": [_event_to_plain(ev) for ev in self.events.open.values()],
+            "peer_impedance": {
+                "comoment": {g: (m.copy(), c.copy()) for g, (m, c) in self._pz_comoment.items()},
+                "judged": [(g, s, *v) for (g, s), v in self._pz_judged.items()],
+            },
             "model": _model_section(self.scorer),
         }
         buf = io.BytesIO()
@@ -696,6 +736,7 @@ class Engine:
             for plain in payload["events"]:
                 ev = _event_from_plain(plain)
                 engine.events.open[ev.meter_id] = ev
+            engine._restore_peer_impedance(payload.get("peer_impedance"))
         except SnapshotIncompatible:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -736,6 +777,25 @@ class Engine:
         self.index = {m: k for k, m in enumerate(ids)}
         self._members = None
         self._peer_judged = {}
+
+    def _restore_peer_impedance(self, section: Any) -> None:
+        """The gateways' step co-moments and judged slots of a snapshot (none in a snapshot
+        written before the peer reference: it is then learnt afresh)."""
+        if section is None:
+            log.warning("snapshot has no peer-impedance state; it is learnt afresh")
+            return
+        for gateway, (members, comoment) in section["comoment"].items():
+            m = np.asarray(members, dtype=np.int64)
+            c = np.asarray(comoment, dtype=np.float64)
+            if c.shape != (len(m), len(m)) or (len(m) and int(m.max()) >= len(self.meter_ids)):
+                raise SnapshotIncompatible(f"peer co-moments of {gateway!r} do not fit")
+            self._pz_comoment[str(gateway)] = (m, c)
+        for gateway, slot, m, xy, xx in section["judged"]:
+            self._pz_judged[(str(gateway), int(slot))] = (
+                np.asarray(m, dtype=np.int64),
+                np.asarray(xy, dtype=np.float64),
+                np.asarray(xx, dtype=np.float64),
+            )
 
     def _restore_model(self, section: Any) -> None:
         """Put the snapshot's learned model state into this engine's (current) scorer."""
@@ -1228,7 +1288,8 @@ class Engine:
         peer, peer_since_ms = self._peer_voltage(
             gm, end_ms, pstats, impedance, np.isfinite(z_long) & imports
         )
-        days_facts = self._days_facts(gm, rows[R["days_cand"]] > 0.5)
+        self._peer_impedance(gm, end_ms, pstats)
+        days_facts = self._days_facts(gm, end_ms, rows[R["days_cand"]] > 0.5)
 
         # inputs of the features: the features themselves are computed once per batch, over
         # all windows, in _finish_windows (pure functions of these columns)
@@ -1508,7 +1569,11 @@ class Engine:
             "rs_max_hold_s": rs["max_hold_s"],
             "pf_min_low_share": pfa["min_low_share"],
             "pf_min_rise_share": pfa["min_rise_share"],
-            "sb_max_floor_ratio": th.value("slow_bypass", "max_floor_ratio"),
+            # the cheap candidate test lets through what either form of R13 may fire on
+            "sb_max_floor_ratio": max(
+                th.value("slow_bypass", "max_floor_ratio"),
+                th.value("slow_bypass", "peer_max_floor_ratio"),
+            ),
         }
         return np.array([float(values[name]) for name in kernels.WINDOW_PARAMS])
 
@@ -1626,7 +1691,117 @@ class Engine:
         )
         return dict(zip(names, facts, strict=True)), since_ms
 
-    def _days_facts(self, m: IntArray, can_fire: BoolArray) -> dict[str, FloatArray]:
+    def _peer_impedance(self, gm: IntArray, end_ms: IntArray, pstats: FloatArray) -> None:
+        """R13's peer-referenced impedance sums (see PZ_SLOT_MS): each meter entering a new
+        15-minute slot first closes the slots an hour behind it (:meth:`_judge_pz_slot`,
+        once per gateway and slot, into the meter's day rows), then clears the ring cells
+        of the slots it enters; every pane then adds its V and I sums to its slot. A pane
+        with an exporting reading spoils its slot (while exporting, current raises V)."""
+        st = self.state
+        slot = (end_ms - 1) // PZ_SLOT_MS
+        before = st.pz_slot[gm]
+        moved = np.flatnonzero(slot > before)
+        if len(moved):
+            g, s0, s1 = gm[moved], before[moved], slot[moved]
+            # slots (s0 - LAG, s1 - LAG] whose step (from the slot before) the ring holds
+            rows: list[IntArray] = []
+            slots: list[IntArray] = []
+            for back in range(PZ_SLOTS - 1):
+                s = s1 - PZ_LAG - back
+                due = (s0 >= 0) & (s > s0 - PZ_LAG) & (s >= s1 - PZ_SLOTS + 2)
+                if not due.any():
+                    break
+                rows.append(np.flatnonzero(due))
+                slots.append(s[due])
+            if rows:
+                self._close_pz_slots(g[np.concatenate(rows)], np.concatenate(slots))
+            for back in range(PZ_SLOTS):
+                s = s1 - back
+                entered = s > s0
+                if not entered.any():
+                    break
+                st.pz_vi[g[entered], s[entered] % PZ_SLOTS] = 0.0
+            st.pz_slot[g] = s1
+        cell = slot % PZ_SLOTS
+        spoilt = np.where(pstats[:, NNEG] > 0, np.nan, 0.0)
+        st.pz_vi[gm, cell, 0] += (pstats[:, SV] + spoilt).astype(np.float32)
+        st.pz_vi[gm, cell, 1] += (pstats[:, SI] + spoilt).astype(np.float32)
+        st.pz_vi[gm, cell, 2] += pstats[:, N].astype(np.float32)
+
+    def _close_pz_slots(self, g: IntArray, s: IntArray) -> None:
+        """Add each (meter, slot)'s referenced sums to the meter's row of the slot's day."""
+        st = self.state
+        xy = np.zeros(len(g))
+        xx = np.zeros(len(g))
+        for k in range(len(g)):
+            gateway = self.gateways[int(g[k])]
+            if gateway is None:
+                continue
+            members, m_xy, m_xx = self._judge_pz_slot(gateway, int(s[k]))
+            at = int(np.searchsorted(members, g[k]))
+            if at < len(members) and members[at] == g[k]:
+                xy[k], xx[k] = m_xy[at], m_xx[at]
+        day = (s * PZ_SLOT_MS) // DAY_MS
+        cell = day % PZ_DAYS
+        stale = st.pz_day_id[g, cell] != day
+        st.pz_days[g[stale], cell[stale]] = 0.0
+        st.pz_day_id[g, cell] = day.astype(np.int32)
+        # a meter closes one slot per call at most once, so the cells are distinct per meter;
+        # np.add.at for a meter closing two slots of one day
+        np.add.at(st.pz_days, (g, cell, 0), xy.astype(np.float32))
+        np.add.at(st.pz_days, (g, cell, 1), xx.astype(np.float32))
+
+    def _judge_pz_slot(self, gateway: str, s: int) -> tuple[IntArray, FloatArray, FloatArray]:
+        """Every member's referenced sums for the step into slot ``s`` (computed once per
+        gateway and slot): the members' steps of mean V and mean I from slot s - 1, each
+        voltage step less the median of the member's correlated peers' (peers from the
+        co-moments before this step, which then learn it)."""
+        key = (gateway, s)
+        done = self._pz_judged.get(key)
+        if done is not None:
+            return done
+        st = self.state
+        t = self.thresholds.section("peer_impedance")
+        members = self._gateway_members().get(gateway, np.empty(0, dtype=np.int64))
+        newest = st.pz_slot[members]
+        # a member counts once it has moved past slot s (its slot is then final: a reading
+        # older than a released one is late and dropped), while its ring still holds s - 1
+        held = (newest > s) & (newest - s + 1 < PZ_SLOTS)
+        cur = st.pz_vi[members, s % PZ_SLOTS].astype(np.float64)
+        prev = st.pz_vi[members, (s - 1) % PZ_SLOTS].astype(np.float64)
+        ok = held & (cur[:, 2] > 0) & (prev[:, 2] > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            step = cur[:, :2] / cur[:, 2:] - prev[:, :2] / prev[:, 2:]
+        dv = np.where(ok, step[:, 0], np.nan)
+        di = np.where(ok, step[:, 1], np.nan)
+        comoment = self._pz_comoment_of(gateway, members)
+        peers = correlated_peers(comoment, t["min_step_corr_ratio"])
+        reference = peer_reference(dv, peers, t["min_peers_n"])
+        self._pz_comoment[gateway] = (members, learn_comoment(comoment, dv, t))
+        xy, xx = referenced_sums(dv, di, reference)
+        done = (members, xy, xx)
+        self._pz_judged[key] = done
+        if len(self._pz_judged) > 4 * PZ_SLOTS * max(len(self._gateway_members()), 1):
+            self._pz_judged = {k: v for k, v in self._pz_judged.items() if k[1] > s - PZ_SLOTS}
+        return done
+
+    def _pz_comoment_of(self, gateway: str, members: IntArray) -> FloatArray:
+        """The gateway's co-moments laid out for ``members`` (a meter that joined starts
+        at 0, a meter that left is dropped)."""
+        known, comoment = self._pz_comoment.get(
+            gateway, (np.empty(0, dtype=np.int64), np.zeros((0, 0)))
+        )
+        if np.array_equal(known, members):
+            return comoment
+        out = np.zeros((len(members), len(members)))
+        keep = np.isin(members, known)
+        at = np.searchsorted(known, members[keep])
+        out[np.ix_(keep, keep)] = comoment[np.ix_(at, at)]
+        return out
+
+    def _days_facts(
+        self, m: IntArray, end_ms: IntArray, can_fire: BoolArray
+    ) -> dict[str, FloatArray]:
         """Facts of the slow-bypass cue from the completed days: the two newest against the
         older ones (their median level and floor, their pooled impedance fit).
 
@@ -1645,14 +1820,16 @@ class Engine:
             "days_level_ratio": np.ones(k),
             "days_floor_ratio": np.ones(k),
             "days_impedance_ratio": np.ones(k),
+            "days_peer_referenced": np.zeros(k),
+            "days_peer_impedance_ratio": np.ones(k),
             "today_floor_ratio": np.full(k, np.inf),
         }
         if len(cand):
-            for name, values in self._days_facts_of(m[cand]).items():
+            for name, values in self._days_facts_of(m[cand], end_ms[cand]).items():
                 out[name][cand] = values
         return out
 
-    def _days_facts_of(self, m: IntArray) -> dict[str, FloatArray]:
+    def _days_facts_of(self, m: IntArray, end_ms: IntArray) -> dict[str, FloatArray]:
         days = self.state.sb_days[m].astype(np.float64)
         new, old = days[:, -2:], days[:, :-2]
         old_valid = np.isfinite(old[:, :, SB_MEAN]).sum(axis=1).astype(np.float64)
@@ -1685,11 +1862,39 @@ class Engine:
                 1.0,
             ),
             "days_impedance_ratio": np.where(fit_ok, z_new / np.maximum(z_old, 1e-3), 1.0),
+            **self._days_peer_impedance(m, end_ms),
             "today_floor_ratio": np.where(
                 np.isfinite(today_floor) & (old_floor > 0),
                 today_floor / np.maximum(old_floor, 1e-9),
                 np.inf,
             ),
+        }
+
+    def _days_peer_impedance(self, m: IntArray, end_ms: IntArray) -> dict[str, FloatArray]:
+        """R13's peer-referenced impedance ratio: the fit of the meter's two newest counted
+        days before today over that of the (up to PZ_DAYS - 3) counted days before them; a
+        day counts when its current steps add up to ``min_day_di2_a2`` (A^2). 1 and
+        ``days_peer_referenced`` 0 where the fits are not there."""
+        t = self.thresholds.section("peer_impedance")
+        st = self.state
+        ids = st.pz_day_id[m].astype(np.int64)
+        sums = st.pz_days[m].astype(np.float64)
+        today = (end_ms - 1) // DAY_MS
+        counted = (ids >= 0) & (ids < today[:, None]) & (sums[:, :, 1] >= t["min_day_di2_a2"])
+        order = np.argsort(np.where(counted, -ids, np.iinfo(np.int64).max), axis=1, kind="stable")
+        ranked = np.take_along_axis(counted, order, axis=1)
+        ranked_sums = np.take_along_axis(sums, order[:, :, None], axis=1)
+        new = ranked[:, :2].sum(axis=1)
+        old = ranked[:, 2:].sum(axis=1)
+        z_new = -ranked_sums[:, :2, 0].sum(axis=1) / np.maximum(
+            ranked_sums[:, :2, 1].sum(axis=1), 1e-9
+        )
+        old_sums = np.where(ranked[:, 2:, None], ranked_sums[:, 2:], 0.0).sum(axis=1)
+        z_old = -old_sums[:, 0] / np.maximum(old_sums[:, 1], 1e-9)
+        ok = (new == 2) & (old >= t["min_old_days_n"]) & (z_old >= 0.01) & (z_new > 0)
+        return {
+            "days_peer_referenced": ok.astype(np.float64),
+            "days_peer_impedance_ratio": np.where(ok, z_new / np.maximum(z_old, 1e-3), 1.0),
         }
 
     # ------------------------------------------------------------------ outputs

@@ -22,6 +22,8 @@ FIRING = {
     "days_floor_ratio": 0.6,
     "today_floor_ratio": 0.55,
     "days_impedance_ratio": 1.6,
+    "days_peer_referenced": 0.0,
+    "days_peer_impedance_ratio": 1.0,
     "export_physics": 0.0,
     "export_age_s": float("inf"),
 }
@@ -57,6 +59,27 @@ def test_fires_on_a_lower_level_and_floor_with_a_higher_impedance_with_evidence(
 )
 def test_each_condition_is_needed(change: dict[str, float], why: str) -> None:
     assert slow_bypass(facts(**change), TH).fired.tolist() == [False, True], why
+
+
+def test_with_the_peer_referenced_fit_its_gates_and_its_ratio_decide() -> None:
+    # a young bypass: 12 % of the load, the level within a household's weekly wobble
+    young = {
+        "days_level_ratio": 0.9,
+        "days_floor_ratio": 0.86,
+        "today_floor_ratio": 0.86,
+        "days_impedance_ratio": 1.3,  # the own fit: noisy, no help either way
+        "days_peer_impedance_ratio": 1.14,
+    }
+    assert TH["peer_max_level_ratio"] > TH["max_level_ratio"]
+    own = slow_bypass(facts(**young), TH)
+    peer = slow_bypass(facts(**young, days_peer_referenced=1.0), TH)
+    assert own.fired.tolist() == [False, True]
+    assert peer.fired.tolist() == [True, True]
+    assert peer.evidence["impedance_ratio"].tolist() == [1.14, 1.6]
+    assert peer.evidence["impedance_peer_referenced"].tolist() == [1.0, 0.0]
+    # where the referenced fit is there, the own fit's ratio no longer counts
+    flat = {**young, "days_peer_referenced": 1.0, "days_peer_impedance_ratio": 1.01}
+    assert slow_bypass(facts(**flat), TH).fired.tolist() == [False, True]
 
 
 def test_is_a_physical_cue_with_a_stable_id() -> None:

@@ -1879,19 +1879,20 @@ class Engine:
         st = self.state
         ids = st.pz_day_id[m].astype(np.int64)
         sums = st.pz_days[m].astype(np.float64)
-        today = (end_ms - 1) // DAY_MS
+        today = (end_ms - 1) // DAY_MS + int(t["today_counts_n"])
+        n_new = int(t["new_days_n"])
         counted = (ids >= 0) & (ids < today[:, None]) & (sums[:, :, 1] >= t["min_day_di2_a2"])
         order = np.argsort(np.where(counted, -ids, np.iinfo(np.int64).max), axis=1, kind="stable")
         ranked = np.take_along_axis(counted, order, axis=1)
         ranked_sums = np.take_along_axis(sums, order[:, :, None], axis=1)
-        new = ranked[:, :2].sum(axis=1)
-        old = ranked[:, 2:].sum(axis=1)
-        z_new = -ranked_sums[:, :2, 0].sum(axis=1) / np.maximum(
-            ranked_sums[:, :2, 1].sum(axis=1), 1e-9
+        new = ranked[:, :n_new].sum(axis=1)
+        old = ranked[:, n_new:].sum(axis=1)
+        z_new = -ranked_sums[:, :n_new, 0].sum(axis=1) / np.maximum(
+            ranked_sums[:, :n_new, 1].sum(axis=1), 1e-9
         )
-        old_sums = np.where(ranked[:, 2:, None], ranked_sums[:, 2:], 0.0).sum(axis=1)
+        old_sums = np.where(ranked[:, n_new:, None], ranked_sums[:, n_new:], 0.0).sum(axis=1)
         z_old = -old_sums[:, 0] / np.maximum(old_sums[:, 1], 1e-9)
-        ok = (new == 2) & (old >= t["min_old_days_n"]) & (z_old >= 0.01) & (z_new > 0)
+        ok = (new == n_new) & (old >= t["min_old_days_n"]) & (z_old >= 0.01) & (z_new > 0)
         return {
             "days_peer_referenced": ok.astype(np.float64),
             "days_peer_impedance_ratio": np.where(ok, z_new / np.maximum(z_old, 1e-3), 1.0),

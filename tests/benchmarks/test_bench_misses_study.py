@@ -123,8 +123,20 @@ def slow_bypass_variants(f: dict[str, np.ndarray], t: Mapping[str, float]) -> di
     lv_q, fl_q, today_q = lv * to_mean_q, fl * to_floor_q, today * to_floor_q
     floor_ok = (fl <= t["max_floor_ratio"]) & (today <= t["max_floor_ratio"])
     floor_q_ok = (fl_q <= t["max_floor_ratio"]) & (today_q <= t["max_floor_ratio"])
+    # as submitted: the transformer-referenced fit and its own gates where it is there
+    peer = f["days_peer_referenced"] > 0.5
+    peer_floor = t["peer_max_floor_ratio"]
     return {
         "R13 as submitted": base
+        & np.where(
+            peer,
+            (lv <= t["peer_max_level_ratio"])
+            & (fl <= peer_floor)
+            & (today <= peer_floor)
+            & (f["days_peer_impedance_ratio"] >= t["peer_min_impedance_ratio"]),
+            (lv <= t["max_level_ratio"]) & floor_ok & (imp >= t["min_impedance_ratio"]),
+        ),
+        "own impedance fit only (until the 12th session)": base
         & (lv <= t["max_level_ratio"])
         & floor_ok
         & (imp >= t["min_impedance_ratio"]),
@@ -154,7 +166,7 @@ def test_slow_bypass_reference_variants(fleets: list[dict[str, Any]]) -> None:
 
         def probe(engine: Engine, t: int, samples: list[Any] = samples) -> None:
             m = np.arange(len(engine.meter_ids))
-            f = engine._days_facts_of(m)
+            f = engine._days_facts_of(m, np.full(len(m), t, dtype=np.int64))
             days = engine.state.sb_days[m].astype(np.float64)
             old = days[:, :-2]
             f["old_mean_q75"] = upper_quartile(old[:, :, SB_MEAN])
@@ -184,6 +196,7 @@ def test_slow_bypass_reference_variants(fleets: list[dict[str, Any]]) -> None:
                     "days_floor_ratio",
                     "today_floor_ratio",
                     "days_impedance_ratio",
+                    "days_peer_impedance_ratio",
                 )
             )
             shares.append((share, mid in fl["missed"], fl["seed"], mid, ratios))
@@ -220,7 +233,8 @@ def test_slow_bypass_reference_variants(fleets: list[dict[str, Any]]) -> None:
         got = sorted(round(sh, 2) for sh, m, *_ in shares if m == was_missed)
         print(f"share bypassed when the data ends, {label} ({len(got)}): {got}")
     print(
-        "missed: seed meter share | R13 ratios at the end: level, floor, today's floor, impedance"
+        "missed: seed meter share | R13 ratios at the end: level, floor, today's floor, "
+        "impedance (own), impedance (transformer-referenced; 1: not there)"
     )
     for share, was_missed, seed, mid, ratios in sorted(shares):
         if was_missed:

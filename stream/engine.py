@@ -42,11 +42,17 @@ Kafka, no Faust here. See the README's architecture section for the design; in s
   needs persistence counts seconds of event time, so rules behave the same at any cadence.
 * **Per-meter state** lives in preallocated numpy arrays indexed by a dense meter index
   that grows by doubling: no Python object per meter (see :meth:`Engine.state_bytes`).
-* **Peers (R15 only).** Every other verdict reads the meter's own state. R15 compares a
-  meter's day of hourly corrected voltage with its gateway's meters' same day, judged at
-  the meter's first window of the next day; pane rounds go hour by hour, so in any
-  batching the peers hold that day by then (all but its last ``skip_last_h`` hours,
-  which are left out). A gateway's meters must share an engine: gateway-keyed topics.
+* **Peers (R15 and R13's impedance fit).** Every other verdict reads the meter's own
+  state. R15 compares a meter's day of hourly corrected voltage with its gateway's
+  meters' same day, judged at the meter's first window of the next day; pane rounds go
+  hour by hour, so in any batching the peers hold that day by then (all but its last
+  ``skip_last_h`` hours, which are left out). R13's impedance fit takes each 15-minute
+  voltage step less the median step of the meter's correlated gateway peers (its
+  transformer, learnt from the steps), judged an hour after the slot (``PZ_SLOT_MS``).
+  Both are exact in any batching but for a peer that fell silent right after a reading
+  of the judged stretch: that reading waits for the peer's watermark, so one batching
+  counts it and another does not yet (``tests/functional/test_engine_peer_impedance.py``
+  bounds the effect). A gateway's meters must share an engine: gateway-keyed topics.
 """
 
 from __future__ import annotations
@@ -81,12 +87,6 @@ from detectors.features import (
     unexplained_sag,
     voltage_deviation,
     zscore_to_baseline,
-)
-from detectors.peer_impedance import (
-    correlated_peers,
-    learn_comoment,
-    peer_reference,
-    referenced_sums,
 )
 from detectors.peer_voltage import night_dips
 from rules.cues import CUES, PARTNER_IDS, evaluate_cues, theft_windows
@@ -493,12 +493,15 @@ class Engine:
         # R15: meter indices per gateway (rebuilt when a meter or gateway is added), and
         # the dips of each (gateway, peer day) already judged (one evaluation per gateway)
         self._members: dict[str, IntArray] | None = None
+        self._gateway_codes: tuple[IntArray, list[str]] = (np.empty(0, dtype=np.int64), [])
         self._peer_judged: dict[tuple[str, int], dict[int, tuple[float, float, int]]] = {}
         # R13's peer reference: per gateway the decayed co-moments of its members' 15-minute
         # voltage steps (members in meter-index order, learnt once per judged slot), and
         # the judged slots (members, x*y, x^2), kept for the members that close them later
         self._pz_comoment: dict[str, tuple[IntArray, FloatArray]] = {}
         self._pz_judged: dict[tuple[str, int], tuple[IntArray, FloatArray, FloatArray]] = {}
+        # per gateway the newest slot judged: the co-moments learn each slot once, in order
+        self._pz_newest: dict[str, int] = {}
         self.newest_ms: int | None = None
         self.pending = _Pending.empty()
         # set to a list to collect the rule facts of every round (diagnostics, tests)
@@ -796,6 +799,8 @@ class Engine:
                 np.asarray(xy, dtype=np.float64),
                 np.asarray(xx, dtype=np.float64),
             )
+            newest = self._pz_newest.get(str(gateway), -1)
+            self._pz_newest[str(gateway)] = max(newest, int(slot))
 
     def _restore_model(self, section: Any) -> None:
         """Put the snapshot's learned model state into this engine's (current) scorer."""
@@ -1584,7 +1589,18 @@ class Engine:
                 if gateway is not None:
                     members.setdefault(gateway, []).append(k)
             self._members = {g: np.array(ks, dtype=np.int64) for g, ks in members.items()}
+            # each meter's gateway as a number (-1: none), for grouping meters by gateway
+            names = list(self._members)
+            codes = np.full(len(self.gateways), -1, dtype=np.int64)
+            for code, name in enumerate(names):
+                codes[self._members[name]] = code
+            self._gateway_codes = (codes, names)
         return self._members
+
+    def _gateway_code_of(self) -> tuple[IntArray, list[str]]:
+        """Each meter's gateway number (-1: none) and the gateways' names."""
+        self._gateway_members()
+        return self._gateway_codes
 
     def _judge_peer_day(self, gateway: str, day: int) -> dict[int, tuple[float, float, int]]:
         """R15's dips of one gateway's meters on one peer day (computed once, then kept
@@ -1733,14 +1749,22 @@ class Engine:
         st = self.state
         xy = np.zeros(len(g))
         xx = np.zeros(len(g))
-        for k in range(len(g)):
-            gateway = self.gateways[int(g[k])]
-            if gateway is None:
+        codes, names = self._gateway_code_of()
+        # one judgement per (gateway, slot): segments of the rows sorted by both
+        key = codes[g] * np.int64(1 << 40) + s
+        order = np.argsort(key, kind="stable")
+        bounds = np.flatnonzero(np.diff(key[order])) + 1
+        for rows in np.split(order, bounds):
+            code = int(codes[g[rows[0]]])
+            if code < 0:
                 continue
-            members, m_xy, m_xx = self._judge_pz_slot(gateway, int(s[k]))
-            at = int(np.searchsorted(members, g[k]))
-            if at < len(members) and members[at] == g[k]:
-                xy[k], xx[k] = m_xy[at], m_xx[at]
+            members, m_xy, m_xx = self._judge_pz_slot(names[code], int(s[rows[0]]))
+            if not len(members):
+                continue
+            at = np.minimum(np.searchsorted(members, g[rows]), len(members) - 1)
+            found = members[at] == g[rows]
+            xy[rows] = np.where(found, m_xy[at], 0.0)
+            xx[rows] = np.where(found, m_xx[at], 0.0)
         day = (s * PZ_SLOT_MS) // DAY_MS
         cell = day % PZ_DAYS
         stale = st.pz_day_id[g, cell] != day
@@ -1753,9 +1777,12 @@ class Engine:
 
     def _judge_pz_slot(self, gateway: str, s: int) -> tuple[IntArray, FloatArray, FloatArray]:
         """Every member's referenced sums for the step into slot ``s`` (computed once per
-        gateway and slot): the members' steps of mean V and mean I from slot s - 1, each
-        voltage step less the median of the member's correlated peers' (peers from the
-        co-moments before this step, which then learn it)."""
+        gateway and slot, kept for the two rings' span behind the gateway's newest): the
+        members' steps of mean V and mean I from slot s - 1, each voltage step less the
+        median of the member's correlated peers' (peers from the co-moments before this
+        step, which then learn it, if it is the gateway's newest slot yet: a member far
+        behind its gateway, whose slot was judged and forgotten, gets the peers' steps as
+        they are now, and teaches nothing)."""
         key = (gateway, s)
         done = self._pz_judged.get(key)
         if done is not None:
@@ -1763,26 +1790,31 @@ class Engine:
         st = self.state
         t = self.thresholds.section("peer_impedance")
         members = self._gateway_members().get(gateway, np.empty(0, dtype=np.int64))
-        newest = st.pz_slot[members]
         # a member counts once it has moved past slot s (its slot is then final: a reading
         # older than a released one is late and dropped), while its ring still holds s - 1
-        held = (newest > s) & (newest - s + 1 < PZ_SLOTS)
-        cur = st.pz_vi[members, s % PZ_SLOTS].astype(np.float64)
-        prev = st.pz_vi[members, (s - 1) % PZ_SLOTS].astype(np.float64)
-        ok = held & (cur[:, 2] > 0) & (prev[:, 2] > 0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            step = cur[:, :2] / cur[:, 2:] - prev[:, :2] / prev[:, 2:]
-        dv = np.where(ok, step[:, 0], np.nan)
-        di = np.where(ok, step[:, 1], np.nan)
+        dv, di = kernels.pz_steps(members, s, st.pz_slot, st.pz_vi)
         comoment = self._pz_comoment_of(gateway, members)
-        peers = correlated_peers(comoment, t["min_step_corr_ratio"])
-        reference = peer_reference(dv, peers, t["min_peers_n"])
-        self._pz_comoment[gateway] = (members, learn_comoment(comoment, dv, t))
-        xy, xx = referenced_sums(dv, di, reference)
+        learn = s > self._pz_newest.get(gateway, -1)
+        # detectors.peer_impedance's four steps in one compiled pass (same numbers)
+        xy, xx = kernels.judge_pz_slot(
+            dv,
+            di,
+            comoment,
+            learn,
+            float(t["min_step_corr_ratio"]),
+            float(t["min_peers_n"]),
+            float(np.exp(-1.0 / t["memory_steps_n"])),
+        )
+        if learn:
+            self._pz_comoment[gateway] = (members, comoment)
+            self._pz_newest[gateway] = s
         done = (members, xy, xx)
         self._pz_judged[key] = done
-        if len(self._pz_judged) > 4 * PZ_SLOTS * max(len(self._gateway_members()), 1):
-            self._pz_judged = {k: v for k, v in self._pz_judged.items() if k[1] > s - PZ_SLOTS}
+        if len(self._pz_judged) > 4 * PZ_SLOTS * max(len(self._pz_newest), 1):
+            newest = self._pz_newest
+            self._pz_judged = {
+                k: v for k, v in self._pz_judged.items() if k[1] > newest[k[0]] - 2 * PZ_SLOTS
+            }
         return done
 
     def _pz_comoment_of(self, gateway: str, members: IntArray) -> FloatArray:

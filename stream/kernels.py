@@ -1741,3 +1741,77 @@ def window_features(
         at = out_rows[k]
         for c in range(row.shape[0]):
             out[at, c] = row[c] if np.isfinite(row[c]) else 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def judge_pz_slot(dv, di, comoment, learn, min_corr, min_peers, decay):
+    """R13's peer reference for one gateway and 15-minute slot, in one pass: the numbers
+    of :mod:`detectors.peer_impedance` (``correlated_peers``, ``peer_reference``,
+    ``referenced_sums`` and, when ``learn``, ``learn_comoment`` in place on
+    ``comoment``; ``decay`` is its exp(-1 / memory), computed by numpy). ``min_corr``
+    must be above 0 (a meter without steps is then nobody's peer, as there). Returns the
+    members' (x*y, x^2)."""
+    n = dv.shape[0]
+    scale = np.empty(n)
+    for i in range(n):
+        d = comoment[i, i]
+        scale[i] = np.sqrt(d if d > 0.0 else 0.0)
+    xy = np.zeros(n)
+    xx = np.zeros(n)
+    buf = np.empty(n)
+    for i in range(n):
+        k = 0
+        if scale[i] > 0.0:
+            for j in range(n):
+                if j != i and scale[j] > 0.0 and np.isfinite(dv[j]):
+                    if comoment[i, j] / (scale[i] * scale[j]) >= min_corr:
+                        buf[k] = dv[j]
+                        k += 1
+        ref = np.nan
+        if k >= min_peers and k > 0:
+            # insertion sort in place (a transformer's few dozen steps, no allocation)
+            for q in range(1, k):
+                v = buf[q]
+                r = q - 1
+                while r >= 0 and buf[r] > v:
+                    buf[r + 1] = buf[r]
+                    r -= 1
+                buf[r + 1] = v
+            a = buf[(k - 1) // 2]
+            b = a if k % 2 == 1 else buf[k // 2]
+            ref = 0.5 * (a + b)
+        if np.isfinite(dv[i]) and np.isfinite(di[i]) and np.isfinite(ref):
+            xy[i] = di[i] * (dv[i] - ref)
+            xx[i] = di[i] * di[i]
+    if learn:
+        x = np.empty(n)
+        for i in range(n):
+            x[i] = dv[i] if np.isfinite(dv[i]) else 0.0
+        for i in range(n):
+            for j in range(n):
+                comoment[i, j] = comoment[i, j] * decay + x[i] * x[j]
+    return xy, xx
+
+
+@njit(cache=True, error_model="numpy")
+def pz_steps(members, s, pz_slot, pz_vi):
+    """The members' steps of mean V and mean I into 15-minute slot ``s`` from their rings
+    (``Engine._judge_pz_slot``): NaN for a member that has not moved past ``s`` (its slot
+    may still fill), whose ring no longer holds ``s - 1``, or with a slot empty or spoilt
+    by an exporting reading."""
+    n = members.shape[0]
+    slots = pz_vi.shape[1]
+    dv = np.full(n, np.nan)
+    di = np.full(n, np.nan)
+    for k in range(n):
+        g = members[k]
+        newest = pz_slot[g]
+        if newest > s and newest - s + 1 < slots:
+            c = s % slots
+            p = (s - 1) % slots
+            if pz_vi[g, c, 2] > 0 and pz_vi[g, p, 2] > 0:
+                n_c = np.float64(pz_vi[g, c, 2])
+                n_p = np.float64(pz_vi[g, p, 2])
+                dv[k] = np.float64(pz_vi[g, c, 0]) / n_c - np.float64(pz_vi[g, p, 0]) / n_p
+                di[k] = np.float64(pz_vi[g, c, 1]) / n_c - np.float64(pz_vi[g, p, 1]) / n_p
+    return dv, di

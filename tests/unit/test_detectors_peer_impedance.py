@@ -106,3 +106,29 @@ def test_a_step_shared_by_the_whole_transformer_leaves_the_referenced_sums_alone
 def test_learning_forgets_with_its_memory_and_skips_missing_steps() -> None:
     c = learn_comoment(np.eye(2), np.array([np.nan, 2.0]), {"memory_steps_n": 1.0})
     np.testing.assert_allclose(c, [[np.exp(-1.0), 0.0], [0.0, np.exp(-1.0) + 4.0]])
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 8), st.booleans())
+def test_the_engines_compiled_pass_gives_the_same_numbers_bit_for_bit(
+    seed: int, n: int, learn: bool
+) -> None:
+    from stream.kernels import judge_pz_slot
+
+    rng = np.random.default_rng(seed)
+    dv, di, _ = two_transformers(steps=60, seed=seed)
+    comoment = learnt(dv[:40, :n] * rng.uniform(0.5, 2.0, n))
+    comoment[rng.integers(n), :] = comoment[:, rng.integers(n)] = 0.0  # a meter never seen
+    step = dv[50, :n].copy()
+    step[rng.random(n) < 0.2] = np.nan
+    current = di[50, :n]
+    peers = correlated_peers(comoment, T["min_step_corr_ratio"])
+    want_xy, want_xx = referenced_sums(step, current, peer_reference(step, peers, 3.0))
+    want_c = learn_comoment(comoment, step, T) if learn else comoment
+    got_c = comoment.copy()
+    decay = float(np.exp(-1.0 / T["memory_steps_n"]))
+    got_xy, got_xx = judge_pz_slot(
+        step, current, got_c, learn, T["min_step_corr_ratio"], 3.0, decay
+    )
+    assert np.array_equal(got_xy, want_xy) and np.array_equal(got_xx, want_xx)
+    assert np.array_equal(got_c, want_c)

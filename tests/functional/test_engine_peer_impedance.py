@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from engine_runs import final_events
 
 from detectors.peer_impedance import correlated_peers
 from simulator.fleet import FleetConfig, write_files
@@ -128,3 +129,72 @@ def test_batching_moves_the_referenced_fits_only_where_a_peer_is_held_back(
     relative = np.abs(a - b)[counted] / np.maximum(np.abs(a[counted]), 1e-3)
     assert np.median(relative) <= 0.01, np.median(relative)
     np.testing.assert_allclose(a, b, rtol=0.05, atol=2e-3)
+
+
+def transformer_fleet(bypassed_share: float, with_gateway: bool) -> ReadingBatch:
+    """Ten homes on one transformer for 13 days at 5 minutes: each with its own standby,
+    fridge, evening load and heater runs, and a 0.3 ohm service cable, all sharing the transformer's
+    voltage, which wanders by half a volt every 5 minutes (other feeders, the tap
+    changer). Home H0 bypasses ``bypassed_share`` of everything from day 8.5."""
+    rng = np.random.default_rng(21)
+    cadence, days = 300_000, 13
+    t0 = 1_767_571_200_000  # 2026-01-05T00:00Z
+    ts = t0 + np.arange(days * 86_400_000 // cadence) * cadence
+    hour = (ts % 86_400_000) / 3_600_000
+    wander = np.cumsum(rng.normal(0.0, 0.5, len(ts)))
+    wander -= np.convolve(wander, np.ones(288) / 288, mode="same")  # no drift over days
+    columns: list[list[np.ndarray]] = [[] for _ in range(7)]
+    for k in range(10):
+        standby = rng.uniform(80.0, 200.0)
+        fridge = 100.0 * (((ts // 60_000 + 7 * k) % 50) < 20)
+        evening = rng.uniform(400.0, 900.0) * np.exp(-(((hour - 19.5) / 2.0) ** 2))
+        living = np.where((hour >= 7) & (hour < 23), 300.0 + evening, 0.0)
+        living = living * rng.uniform(0.5, 1.5, len(ts))
+        # a heater, kettle or oven: three 45-minute runs of 1.5 kW every day, at random hours
+        starts = (np.arange(days).repeat(3) * 288 + rng.integers(0, 279, 3 * days)).tolist()
+        heater = np.zeros(len(ts))
+        for start in starts:
+            heater[start : start + 9] = 1500.0
+        p_true = standby + fridge + living + heater
+        pf = np.round(rng.uniform(0.9, 0.97, len(ts)), 3)
+        i_true = p_true / (pf * 230.0)
+        v = np.round(231.0 + wander - 0.3 * i_true + rng.normal(0.0, 0.05, len(ts)), 1)
+        share = np.ones(len(ts))
+        if k == 0:
+            share[ts >= t0 + int(8.5 * 86_400_000)] = 1.0 - bypassed_share
+        i = np.round(share * i_true * 230.0 / v, 2)
+        for col, values in zip(
+            columns,
+            (np.full(len(ts), f"H{k}", dtype=object), ts, np.round(v * i * pf, 1), v, i, pf,
+             np.full(len(ts), "GW-A" if with_gateway else None, dtype=object)),
+            strict=True,
+        ):  # fmt: skip
+            col.append(values)
+    m, t, p, v, i, pf, gw = (np.concatenate(c) for c in columns)
+    order = np.argsort(t, kind="stable")
+    return ReadingBatch.from_columns(
+        m[order], t[order], p[order], v[order], i[order], pf[order], gw[order]
+    )
+
+
+def slow_bypass_alerts(batch: ReadingBatch) -> list[tuple[str, float]]:
+    engine = Engine.from_settings(Settings(), scorer=None, clock=lambda: 2e9)
+    alerts = []
+    for ev in final_events(engine, batch, 20_000).values():
+        for cue in ev.to_json()["cues"]:
+            if ev.theft_likely and cue["id"] == "R13":
+                alerts.append((ev.meter_id, cue["evidence"]["impedance_peer_referenced"]))
+    return sorted(alerts)
+
+
+def test_a_15_percent_bypass_is_found_against_the_transformer_and_not_alone() -> None:
+    """15 % bypassed: level and standby fall to about 0.85 of before and the impedance
+    rises by 1/0.85 = 1.18. R13's own gates (standby at most 0.8, and an impedance fit
+    that the transformer's wandering makes noisy) let it pass; against its peers the
+    rise is certain enough for the gates of a smaller share, and nobody else is
+    accused."""
+    alerts = slow_bypass_alerts(transformer_fleet(0.15, with_gateway=True))
+    assert alerts and {meter for meter, _ in alerts} == {"H0"}, alerts
+    assert all(referenced == 1.0 for _, referenced in alerts)
+    assert slow_bypass_alerts(transformer_fleet(0.15, with_gateway=False)) == []
+    assert slow_bypass_alerts(transformer_fleet(0.0, with_gateway=True)) == []

@@ -1597,6 +1597,10 @@ class Engine:
             self._gateway_codes = (codes, names)
         return self._members
 
+    def _members_of(self, gateway: str) -> IntArray:
+        """The meter indices of a gateway, ascending (none for a gateway never seen)."""
+        return self._gateway_members().get(gateway, np.empty(0, dtype=np.int64))
+
     def _gateway_code_of(self) -> tuple[IntArray, list[str]]:
         """Each meter's gateway number (-1: none) and the gateways' names."""
         self._gateway_members()
@@ -1611,7 +1615,7 @@ class Engine:
             return done
         st = self.state
         pv = self.thresholds.section("peer_voltage_dip")
-        members = self._gateway_members().get(gateway, np.empty(0, dtype=np.int64))
+        members = self._members_of(gateway)
         slot = day % 2
         members = members[st.peer_day[members, slot] == day]
         hours = 24 - int(pv["skip_last_h"])
@@ -1789,7 +1793,7 @@ class Engine:
             return done
         st = self.state
         t = self.thresholds.section("peer_impedance")
-        members = self._gateway_members().get(gateway, np.empty(0, dtype=np.int64))
+        members = self._members_of(gateway)
         # a member counts once it has moved past slot s (its slot is then final: a reading
         # older than a released one is late and dropped), while its ring still holds s - 1
         dv, di = kernels.pz_steps(members, s, st.pz_slot, st.pz_vi)

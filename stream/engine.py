@@ -1774,8 +1774,7 @@ class Engine:
         stale = st.pz_day_id[g, cell] != day
         st.pz_days[g[stale], cell[stale]] = 0.0
         st.pz_day_id[g, cell] = day.astype(np.int32)
-        # a meter closes one slot per call at most once, so the cells are distinct per meter;
-        # np.add.at for a meter closing two slots of one day
+        # np.add.at: a meter back from a gap may close two slots of one day in one call
         np.add.at(st.pz_days, (g, cell, 0), xy.astype(np.float32))
         np.add.at(st.pz_days, (g, cell, 1), xx.astype(np.float32))
 
@@ -1907,17 +1906,18 @@ class Engine:
         }
 
     def _days_peer_impedance(self, m: IntArray, end_ms: IntArray) -> dict[str, FloatArray]:
-        """R13's peer-referenced impedance ratio: the fit of the meter's two newest counted
-        days before today over that of the (up to PZ_DAYS - 3) counted days before them; a
-        day counts when its current steps add up to ``min_day_di2_a2`` (A^2). 1 and
+        """R13's peer-referenced impedance ratio: the fit of the meter's ``new_days_n`` (2)
+        newest counted days before today over that of the counted days before them (up to
+        8); a day counts when its current steps add up to ``min_day_di2_a2`` (A^2). 1 and
         ``days_peer_referenced`` 0 where the fits are not there."""
         t = self.thresholds.section("peer_impedance")
         st = self.state
         ids = st.pz_day_id[m].astype(np.int64)
         sums = st.pz_days[m].astype(np.float64)
-        today = (end_ms - 1) // DAY_MS + int(t["today_counts_n"])
+        # the days before this one (and this one too, with today_counts_n = 1)
+        until = (end_ms - 1) // DAY_MS + int(t["today_counts_n"])
         n_new = int(t["new_days_n"])
-        counted = (ids >= 0) & (ids < today[:, None]) & (sums[:, :, 1] >= t["min_day_di2_a2"])
+        counted = (ids >= 0) & (ids < until[:, None]) & (sums[:, :, 1] >= t["min_day_di2_a2"])
         order = np.argsort(np.where(counted, -ids, np.iinfo(np.int64).max), axis=1, kind="stable")
         ranked = np.take_along_axis(counted, order, axis=1)
         ranked_sums = np.take_along_axis(sums, order[:, :, None], axis=1)

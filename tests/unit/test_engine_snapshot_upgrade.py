@@ -4,6 +4,7 @@ window/hop is refused explicitly (``SnapshotIncompatible``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import pickle
@@ -295,3 +296,40 @@ def test_a_broken_current_thresholds_file_is_not_blamed_on_the_snapshot(  # type
     with pytest.raises(ThresholdError) as raised:
         Engine.restore(settings_for(thresholds_file=broken), blob, clock=CLOCK, scorer=None)
     assert not isinstance(raised.value, SnapshotIncompatible)
+
+
+def with_gateway(batch: ReadingBatch) -> ReadingBatch:
+    return dataclasses.replace(batch, gateway_id=np.full(len(batch), "GW-1", dtype=object))
+
+
+def test_a_snapshot_from_before_the_peer_reference_restores_and_learns_it_afresh(  # type: ignore[no-untyped-def]
+    data, caplog
+) -> None:
+    first, rest = with_gateway(data[0]), with_gateway(data[1])
+    a = Engine.from_settings(settings_for(), scorer=None, clock=CLOCK)
+    a.process(first)
+    assert a.peer_state_bytes() > 0, "the gateway's co-moments should have been learnt"
+    payload = pickle.loads(a.snapshot())  # noqa: S301 - our own test snapshot
+    del payload["peer_impedance"]
+    for name in ("pz_slot", "pz_vi", "pz_days", "pz_day_id"):
+        del payload["meters"]["arrays"][name]
+    with caplog.at_level(logging.WARNING, logger="stream.engine"):
+        b = Engine.restore(settings_for(), pickle.dumps(payload), clock=CLOCK, scorer=None)
+    assert "peer-impedance" in caplog.text and "pz_vi" in caplog.text
+    assert b.peer_state_bytes() == 0
+    np.testing.assert_array_equal(b.state.base_p[:4], a.state.base_p[:4])
+    assert b.process(rest).windows_scored > 0
+    assert b.peer_state_bytes() > 0
+
+
+def test_peer_co_moments_that_do_not_fit_their_members_are_incompatible(data) -> None:  # type: ignore[no-untyped-def]
+    a = Engine.from_settings(settings_for(), scorer=None, clock=CLOCK)
+    a.process(with_gateway(data[0]))
+    payload = pickle.loads(a.snapshot())  # noqa: S301 - our own test snapshot
+    members, comoment = payload["peer_impedance"]["comoment"]["GW-1"]
+    payload["peer_impedance"]["comoment"]["GW-1"] = (members, comoment[:2, :2])
+    with pytest.raises(SnapshotIncompatible, match="peer co-moments"):
+        Engine.restore(settings_for(), pickle.dumps(payload), clock=CLOCK, scorer=None)
+    payload["peer_impedance"]["comoment"]["GW-1"] = (members + 10, comoment)
+    with pytest.raises(SnapshotIncompatible, match="peer co-moments"):
+        Engine.restore(settings_for(), pickle.dumps(payload), clock=CLOCK, scorer=None)

@@ -496,6 +496,9 @@ def slow_bypass(f: Facts, t: Section) -> CueResult:
     lowest load so far must be down too (a bypass removed yesterday is not accused today). A
     vacant home keeps its standby; a habit change or a new appliance does not change the
     service impedance; only a bypass does all three.
+    Where the impedance fit is referenced to the meter's transformer peers
+    (``days_peer_referenced``, see :mod:`detectors.peer_impedance`) it is four times as
+    steady, and the ``peer_*`` gates then ask for a smaller share.
     Not on a premises with a source of its own (see R03).
 
     >>> r = slow_bypass({"warm": np.array([1.0, 1.0, 1.0]),
@@ -519,12 +522,13 @@ def slow_bypass(f: Facts, t: Section) -> CueResult:
     peer = f["days_peer_referenced"] > 0.5
     impedance = np.where(peer, f["days_peer_impedance_ratio"], f["days_impedance_ratio"])
     max_floor = np.where(peer, t["peer_max_floor_ratio"], t["max_floor_ratio"])
+    max_level = np.where(peer, t["peer_max_level_ratio"], t["max_level_ratio"])
     fired = (
         _warm(f)
         & (f["days_old_n"] >= t["min_old_days_n"])
         & (f["days_old_mean_w"] >= t["min_old_mean_w"])
         & (f["days_old_floor_w"] >= t["min_old_floor_w"])
-        & (f["days_level_ratio"] <= np.where(peer, t["peer_max_level_ratio"], t["max_level_ratio"]))
+        & (f["days_level_ratio"] <= max_level)
         & (f["days_level_ratio"] >= t["min_level_ratio"])
         & (f["days_floor_ratio"] <= max_floor)
         & (f["today_floor_ratio"] <= max_floor)

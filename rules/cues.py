@@ -515,7 +515,6 @@ def slow_bypass(f: Facts, t: Section) -> CueResult:
     ...      "max_level_ratio": 0.85, "min_level_ratio": 0.05, "max_floor_ratio": 0.8,
     ...      "min_impedance_ratio": 1.15, "peer_max_level_ratio": 0.9,
     ...      "peer_max_floor_ratio": 0.85, "peer_min_impedance_ratio": 1.1,
-    ...      "peer_strong_impedance_ratio": 1.25, "peer_strong_max_level_ratio": 1.5,
     ...      "min_export_age_s": 86400})
     >>> r.fired.tolist()
     [True, False, False]
@@ -523,14 +522,7 @@ def slow_bypass(f: Facts, t: Section) -> CueResult:
     peer = f["days_peer_referenced"] > 0.5
     impedance = np.where(peer, f["days_peer_impedance_ratio"], f["days_impedance_ratio"])
     max_floor = np.where(peer, t["peer_max_floor_ratio"], t["max_floor_ratio"])
-    # trial: a referenced rise this strong (a share of about 20 %) waives most of the level
-    # test (a heavier week hides a bypass from the level, not from the impedance)
-    strong = peer & (impedance >= t["peer_strong_impedance_ratio"])
-    max_level = np.where(
-        strong,
-        t["peer_strong_max_level_ratio"],
-        np.where(peer, t["peer_max_level_ratio"], t["max_level_ratio"]),
-    )
+    max_level = np.where(peer, t["peer_max_level_ratio"], t["max_level_ratio"])
     fired = (
         _warm(f)
         & (f["days_old_n"] >= t["min_old_days_n"])

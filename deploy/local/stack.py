@@ -464,8 +464,9 @@ def build_servers(settings: Settings) -> list[Server]:
                         *_kafka_java_options(kafka_log4j, layout),
                         "kafka.tools.StorageTool",
                         "format",
-                        "--cluster-id",
-                        cluster_id,
+                        # one argument with "=": a random id may start with "-", which
+                        # the tool's parser would take for an option (1 start in 64)
+                        f"--cluster-id={cluster_id}",
                         "--config",
                         str(kafka_props),
                         "--ignore-formatted",

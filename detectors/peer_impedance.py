@@ -86,6 +86,15 @@ def referenced_sums(
     return x * np.where(ok, dv - reference, 0.0), x * x
 
 
+def comoment_decay(t: Mapping[str, float]) -> float:
+    """The co-moments' decay per step: one step of a ``memory_steps_n`` memory.
+
+    >>> round(comoment_decay({"memory_steps_n": 192.0}), 5)
+    0.99481
+    """
+    return float(np.exp(-1.0 / t["memory_steps_n"]))
+
+
 def learn_comoment(comoment: FloatArray, dv: FloatArray, t: Mapping[str, float]) -> FloatArray:
     """The co-moments of the steps after one more step: decayed by one step of a
     ``memory_steps_n`` memory, plus the outer product of the steps (0 where missing).
@@ -95,5 +104,4 @@ def learn_comoment(comoment: FloatArray, dv: FloatArray, t: Mapping[str, float])
            [0., 0.]])
     """
     x = np.where(np.isfinite(dv), dv, 0.0)
-    decay = float(np.exp(-1.0 / t["memory_steps_n"]))
-    return np.asarray(comoment * decay + np.outer(x, x), dtype=np.float64)
+    return np.asarray(comoment * comoment_decay(t) + np.outer(x, x), dtype=np.float64)

@@ -523,6 +523,7 @@ def slow_bypass(f: Facts, t: Section) -> CueResult:
     impedance = np.where(peer, f["days_peer_impedance_ratio"], f["days_impedance_ratio"])
     max_floor = np.where(peer, t["peer_max_floor_ratio"], t["max_floor_ratio"])
     max_level = np.where(peer, t["peer_max_level_ratio"], t["max_level_ratio"])
+    min_impedance = np.where(peer, t["peer_min_impedance_ratio"], t["min_impedance_ratio"])
     fired = (
         _warm(f)
         & (f["days_old_n"] >= t["min_old_days_n"])
@@ -532,7 +533,7 @@ def slow_bypass(f: Facts, t: Section) -> CueResult:
         & (f["days_level_ratio"] >= t["min_level_ratio"])
         & (f["days_floor_ratio"] <= max_floor)
         & (f["today_floor_ratio"] <= max_floor)
-        & (impedance >= np.where(peer, t["peer_min_impedance_ratio"], t["min_impedance_ratio"]))
+        & (impedance >= min_impedance)
         & _no_own_source(f, t)
     )
     return CueResult(

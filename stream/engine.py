@@ -88,6 +88,7 @@ from detectors.features import (
     voltage_deviation,
     zscore_to_baseline,
 )
+from detectors.peer_impedance import comoment_decay
 from detectors.peer_voltage import night_dips
 from rules.cues import CUES, PARTNER_IDS, evaluate_cues, theft_windows
 from rules.events import Event, EventTracker, FlaggedWindow
@@ -1806,7 +1807,7 @@ class Engine:
             learn,
             float(t["min_step_corr_ratio"]),
             float(t["min_peers_n"]),
-            float(np.exp(-1.0 / t["memory_steps_n"])),
+            comoment_decay(t),
         )
         if learn:
             self._pz_comoment[gateway] = (members, comoment)

@@ -45,6 +45,7 @@ import numpy as np
 import pytest
 from bench_support import bypassed_share_at_end, simulate_replay_evaluate
 
+from rules.cues import slow_bypass
 from rules.thresholds import load_thresholds
 from stream.codecs import ReadingBatch, read_table
 from stream.engine import SB_MEAN, SB_MIN, Engine
@@ -123,19 +124,15 @@ def slow_bypass_variants(f: dict[str, np.ndarray], t: Mapping[str, float]) -> di
     lv_q, fl_q, today_q = lv * to_mean_q, fl * to_floor_q, today * to_floor_q
     floor_ok = (fl <= t["max_floor_ratio"]) & (today <= t["max_floor_ratio"])
     floor_q_ok = (fl_q <= t["max_floor_ratio"]) & (today_q <= t["max_floor_ratio"])
-    # as submitted: the transformer-referenced fit and its own gates where it is there
-    peer = f["days_peer_referenced"] > 0.5
-    peer_floor = t["peer_max_floor_ratio"]
+    # as submitted: the rule itself (the study's "exported" is its own-source test)
+    submitted = {
+        **f,
+        "warm": np.ones(len(lv)),
+        "export_physics": np.zeros(len(lv)),
+        "export_age_s": np.where(f["exported"], 0.0, np.inf),
+    }
     return {
-        "R13 as submitted": base
-        & np.where(
-            peer,
-            (lv <= t["peer_max_level_ratio"])
-            & (fl <= peer_floor)
-            & (today <= peer_floor)
-            & (f["days_peer_impedance_ratio"] >= t["peer_min_impedance_ratio"]),
-            (lv <= t["max_level_ratio"]) & floor_ok & (imp >= t["min_impedance_ratio"]),
-        ),
+        "R13 as submitted": slow_bypass(submitted, t).fired,
         "own impedance fit only (until the 12th session)": base
         & (lv <= t["max_level_ratio"])
         & floor_ok

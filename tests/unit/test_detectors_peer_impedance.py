@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.peer_impedance import (
+    comoment_decay,
     correlated_peers,
     learn_comoment,
     peer_reference,
@@ -126,7 +127,7 @@ def test_the_engines_compiled_pass_gives_the_same_numbers_bit_for_bit(
     want_xy, want_xx = referenced_sums(step, current, peer_reference(step, peers, 3.0))
     want_c = learn_comoment(comoment, step, T) if learn else comoment
     got_c = comoment.copy()
-    decay = float(np.exp(-1.0 / T["memory_steps_n"]))
+    decay = comoment_decay(T)
     got_xy, got_xx = judge_pz_slot(
         step, current, got_c, learn, T["min_step_corr_ratio"], 3.0, decay
     )

@@ -643,6 +643,44 @@ def peer_voltage_dip(f: Facts, t: Section) -> CueResult:
     )
 
 
+def timer_sag(f: Facts, t: Section) -> CueResult:
+    """R16: the meter's voltage stepped down and, hours later, back up by as much, against
+    its transformer's peers and with no step in the current it measures, and did so at the
+    same time of day on an earlier day: a load on a timer hooked before the meter (its
+    current flows through the meter's service drop, not through the meter). Judged when a
+    pair closes, an hour after the switch-off (see ``detectors.timer_hook``). A pair at
+    least ``min_step_v`` that repeats ``min_repeats_n`` times, implying at least
+    ``min_amps_a`` through the meter's own service impedance where that is known.
+
+    >>> r = timer_sag({"warm": np.array([1.0, 1.0, 1.0, 1.0, 0.0]),
+    ...     "hook_repeated": np.array([1.0, 1.0, 0.0, 1.0, 1.0]),
+    ...     "hook_repeats_n": np.array([1.0, 2.0, 0.0, 1.0, 1.0]),
+    ...     "hook_step_v": np.array([0.9, 2.1, 0.0, 0.8, 0.9]),
+    ...     "hook_duration_s": np.array([21600.0, 18000.0, 0.0, 21600.0, 21600.0]),
+    ...     "hook_unmetered_a": np.array([9.0, np.nan, np.nan, 1.5, 9.0])},
+    ...     {"min_step_v": 0.5, "min_repeats_n": 1, "min_amps_a": 3.0})
+    >>> r.fired.tolist()
+    [True, True, False, False, False]
+    """
+    fired = (
+        _warm(f)
+        & (f["hook_repeated"] > 0.5)
+        & (f["hook_repeats_n"] >= t["min_repeats_n"])
+        & (f["hook_step_v"] >= t["min_step_v"])
+        # an unknown service impedance leaves the current unknown: the step decides
+        & ~(f["hook_unmetered_a"] < t["min_amps_a"])
+    )
+    return CueResult(
+        fired,
+        {
+            "step_v": f["hook_step_v"],
+            "repeats": f["hook_repeats_n"],
+            "duration_s": f["hook_duration_s"],
+            "unmetered_a": f["hook_unmetered_a"],
+        },
+    )
+
+
 CUES: tuple[Cue, ...] = (
     Cue("R01", "meter_freeze", True, meter_freeze),
     Cue("R02", "bypass_zero", True, bypass_zero),
@@ -659,6 +697,7 @@ CUES: tuple[Cue, ...] = (
     Cue("R13", "slow_bypass", True, slow_bypass),
     Cue("R14", "stuck_registers", True, stuck_registers),
     Cue("R15", "peer_voltage_dip", True, peer_voltage_dip),
+    Cue("R16", "timer_sag", True, timer_sag),
 )
 
 CUE_BY_NAME: Mapping[str, Cue] = {c.name: c for c in CUES}

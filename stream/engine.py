@@ -48,8 +48,9 @@ Kafka, no Faust here. See the README's architecture section for the design; in s
   hour by hour, so in any batching the peers hold that day by then (all but its last
   ``skip_last_h`` hours, which are left out). R13's impedance fit takes each 15-minute
   voltage step less the median step of the meter's correlated gateway peers (its
-  transformer, learnt from the steps), judged an hour after the slot (``PZ_SLOT_MS``).
-  Both are exact in any batching but for a peer that fell silent right after a reading
+  transformer, learnt from the steps), judged an hour after the slot (``PZ_SLOT_MS``);
+  R16 reads the same judgement's half-hour steps (a load switched on a timer before the
+  meter, :mod:`detectors.timer_hook`). They are exact in any batching but for a peer that fell silent right after a reading
   of the judged stretch: that reading waits for the peer's watermark, so one batching
   counts it and another does not yet (``tests/functional/test_engine_peer_impedance.py``
   bounds the effect). A gateway's meters must share an engine: gateway-keyed topics.
@@ -163,6 +164,8 @@ PZ_DAYS = SB_DAYS + 1
 # R15 remembers the dips of this many judged days (its "nights among the last week")
 PEER_DAYS = 7
 R15_COLUMN = [c.id for c in CUES].index("R15")
+R16_COLUMN = [c.id for c in CUES].index("R16")
+PZ_SLOTS_PER_DAY = DAY_MS // PZ_SLOT_MS
 VBINS = 12
 N_SLOTS = 48  # hour of day x (weekday, weekend)
 
@@ -429,6 +432,14 @@ class MeterState:
             "pz_vi": ((PZ_SLOTS, 3), np.float32, 0.0),
             "pz_days": ((PZ_DAYS, 2), np.float32, 0.0),
             "pz_day_id": ((PZ_DAYS,), np.int32, -1),
+            # R16 (detectors.timer_hook.HookState): the pending switch-on (slot, -1: none,
+            # and its step in V) and the newest matched pair (slot, length in slots, how
+            # many pairs in a row repeated the one before at the same time of day)
+            "hk_on": ((), np.int32, -1),
+            "hk_on_v": ((), np.float64, 0.0),
+            "hk_pair": ((), np.int32, -1),
+            "hk_pair_len": ((), np.int8, 0),
+            "hk_repeat": ((), np.int8, 0),
         }
         self.grow(capacity)
 
@@ -794,11 +805,16 @@ class Engine:
             if c.shape != (len(m), len(m)) or (len(m) and int(m.max()) >= len(self.meter_ids)):
                 raise SnapshotIncompatible(f"peer co-moments of {gateway!r} do not fit")
             self._pz_comoment[str(gateway)] = (m, c)
-        for gateway, slot, m, xy, xx in section["judged"]:
+        for gateway, slot, m, xy, xx, *steps in section["judged"]:
+            members = np.asarray(m, dtype=np.int64)
+            # R16's half-hour steps came later: a judgement from before them has none
+            y2, di2 = steps if steps else (np.full(len(members), np.nan),) * 2
             self._pz_judged[(str(gateway), int(slot))] = (
-                np.asarray(m, dtype=np.int64),
+                members,
                 np.asarray(xy, dtype=np.float64),
                 np.asarray(xx, dtype=np.float64),
+                np.asarray(y2, dtype=np.float64),
+                np.asarray(di2, dtype=np.float64),
             )
             newest = self._pz_newest.get(str(gateway), -1)
             self._pz_newest[str(gateway)] = max(newest, int(slot))
@@ -1294,7 +1310,7 @@ class Engine:
         peer, peer_since_ms = self._peer_voltage(
             gm, end_ms, pstats, impedance, np.isfinite(z_long) & imports
         )
-        self._peer_impedance(gm, end_ms, pstats)
+        hook, hook_since_ms = self._peer_impedance(gm, end_ms, pstats)
         days_facts = self._days_facts(gm, end_ms, rows[R["days_cand"]] > 0.5)
 
         # inputs of the features: the features themselves are computed once per batch, over
@@ -1381,6 +1397,7 @@ class Engine:
             "vstep_onset": rows[R["vstep_onset"]],
             "vstep_prior_n": rows[R["vstep_prior"]],
             **peer,
+            **hook,
             **days_facts,
         }
         if self.debug_facts is not None:
@@ -1457,6 +1474,14 @@ class Engine:
             unbilled_w = np.where(r15, np.maximum(unbilled_w, pump_w), unbilled_w)
             stretch_s = th.value("peer_voltage_dip", "stretch_h") * 3600.0
             span_s = np.where(r15, np.maximum(since_s, stretch_s), since_s)
+        # R16 closes a timer's pair an hour after it switched off: its window reaches back
+        # to the switch-on, and its unbilled energy is the implied current over the pair
+        r16 = fired[:, R16_COLUMN]
+        if r16.any():
+            start_ms = np.where(r16, np.minimum(start_ms, hook_since_ms), start_ms)
+            hook_w = fill_nan(hook["hook_unmetered_a"] * fill_nan(mean_v, 0.0), 0.0)
+            unbilled_w = np.where(r16, np.maximum(unbilled_w, hook_w), unbilled_w)
+            span_s = np.where(r16, np.maximum(span_s, hook["hook_duration_s"]), span_s)
         return {
             "m": gm,
             "start_ms": start_ms,
@@ -1712,13 +1737,28 @@ class Engine:
         )
         return dict(zip(names, facts, strict=True)), since_ms
 
-    def _peer_impedance(self, gm: IntArray, end_ms: IntArray, pstats: FloatArray) -> None:
+    def _peer_impedance(
+        self, gm: IntArray, end_ms: IntArray, pstats: FloatArray
+    ) -> tuple[dict[str, FloatArray], IntArray]:
         """R13's peer-referenced impedance sums (see PZ_SLOT_MS): each meter entering a new
         15-minute slot first closes the slots an hour behind it (:meth:`_judge_pz_slot`,
         once per gateway and slot, into the meter's day rows), then clears the ring cells
         of the slots it enters; every pane then adds its V and I sums to its slot. A pane
-        with an exporting reading spoils its slot (while exporting, current raises V)."""
+        with an exporting reading spoils its slot (while exporting, current raises V).
+
+        Returns R16's facts (a timer's step pair closed this round, repeating an earlier
+        day's) and when the closing pair switched on (ms, -1: none): an R16 event starts
+        there, not an hour after it switched off."""
         st = self.state
+        k = len(gm)
+        hook = {
+            "hook_repeated": np.zeros(k),
+            "hook_repeats_n": np.zeros(k),
+            "hook_step_v": np.zeros(k),
+            "hook_duration_s": np.zeros(k),
+            "hook_unmetered_a": np.full(k, np.nan),
+        }
+        hook_since_ms = np.full(k, -1, dtype=np.int64)
         slot = (end_ms - 1) // PZ_SLOT_MS
         before = st.pz_slot[gm]
         moved = np.flatnonzero(slot > before)
@@ -1735,7 +1775,18 @@ class Engine:
                 rows.append(np.flatnonzero(due))
                 slots.append(s[due])
             if rows:
-                self._close_pz_slots(g[np.concatenate(rows)], np.concatenate(slots))
+                at = moved[np.concatenate(rows)]
+                pairs = self._close_pz_slots(gm[at], np.concatenate(slots))
+                # a round's pane is one per meter: the newest repeated pair of each
+                hit = np.flatnonzero(pairs["repeated"])
+                hit = hit[np.argsort(pairs["slot"][hit], kind="stable")]
+                r = at[hit]
+                hook["hook_repeated"][r] = 1.0
+                hook["hook_repeats_n"][r] = pairs["repeats"][hit]
+                hook["hook_step_v"][r] = pairs["size_v"][hit]
+                hook["hook_duration_s"][r] = pairs["length"][hit] * (PZ_SLOT_MS / 1000.0)
+                hook["hook_unmetered_a"][r] = pairs["size_v"][hit] / pairs["z_ohm"][hit]
+                hook_since_ms[r] = pairs["on_slot"][hit] * PZ_SLOT_MS
             for back in range(PZ_SLOTS):
                 s = s1 - back
                 entered = s > s0
@@ -1748,12 +1799,16 @@ class Engine:
         st.pz_vi[gm, cell, 0] += (pstats[:, SV] + spoilt).astype(np.float32)
         st.pz_vi[gm, cell, 1] += (pstats[:, SI] + spoilt).astype(np.float32)
         st.pz_vi[gm, cell, 2] += pstats[:, N].astype(np.float32)
+        return hook, hook_since_ms
 
-    def _close_pz_slots(self, g: IntArray, s: IntArray) -> None:
-        """Add each (meter, slot)'s referenced sums to the meter's row of the slot's day."""
+    def _close_pz_slots(self, g: IntArray, s: IntArray) -> dict[str, Any]:
+        """Add each (meter, slot)'s referenced sums to the meter's row of the slot's day,
+        then take its half-hour step through R16's step pairs (:meth:`_timer_hook`)."""
         st = self.state
         xy = np.zeros(len(g))
         xx = np.zeros(len(g))
+        y2 = np.full(len(g), np.nan)
+        di2 = np.full(len(g), np.nan)
         codes, names = self._gateway_code_of()
         # one judgement per (gateway, slot): segments of the rows sorted by both
         key = codes[g] * np.int64(1 << 40) + s
@@ -1763,13 +1818,17 @@ class Engine:
             code = int(codes[g[rows[0]]])
             if code < 0:
                 continue
-            members, m_xy, m_xx = self._judge_pz_slot(names[code], int(s[rows[0]]))
+            members, m_xy, m_xx, m_y2, m_di2 = self._judge_pz_slot(
+                names[code], int(s[rows[0]])
+            )
             if not len(members):
                 continue
             at = np.minimum(np.searchsorted(members, g[rows]), len(members) - 1)
             found = members[at] == g[rows]
             xy[rows] = np.where(found, m_xy[at], 0.0)
             xx[rows] = np.where(found, m_xx[at], 0.0)
+            y2[rows] = np.where(found, m_y2[at], np.nan)
+            di2[rows] = np.where(found, m_di2[at], np.nan)
         day = (s * PZ_SLOT_MS) // DAY_MS
         cell = day % PZ_DAYS
         stale = st.pz_day_id[g, cell] != day
@@ -1778,15 +1837,64 @@ class Engine:
         # np.add.at: a meter back from a gap may close two slots of one day in one call
         np.add.at(st.pz_days, (g, cell, 0), xy.astype(np.float32))
         np.add.at(st.pz_days, (g, cell, 1), xx.astype(np.float32))
+        return self._timer_hook(g, s, y2, di2)
 
-    def _judge_pz_slot(self, gateway: str, s: int) -> tuple[IntArray, FloatArray, FloatArray]:
+    def _timer_hook(self, g: IntArray, s: IntArray, y2: FloatArray, di2: FloatArray) -> dict[str, Any]:
+        """R16's step pairs (:mod:`detectors.timer_hook`, as one compiled pass): each
+        (meter, slot) in slot order, its half-hour voltage step against its peers less
+        Z times its current step, Z the meter's referenced fit over the days it holds
+        (unknown below ``min_fit_di2_a2``). Returns, per row, the pair it closed."""
+        st = self.state
+        t = self.thresholds.section("timer_sag")
+        sums = st.pz_days[g].astype(np.float64).sum(axis=1)
+        z = -sums[:, 0] / np.maximum(sums[:, 1], 1e-9)
+        z = np.where((sums[:, 1] >= t["min_fit_di2_a2"]) & (z > 0), z, np.nan)
+        order = np.lexsort((s, g))
+        closed, repeated, on_slot, length, size, repeats = kernels.timer_hook_rows(
+            order,
+            g,
+            s,
+            y2,
+            di2,
+            z,
+            float(t["max_quiet_di_a"]),
+            float(t["min_step_v"]),
+            float(t["match_ratio"]),
+            float(t["min_len_slots"]),
+            float(t["max_len_slots"]),
+            float(t["clock_tol_slots"]),
+            float(t["len_tol_slots"]),
+            float(t["max_apart_days"]),
+            PZ_SLOTS_PER_DAY,
+            st.hk_on,
+            st.hk_on_v,
+            st.hk_pair,
+            st.hk_pair_len,
+            st.hk_repeat,
+        )
+        return {
+            "closed": closed,
+            "repeated": repeated,
+            "slot": s,
+            "on_slot": on_slot,
+            "length": length,
+            "size_v": size,
+            "z_ohm": z,
+            "repeats": repeats,
+        }
+
+    def _judge_pz_slot(
+        self, gateway: str, s: int
+    ) -> tuple[IntArray, FloatArray, FloatArray, FloatArray, FloatArray]:
         """Every member's referenced sums for the step into slot ``s`` (computed once per
         gateway and slot, kept for the two rings' span behind the gateway's newest): the
         members' steps of mean V and mean I from slot s - 1, each voltage step less the
         median of the member's correlated peers' (peers from the co-moments before this
         step, which then learn it, if it is the gateway's newest slot yet: a member far
         behind its gateway, whose slot was judged and forgotten, gets the peers' steps as
-        they are now, and teaches nothing)."""
+        they are now, and teaches nothing). Also, for R16, the half-hour steps from slot
+        s - 2, the voltage step less the same peers' median (NaN: none), and the current
+        step."""
         key = (gateway, s)
         done = self._pz_judged.get(key)
         if done is not None:
@@ -1796,23 +1904,30 @@ class Engine:
         members = self._members_of(gateway)
         # a member counts once it has moved past slot s (its slot is then final: a reading
         # older than a released one is late and dropped), while its ring still holds s - 1
-        dv, di = kernels.pz_steps(members, s, st.pz_slot, st.pz_vi)
+        dv, di = kernels.pz_steps(members, s, 1, st.pz_slot, st.pz_vi)
+        dv2, di2 = kernels.pz_steps(members, s, 2, st.pz_slot, st.pz_vi)
         comoment = self._pz_comoment_of(gateway, members)
         learn = s > self._pz_newest.get(gateway, -1)
+        min_corr = float(t["min_step_corr_ratio"])
+        min_peers = float(t["min_peers_n"])
+        # the half-hour steps against the same peers (the co-moments before this step)
+        _, _, y2 = kernels.judge_pz_slot(
+            dv2, di2, comoment, False, min_corr, min_peers, comoment_decay(t)
+        )
         # detectors.peer_impedance's four steps in one compiled pass (same numbers)
-        xy, xx = kernels.judge_pz_slot(
+        xy, xx, _ = kernels.judge_pz_slot(
             dv,
             di,
             comoment,
             learn,
-            float(t["min_step_corr_ratio"]),
-            float(t["min_peers_n"]),
+            min_corr,
+            min_peers,
             comoment_decay(t),
         )
         if learn:
             self._pz_comoment[gateway] = (members, comoment)
             self._pz_newest[gateway] = s
-        done = (members, xy, xx)
+        done = (members, xy, xx, y2, di2)
         self._pz_judged[key] = done
         if len(self._pz_judged) > 4 * PZ_SLOTS * max(len(self._pz_newest), 1):
             newest = self._pz_newest

@@ -1750,7 +1750,7 @@ def judge_pz_slot(dv, di, comoment, learn, min_corr, min_peers, decay):
     ``referenced_sums`` and, when ``learn``, ``learn_comoment`` in place on
     ``comoment``; ``decay`` is its exp(-1 / memory), computed by numpy). ``min_corr``
     must be above 0 (a meter without steps is then nobody's peer, as there). Returns the
-    members' (x*y, x^2)."""
+    members' (x*y, x^2) and their referenced voltage steps y (NaN: no reference)."""
     n = dv.shape[0]
     scale = np.empty(n)
     for i in range(n):
@@ -1758,6 +1758,7 @@ def judge_pz_slot(dv, di, comoment, learn, min_corr, min_peers, decay):
         scale[i] = np.sqrt(d if d > 0.0 else 0.0)
     xy = np.zeros(n)
     xx = np.zeros(n)
+    y = np.full(n, np.nan)
     buf = np.empty(n)
     for i in range(n):
         k = 0
@@ -1780,6 +1781,7 @@ def judge_pz_slot(dv, di, comoment, learn, min_corr, min_peers, decay):
             a = buf[(k - 1) // 2]
             b = a if k % 2 == 1 else buf[k // 2]
             ref = 0.5 * (a + b)
+        y[i] = dv[i] - ref
         if np.isfinite(dv[i]) and np.isfinite(di[i]) and np.isfinite(ref):
             xy[i] = di[i] * (dv[i] - ref)
             xx[i] = di[i] * di[i]
@@ -1790,15 +1792,15 @@ def judge_pz_slot(dv, di, comoment, learn, min_corr, min_peers, decay):
         for i in range(n):
             for j in range(n):
                 comoment[i, j] = comoment[i, j] * decay + x[i] * x[j]
-    return xy, xx
+    return xy, xx, y
 
 
 @njit(cache=True, error_model="numpy")
-def pz_steps(members, s, pz_slot, pz_vi):
-    """The members' steps of mean V and mean I into 15-minute slot ``s`` from their rings
-    (``Engine._judge_pz_slot``): NaN for a member that has not moved past ``s`` (its slot
-    may still fill), whose ring no longer holds ``s - 1``, or with a slot empty or spoilt
-    by an exporting reading."""
+def pz_steps(members, s, back, pz_slot, pz_vi):
+    """The members' steps of mean V and mean I into 15-minute slot ``s`` from slot
+    ``s - back``, from their rings (``Engine._judge_pz_slot``): NaN for a member that has
+    not moved past ``s`` (its slot may still fill), whose ring no longer holds
+    ``s - back``, or with a slot empty or spoilt by an exporting reading."""
     n = members.shape[0]
     slots = pz_vi.shape[1]
     dv = np.full(n, np.nan)
@@ -1806,12 +1808,105 @@ def pz_steps(members, s, pz_slot, pz_vi):
     for k in range(n):
         g = members[k]
         newest = pz_slot[g]
-        if newest > s and newest - s + 1 < slots:
+        if newest > s and newest - s + back < slots:
             c = s % slots
-            p = (s - 1) % slots
+            p = (s - back) % slots
             if pz_vi[g, c, 2] > 0 and pz_vi[g, p, 2] > 0:
                 n_c = np.float64(pz_vi[g, c, 2])
                 n_p = np.float64(pz_vi[g, p, 2])
                 dv[k] = np.float64(pz_vi[g, c, 0]) / n_c - np.float64(pz_vi[g, p, 0]) / n_p
                 di[k] = np.float64(pz_vi[g, c, 1]) / n_c - np.float64(pz_vi[g, p, 1]) / n_p
     return dv, di
+
+
+@njit(cache=True, error_model="numpy")
+def timer_hook_rows(
+    order,
+    g,
+    s,
+    dv_ref,
+    di,
+    z,
+    max_di_a,
+    min_step_v,
+    match_ratio,
+    min_len_slots,
+    max_len_slots,
+    clock_tol_slots,
+    len_tol_slots,
+    max_apart_days,
+    slots_per_day,
+    hk_on,
+    hk_on_v,
+    hk_pair,
+    hk_pair_len,
+    hk_repeat,
+):
+    """R16's step pairs (``Engine._close_pz_slots``): the rows (meter ``g``, slot ``s``)
+    in ``order`` (each meter's slots ascending), each one's unexplained step and one
+    :func:`detectors.timer_hook.step_hook` on the meter's state, in place. Returns per
+    row: pair closed, repeated, its switch-on slot, length (slots), size (V) and the
+    meter's repeats in a row after it."""
+    n = g.shape[0]
+    closed = np.zeros(n, dtype=np.bool_)
+    repeated = np.zeros(n, dtype=np.bool_)
+    on_out = np.full(n, -1, dtype=np.int64)
+    len_out = np.zeros(n, dtype=np.int64)
+    size_out = np.zeros(n)
+    rep_out = np.zeros(n, dtype=np.int64)
+    half = slots_per_day // 2
+    for q in range(n):
+        r = order[q]
+        m = g[r]
+        slot = s[r]
+        # detectors.timer_hook.unexplained_step
+        e = np.nan
+        if np.isfinite(dv_ref[r]) and np.isfinite(di[r]) and abs(di[r]) <= max_di_a:
+            if np.isfinite(z[r]):
+                e = dv_ref[r] + z[r] * di[r]
+            elif abs(di[r]) <= 0.1 * max_di_a:
+                e = dv_ref[r]
+        on_slot = np.int64(hk_on[m])
+        on_v = np.float64(hk_on_v[m])
+        if on_slot >= 0 and slot - on_slot > max_len_slots:
+            on_slot = -1
+            on_v = 0.0
+        if np.isfinite(e):
+            if e <= -min_step_v:
+                if not (on_slot >= 0 and slot - on_slot <= 2 and e >= on_v):
+                    on_slot = slot
+                    on_v = e
+            elif e >= min_step_v and on_slot >= 0:
+                length = slot - on_slot
+                size = max(e, -on_v)
+                if (
+                    min_len_slots <= length <= max_len_slots
+                    and abs(e + on_v) <= match_ratio * size
+                ):
+                    pair_slot = np.int64(hk_pair[m])
+                    apart = on_slot - pair_slot
+                    off_clock = abs((apart + half) % slots_per_day - half)
+                    rep = (
+                        pair_slot >= 0
+                        and slots_per_day - clock_tol_slots <= apart
+                        and apart <= max_apart_days * slots_per_day + clock_tol_slots
+                        and off_clock <= clock_tol_slots
+                        and abs(length - np.int64(hk_pair_len[m])) <= len_tol_slots
+                    )
+                    if rep:
+                        hk_repeat[m] = min(np.int64(hk_repeat[m]) + 1, 100)
+                    else:
+                        hk_repeat[m] = 0
+                    closed[r] = True
+                    repeated[r] = rep
+                    on_out[r] = on_slot
+                    len_out[r] = length
+                    size_out[r] = 0.5 * (e - on_v)
+                    rep_out[r] = hk_repeat[m]
+                    hk_pair[m] = on_slot
+                    hk_pair_len[m] = length
+                    on_slot = -1
+                    on_v = 0.0
+        hk_on[m] = on_slot
+        hk_on_v[m] = on_v
+    return closed, repeated, on_out, len_out, size_out, rep_out

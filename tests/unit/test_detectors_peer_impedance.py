@@ -124,12 +124,15 @@ def test_the_engines_compiled_pass_gives_the_same_numbers_bit_for_bit(
     step[rng.random(n) < 0.2] = np.nan
     current = di[50, :n]
     peers = correlated_peers(comoment, T["min_step_corr_ratio"])
-    want_xy, want_xx = referenced_sums(step, current, peer_reference(step, peers, 3.0))
+    reference = peer_reference(step, peers, 3.0)
+    want_xy, want_xx = referenced_sums(step, current, reference)
     want_c = learn_comoment(comoment, step, T) if learn else comoment
     got_c = comoment.copy()
     decay = comoment_decay(T)
-    got_xy, got_xx = judge_pz_slot(
+    got_xy, got_xx, got_y = judge_pz_slot(
         step, current, got_c, learn, T["min_step_corr_ratio"], 3.0, decay
     )
     assert np.array_equal(got_xy, want_xy) and np.array_equal(got_xx, want_xx)
+    # the referenced steps R16 reads (NaN where there is no step or no reference)
+    assert np.array_equal(got_y, step - reference, equal_nan=True)
     assert np.array_equal(got_c, want_c)

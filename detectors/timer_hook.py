@@ -11,8 +11,8 @@ too (its own Z x dI is taken off, and a step with a large current step is not ju
 
 One such pair can be chance: a clean meter's referenced voltage steps half a volt a few
 times a week. A timer repeats it: the same pair, switched on at the same time of day
-(within ``clock_tol_slots``) and lasting as long (within ``len_tol_slots``) on another
-day of the last ``max_apart_days``. That repeat is what R16 accuses.
+(within ``clock_tol_s``) and lasting as long (within ``len_tol_s``) on another day of
+the last ``max_apart_days``. That repeat is what R16 accuses.
 
 The steps are the engine's 15-minute slots (``stream.engine.PZ_SLOT_MS``) taken two
 slots apart, so a switch anywhere inside a slot shows whole in one of them. This module
@@ -25,6 +25,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from typing import NamedTuple
+
+# the engine's 15-minute slots (stream.engine.PZ_SLOT_MS)
+SLOT_S = 900
 
 
 class HookState(NamedTuple):
@@ -71,23 +74,23 @@ def unexplained_step(dv_ref: float, di: float, z_ohm: float, max_di_a: float) ->
 
 
 def step_hook(
-    state: HookState, slot: int, e: float, t: Mapping[str, float], slots_per_day: int = 96
+    state: HookState, slot: int, e: float, t: Mapping[str, float], slot_s: int = SLOT_S
 ) -> tuple[HookState, HookStep]:
-    """Advance one meter by one slot's unexplained step ``e`` (volts, NaN: none).
+    """Advance one meter by one slot's unexplained step ``e`` (volts, NaN: none); slots
+    are ``slot_s`` seconds long.
 
     A step down of at least ``min_step_v`` is a switch-on (within two slots of the
     pending one, the deeper of the two: a switch inside a slot shows partly in the
-    neighbouring steps). A step up of at least ``min_step_v``, ``min_len_slots`` to
-    ``max_len_slots`` after a pending switch-on and of the same size (within
-    ``match_ratio`` of the larger), closes a pair. A closed pair repeats the newest
-    earlier pair if it switched on a whole number of days later (within
-    ``clock_tol_slots``, at most ``max_apart_days``) and lasted as long (within
-    ``len_tol_slots``).
+    neighbouring steps). A step up of at least ``min_step_v``, ``min_len_s`` to
+    ``max_len_s`` after a pending switch-on and of the same size (within ``match_ratio``
+    of the larger), closes a pair. A closed pair repeats the newest earlier pair if it
+    switched on a whole number of days later (within ``clock_tol_s``, at most
+    ``max_apart_days``) and lasted as long (within ``len_tol_s``).
 
     A pump on from 22:30 to 04:30 two nights running (slot 90 of day 0 is 22:30):
 
-    >>> t = {"min_step_v": 0.5, "match_ratio": 0.35, "min_len_slots": 8.0,
-    ...      "max_len_slots": 40.0, "clock_tol_slots": 1.0, "len_tol_slots": 1.0,
+    >>> t = {"min_step_v": 0.5, "match_ratio": 0.35, "min_len_s": 7200.0,
+    ...      "max_len_s": 36000.0, "clock_tol_s": 900.0, "len_tol_s": 900.0,
     ...      "max_apart_days": 7.0}
     >>> s = HookState()
     >>> for slot, e in [(90, -0.9), (114, 0.85), (186, -0.95), (210, 0.9)]:
@@ -104,7 +107,10 @@ def step_hook(
     False
     """
     on_slot, on_v, pair_slot, pair_len, repeats = state
-    if on_slot >= 0 and slot - on_slot > t["max_len_slots"]:
+    min_len, max_len = t["min_len_s"] / slot_s, t["max_len_s"] / slot_s
+    clock_tol, len_tol = t["clock_tol_s"] / slot_s, t["len_tol_s"] / slot_s
+    slots_per_day = 86_400 // slot_s
+    if on_slot >= 0 and slot - on_slot > max_len:
         on_slot, on_v = -1, 0.0  # its switch-off never came
     if not math.isfinite(e):
         return HookState(on_slot, on_v, pair_slot, pair_len, repeats), HookStep()
@@ -116,20 +122,17 @@ def step_hook(
         return HookState(on_slot, on_v, pair_slot, pair_len, repeats), HookStep()
     length = slot - on_slot
     size = max(e, -on_v)
-    if not (
-        t["min_len_slots"] <= length <= t["max_len_slots"]
-        and abs(e + on_v) <= t["match_ratio"] * size
-    ):
+    if not (min_len <= length <= max_len and abs(e + on_v) <= t["match_ratio"] * size):
         return HookState(on_slot, on_v, pair_slot, pair_len, repeats), HookStep()
     apart = on_slot - pair_slot
     half = slots_per_day // 2
     off_clock = abs((apart + half) % slots_per_day - half)
     repeated = (
         pair_slot >= 0
-        and slots_per_day - t["clock_tol_slots"] <= apart
-        and apart <= t["max_apart_days"] * slots_per_day + t["clock_tol_slots"]
-        and off_clock <= t["clock_tol_slots"]
-        and abs(length - pair_len) <= t["len_tol_slots"]
+        and slots_per_day - clock_tol <= apart
+        and apart <= t["max_apart_days"] * slots_per_day + clock_tol
+        and off_clock <= clock_tol
+        and abs(length - pair_len) <= len_tol
     )
     repeats = min(repeats + 1, 100) if repeated else 0
     step = HookStep(True, repeated, on_slot, length, 0.5 * (e - on_v))

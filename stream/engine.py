@@ -42,7 +42,7 @@ Kafka, no Faust here. See the README's architecture section for the design; in s
   needs persistence counts seconds of event time, so rules behave the same at any cadence.
 * **Per-meter state** lives in preallocated numpy arrays indexed by a dense meter index
   that grows by doubling: no Python object per meter (see :meth:`Engine.state_bytes`).
-* **Peers (R15 and R13's impedance fit).** Every other verdict reads the meter's own
+* **Peers (R15, R13's impedance fit and R16).** Every other verdict reads the meter's own
   state. R15 compares a meter's day of hourly corrected voltage with its gateway's
   meters' same day, judged at the meter's first window of the next day; pane rounds go
   hour by hour, so in any batching the peers hold that day by then (all but its last
@@ -50,9 +50,10 @@ Kafka, no Faust here. See the README's architecture section for the design; in s
   voltage step less the median step of the meter's correlated gateway peers (its
   transformer, learnt from the steps), judged an hour after the slot (``PZ_SLOT_MS``);
   R16 reads the same judgement's half-hour steps (a load switched on a timer before the
-  meter, :mod:`detectors.timer_hook`). They are exact in any batching but for a peer that fell silent right after a reading
-  of the judged stretch: that reading waits for the peer's watermark, so one batching
-  counts it and another does not yet (``tests/functional/test_engine_peer_impedance.py``
+  meter, :mod:`detectors.timer_hook`). They are exact in any batching but for a peer that
+  fell silent right after a reading of the judged stretch: that reading waits for the
+  peer's watermark, so one batching counts it and another does not yet
+  (``tests/functional/test_engine_peer_impedance.py``
   bounds the effect). A gateway's meters must share an engine: gateway-keyed topics.
 """
 
@@ -1818,9 +1819,7 @@ class Engine:
             code = int(codes[g[rows[0]]])
             if code < 0:
                 continue
-            members, m_xy, m_xx, m_y2, m_di2 = self._judge_pz_slot(
-                names[code], int(s[rows[0]])
-            )
+            members, m_xy, m_xx, m_y2, m_di2 = self._judge_pz_slot(names[code], int(s[rows[0]]))
             if not len(members):
                 continue
             at = np.minimum(np.searchsorted(members, g[rows]), len(members) - 1)
@@ -1839,7 +1838,9 @@ class Engine:
         np.add.at(st.pz_days, (g, cell, 1), xx.astype(np.float32))
         return self._timer_hook(g, s, y2, di2)
 
-    def _timer_hook(self, g: IntArray, s: IntArray, y2: FloatArray, di2: FloatArray) -> dict[str, Any]:
+    def _timer_hook(
+        self, g: IntArray, s: IntArray, y2: FloatArray, di2: FloatArray
+    ) -> dict[str, Any]:
         """R16's step pairs (:mod:`detectors.timer_hook`, as one compiled pass): each
         (meter, slot) in slot order, its half-hour voltage step against its peers less
         Z times its current step, Z the meter's referenced fit over the days it holds
@@ -1850,6 +1851,7 @@ class Engine:
         z = -sums[:, 0] / np.maximum(sums[:, 1], 1e-9)
         z = np.where((sums[:, 1] >= t["min_fit_di2_a2"]) & (z > 0), z, np.nan)
         order = np.lexsort((s, g))
+        slot_s = PZ_SLOT_MS // 1000
         closed, repeated, on_slot, length, size, repeats = kernels.timer_hook_rows(
             order,
             g,
@@ -1860,10 +1862,11 @@ class Engine:
             float(t["max_quiet_di_a"]),
             float(t["min_step_v"]),
             float(t["match_ratio"]),
-            float(t["min_len_slots"]),
-            float(t["max_len_slots"]),
-            float(t["clock_tol_slots"]),
-            float(t["len_tol_slots"]),
+            # the same slot counts as detectors.timer_hook.step_hook's
+            t["min_len_s"] / slot_s,
+            t["max_len_s"] / slot_s,
+            t["clock_tol_s"] / slot_s,
+            t["len_tol_s"] / slot_s,
             float(t["max_apart_days"]),
             PZ_SLOTS_PER_DAY,
             st.hk_on,

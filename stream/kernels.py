@@ -1879,10 +1879,7 @@ def timer_hook_rows(
             elif e >= min_step_v and on_slot >= 0:
                 length = slot - on_slot
                 size = max(e, -on_v)
-                if (
-                    min_len_slots <= length <= max_len_slots
-                    and abs(e + on_v) <= match_ratio * size
-                ):
+                if min_len_slots <= length <= max_len_slots and abs(e + on_v) <= match_ratio * size:
                     pair_slot = np.int64(hk_pair[m])
                     apart = on_slot - pair_slot
                     off_clock = abs((apart + half) % slots_per_day - half)

@@ -333,3 +333,26 @@ def test_peer_co_moments_that_do_not_fit_their_members_are_incompatible(data) ->
     payload["peer_impedance"]["comoment"]["GW-1"] = (members + 10, comoment)
     with pytest.raises(SnapshotIncompatible, match="peer co-moments"):
         Engine.restore(settings_for(), pickle.dumps(payload), clock=CLOCK, scorer=None)
+
+
+def test_a_snapshot_from_before_r16_restores_and_continues(data, caplog) -> None:  # type: ignore[no-untyped-def]
+    # R16 came later: its per-meter state, and the half-hour steps kept with each judged
+    # slot, are not in an older snapshot. The judged slots restore with their steps
+    # unknown (a pair across the restart is missed), the state starts empty, with a warning
+    first, rest = with_gateway(data[0]), with_gateway(data[1])
+    a = Engine.from_settings(settings_for(), scorer=None, clock=CLOCK)
+    a.process(first)
+    payload = pickle.loads(a.snapshot())  # noqa: S301 - our own test snapshot
+    judged = payload["peer_impedance"]["judged"]
+    assert judged and all(len(entry) == 7 for entry in judged)
+    payload["peer_impedance"]["judged"] = [entry[:5] for entry in judged]
+    for name in ("hk_on", "hk_on_v", "hk_pair", "hk_pair_len", "hk_repeat"):
+        del payload["meters"]["arrays"][name]
+    with caplog.at_level(logging.WARNING, logger="stream.engine"):
+        b = Engine.restore(settings_for(), pickle.dumps(payload), clock=CLOCK, scorer=None)
+    assert "hk_on" in caplog.text
+    for _, _, _, _, _, y2, di2 in pickle.loads(b.snapshot())["peer_impedance"]["judged"]:  # noqa: S301
+        assert np.isnan(y2).all() and np.isnan(di2).all()
+    assert (b.state.hk_on[:4] == -1).all()
+    np.testing.assert_array_equal(b.state.pz_days[:4], a.state.pz_days[:4])
+    assert b.process(rest).windows_scored > 0

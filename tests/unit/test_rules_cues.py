@@ -95,6 +95,11 @@ def facts(**values: float) -> dict[str, np.ndarray]:
         "peer_shallow_nights_n": 0.0,
         "peer_unmetered_a": 0.0,
         "peer_n": 30.0,
+        "hook_repeated": 0.0,
+        "hook_repeats_n": 0.0,
+        "hook_step_v": 0.0,
+        "hook_duration_s": 0.0,
+        "hook_unmetered_a": float("nan"),
     }
     out = {k: np.array([v, v]) for k, v in base.items()}
     for k, v in values.items():
@@ -126,6 +131,7 @@ FIRING = {
     "peer_voltage_dip": dict(
         peer_judged=1.0, peer_dip_v=-2.0, peer_nights_n=2.0, peer_unmetered_a=13.0
     ),
+    "timer_sag": dict(hook_repeated=1.0, hook_repeats_n=1.0, hook_step_v=0.9, hook_unmetered_a=9.0),
 }
 
 
@@ -337,6 +343,7 @@ def test_theft_cue_on_a_plain_anomaly_opens_a_separate_theft_event() -> None:
         "detectors.features",
         "detectors.peer_voltage",
         "detectors.peer_impedance",
+        "detectors.timer_hook",
         "stream.windows",
         "stream.evaluation",
     ],
@@ -364,6 +371,23 @@ def test_stuck_registers_needs_load_length_history_and_a_moving_voltage() -> Non
     ):
         fired = C.stuck_registers(facts(**{**firing, **change}), th).fired
         assert not fired.any(), change
+
+
+def test_timer_sag_needs_a_repeated_pair_of_real_size_and_current() -> None:
+    th = TH.section("timer_sag")
+    firing = dict(hook_repeated=1.0, hook_repeats_n=1.0, hook_step_v=0.9, hook_unmetered_a=9.0)
+    assert C.timer_sag(facts(**firing), th).fired.tolist() == [True, False]
+    for change in (
+        dict(hook_repeated=0.0),  # judged only when a pair closes
+        dict(hook_repeats_n=0.0),  # one pair is chance, not a timer
+        dict(hook_step_v=0.45),  # below the half volt a clean meter shows weekly
+        dict(hook_unmetered_a=2.0),  # 2 A through the drop is no hooked load worth a visit
+        dict(warm=0.0),
+    ):
+        fired = C.timer_sag(facts(**{**firing, **change}), th).fired
+        assert not fired.any(), change
+    # an unknown service impedance leaves the current unknown: the step decides
+    assert C.timer_sag(facts(**{**firing, "hook_unmetered_a": float("nan")}), th).fired[0]
 
 
 def test_peer_voltage_dip_needs_a_judged_deep_recurring_dip_with_peers() -> None:

@@ -1911,20 +1911,16 @@ class Engine:
         dv2, di2 = kernels.pz_steps(members, s, 2, st.pz_slot, st.pz_vi)
         comoment = self._pz_comoment_of(gateway, members)
         learn = s > self._pz_newest.get(gateway, -1)
-        min_corr = float(t["min_step_corr_ratio"])
-        min_peers = float(t["min_peers_n"])
-        # the half-hour steps against the same peers (the co-moments before this step)
-        _, _, y2 = kernels.judge_pz_slot(
-            dv2, di2, comoment, False, min_corr, min_peers, comoment_decay(t)
-        )
-        # detectors.peer_impedance's four steps in one compiled pass (same numbers)
-        xy, xx, _ = kernels.judge_pz_slot(
+        # detectors.peer_impedance's four steps in one compiled pass (same numbers), and
+        # R16's half-hour steps against the same peers
+        xy, xx, _, y2 = kernels.judge_pz_slot(
             dv,
             di,
+            dv2,
             comoment,
             learn,
-            min_corr,
-            min_peers,
+            float(t["min_step_corr_ratio"]),
+            float(t["min_peers_n"]),
             comoment_decay(t),
         )
         if learn:

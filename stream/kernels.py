@@ -1743,14 +1743,31 @@ def window_features(
             out[at, c] = row[c] if np.isfinite(row[c]) else 0.0
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def sorted_median(buf, k):
+    """The median of ``buf[:k]`` (k > 0), sorting it in place by insertion (a
+    transformer's few dozen steps, no allocation): numpy's median of the same values."""
+    for q in range(1, k):
+        v = buf[q]
+        r = q - 1
+        while r >= 0 and buf[r] > v:
+            buf[r + 1] = buf[r]
+            r -= 1
+        buf[r + 1] = v
+    a = buf[(k - 1) // 2]
+    b = a if k % 2 == 1 else buf[k // 2]
+    return 0.5 * (a + b)
+
+
 @njit(cache=True, error_model="numpy")
-def judge_pz_slot(dv, di, comoment, learn, min_corr, min_peers, decay):
+def judge_pz_slot(dv, di, dv2, comoment, learn, min_corr, min_peers, decay):
     """R13's peer reference for one gateway and 15-minute slot, in one pass: the numbers
     of :mod:`detectors.peer_impedance` (``correlated_peers``, ``peer_reference``,
     ``referenced_sums`` and, when ``learn``, ``learn_comoment`` in place on
     ``comoment``; ``decay`` is its exp(-1 / memory), computed by numpy). ``min_corr``
     must be above 0 (a meter without steps is then nobody's peer, as there). Returns the
-    members' (x*y, x^2) and their referenced voltage steps y (NaN: no reference)."""
+    members' (x*y, x^2), their referenced voltage steps y (NaN: no reference), and the
+    same for the half-hour steps ``dv2`` against the same peers (R16), peers found once."""
     n = dv.shape[0]
     scale = np.empty(n)
     for i in range(n):
@@ -1759,29 +1776,28 @@ def judge_pz_slot(dv, di, comoment, learn, min_corr, min_peers, decay):
     xy = np.zeros(n)
     xx = np.zeros(n)
     y = np.full(n, np.nan)
+    y2 = np.full(n, np.nan)
     buf = np.empty(n)
+    buf2 = np.empty(n)
     for i in range(n):
         k = 0
+        k2 = 0
         if scale[i] > 0.0:
             for j in range(n):
-                if j != i and scale[j] > 0.0 and np.isfinite(dv[j]):
+                if j != i and scale[j] > 0.0:
                     if comoment[i, j] / (scale[i] * scale[j]) >= min_corr:
-                        buf[k] = dv[j]
-                        k += 1
+                        if np.isfinite(dv[j]):
+                            buf[k] = dv[j]
+                            k += 1
+                        if np.isfinite(dv2[j]):
+                            buf2[k2] = dv2[j]
+                            k2 += 1
         ref = np.nan
         if k >= min_peers and k > 0:
-            # insertion sort in place (a transformer's few dozen steps, no allocation)
-            for q in range(1, k):
-                v = buf[q]
-                r = q - 1
-                while r >= 0 and buf[r] > v:
-                    buf[r + 1] = buf[r]
-                    r -= 1
-                buf[r + 1] = v
-            a = buf[(k - 1) // 2]
-            b = a if k % 2 == 1 else buf[k // 2]
-            ref = 0.5 * (a + b)
+            ref = sorted_median(buf, k)
         y[i] = dv[i] - ref
+        if k2 >= min_peers and k2 > 0:
+            y2[i] = dv2[i] - sorted_median(buf2, k2)
         if np.isfinite(dv[i]) and np.isfinite(di[i]) and np.isfinite(ref):
             xy[i] = di[i] * (dv[i] - ref)
             xx[i] = di[i] * di[i]
@@ -1792,7 +1808,7 @@ def judge_pz_slot(dv, di, comoment, learn, min_corr, min_peers, decay):
         for i in range(n):
             for j in range(n):
                 comoment[i, j] = comoment[i, j] * decay + x[i] * x[j]
-    return xy, xx, y
+    return xy, xx, y, y2
 
 
 @njit(cache=True, error_model="numpy")

@@ -95,7 +95,7 @@ from detectors.peer_voltage import night_dips
 from rules.cues import CUES, PARTNER_IDS, evaluate_cues, theft_windows
 from rules.events import Event, EventTracker, FlaggedWindow
 from rules.severity import unbilled_kwh
-from rules.thresholds import Thresholds, load_thresholds
+from rules.thresholds import ThresholdError, Thresholds, load_thresholds
 from stream import kernels
 from stream.codecs import ReadingBatch, Rejection, concat_batches, split_valid
 from stream.kernels import (
@@ -167,6 +167,8 @@ PEER_DAYS = 7
 R15_COLUMN = [c.id for c in CUES].index("R15")
 R16_COLUMN = [c.id for c in CUES].index("R16")
 PZ_SLOTS_PER_DAY = DAY_MS // PZ_SLOT_MS
+# R16's pair length is kept in slots in an int8 (hk_pair_len)
+PAIR_LEN_MAX = 127
 VBINS = 12
 N_SLOTS = 48  # hour of day x (weekday, weekend)
 
@@ -491,6 +493,12 @@ class Engine:
         ``timer`` is a monotonic counter that times the engine's stages."""
         if config.window_s % config.hop_s != 0:
             raise ValueError("hop must divide window")
+        if thresholds.value("timer_sag", "max_len_s") * 1000 > PAIR_LEN_MAX * PZ_SLOT_MS:
+            # R16 keeps a pair's length in slots in one byte of per-meter state
+            raise ThresholdError(
+                f"{thresholds.source}: [timer_sag] max_len_s must be at most "
+                f"{PAIR_LEN_MAX * PZ_SLOT_MS // 1000} s"
+            )
         self.config = config
         self.thresholds = thresholds
         self.scorer = scorer
@@ -512,7 +520,10 @@ class Engine:
         # voltage steps (members in meter-index order, learnt once per judged slot), and
         # the judged slots (members, x*y, x^2), kept for the members that close them later
         self._pz_comoment: dict[str, tuple[IntArray, FloatArray]] = {}
-        self._pz_judged: dict[tuple[str, int], tuple[IntArray, FloatArray, FloatArray]] = {}
+        # (and R16's half-hour steps against the same peers, and the current steps)
+        self._pz_judged: dict[
+            tuple[str, int], tuple[IntArray, FloatArray, FloatArray, FloatArray, FloatArray]
+        ] = {}
         # per gateway the newest slot judged: the co-moments learn each slot once, in order
         self._pz_newest: dict[str, int] = {}
         self.newest_ms: int | None = None

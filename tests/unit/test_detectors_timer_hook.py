@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import math
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.timer_hook import HookState, step_hook, unexplained_step
-from rules.thresholds import load_thresholds
+from rules.thresholds import DEFAULT_THRESHOLDS_FILE, ThresholdError, load_thresholds
+from stream.engine import Engine
+from stream.settings import Settings
 
 T = load_thresholds().section("timer_sag")
 DAY = 96  # 15-minute slots
@@ -144,3 +149,15 @@ def test_the_engines_compiled_pass_follows_the_pure_steps(data: list[tuple]) -> 
         assert (int(state["pair"][m]), int(state["pair_len"][m])) == pure[m][2:4]
         assert int(state["repeat"][m]) == pure[m].repeats
     assert closed.sum() >= 2 and repeated.any()
+
+
+def test_the_engine_refuses_a_pair_longer_than_its_state_can_hold(tmp_path: Path) -> None:
+    text = DEFAULT_THRESHOLDS_FILE.read_text(encoding="utf-8")
+    assert "max_len_s = 36000.0" in text
+    too_long = tmp_path / "thresholds.toml"
+    too_long.write_text(text.replace("max_len_s = 36000.0", "max_len_s = 115200.0"))
+    with pytest.raises(ThresholdError, match=r"\[timer_sag\] max_len_s"):
+        Engine.from_settings(Settings(thresholds_file=too_long), scorer=None)
+    at_most = tmp_path / "ok.toml"
+    at_most.write_text(text.replace("max_len_s = 36000.0", "max_len_s = 114300.0"))
+    Engine.from_settings(Settings(thresholds_file=at_most), scorer=None)

@@ -4,7 +4,6 @@ compiled pass (stream.kernels.timer_hook_rows) against them."""
 from __future__ import annotations
 
 import math
-
 from pathlib import Path
 
 import numpy as np

@@ -7,53 +7,23 @@ their own evening and night loads, so the shared sags that R15 must not accuse a
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
+import engine_runs
 import numpy as np
 import pytest
-from engine_runs import final_events
+from engine_runs import cue_alerts, iso_ms, pump_nights
 
-from simulator.fleet import FleetConfig, write_files
-from stream.codecs import ReadingBatch, read_table
-from stream.engine import Engine
-from stream.settings import Settings
+from stream.codecs import ReadingBatch
 
 
 @pytest.fixture(scope="module")
 def pump_fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReadingBatch, dict[str, Any]]:
-    path = tmp_path_factory.mktemp("peers") / "fleet.parquet"
-    config = FleetConfig(
-        meters=120, days=10, cadence_s=300, seed=11, theft_share=0.05,
-        theft_types=("night_pump_hook",),
-    )  # fmt: skip
-    write_files(config, path)
-    labels = json.loads(path.with_suffix(".labels.json").read_text(encoding="utf-8"))
-    batch, _ = read_table(path)
-    return batch, labels
+    return engine_runs.pump_fleet(tmp_path_factory.mktemp("peers"))
 
 
 def r15_alerts(batch: ReadingBatch, step: int = 20_000) -> list[dict[str, Any]]:
-    engine = Engine.from_settings(Settings(), scorer=None, clock=lambda: 2e9)
-    events = final_events(engine, batch, step).values()
-    alerts = [ev.to_json() for ev in events if ev.theft_likely]
-    return sorted(
-        ({k: v for k, v in a.items() if k != "version"} for a in alerts
-         if any(c["id"] == "R15" for c in a["cues"])),
-        key=lambda a: (a["meter_id"], a["start"]),
-    )  # fmt: skip
-
-
-def pump_nights(labels: dict[str, Any]) -> dict[str, list[tuple[int, int]]]:
-    nights: dict[str, list[tuple[int, int]]] = {}
-    for meter in labels["meters"]:
-        for theft in meter["theft"]:
-            nights.setdefault(meter["meter_id"], []).append((theft["start_ms"], theft["end_ms"]))
-    return nights
-
-
-def _ms(iso: str) -> int:
-    return int(np.datetime64(iso.replace("Z", ""), "ms").astype(np.int64))
+    return cue_alerts(batch, "R15", step)
 
 
 @pytest.mark.slow
@@ -68,7 +38,7 @@ def test_pumps_are_found_against_their_peers_and_no_one_else(
     for alert in alerts:
         assert alert["meter_id"] in nights, f"R15 accused a meter without a pump: {alert}"
         # the event reaches back to the night whose dip it judged
-        start, end = _ms(alert["start"]), _ms(alert["end"])
+        start, end = iso_ms(alert["start"]), iso_ms(alert["end"])
         assert any(a - 3_600_000 <= end and start <= b for a, b in nights[alert["meter_id"]])
         evidence = next(c["evidence"] for c in alert["cues"] if c["id"] == "R15")
         # one of R15's three tiers: one night of 1.5 V, two of 1.2 V, four of 0.7 V
@@ -87,7 +57,7 @@ def test_pumps_are_found_against_their_peers_and_no_one_else(
     for alert in alerts:
         first_alert.setdefault(alert["meter_id"], alert)
     assert any(
-        _ms(a["detected_at"]) - min(start for start, _ in nights[m]) < 86_400_000
+        iso_ms(a["detected_at"]) - min(start for start, _ in nights[m]) < 86_400_000
         for m, a in first_alert.items()
     ), [(m, a["detected_at"]) for m, a in first_alert.items()]
 

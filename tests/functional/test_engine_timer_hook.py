@@ -7,52 +7,24 @@ gateway, with their own evening and night loads."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
+import engine_runs
 import numpy as np
 import pytest
-from engine_runs import DAY, HOUR, final_events
+from engine_runs import DAY, HOUR, cue_alerts, iso_ms, pump_nights
 
-from simulator.fleet import FleetConfig, write_files
-from stream.codecs import ReadingBatch, read_table
-from stream.engine import Engine
-from stream.settings import Settings
+from stream.codecs import ReadingBatch
 
 
 @pytest.fixture(scope="module")
 def pump_fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReadingBatch, dict[str, Any]]:
-    path = tmp_path_factory.mktemp("timer") / "fleet.parquet"
-    config = FleetConfig(
-        meters=120, days=10, cadence_s=300, seed=11, theft_share=0.05,
-        theft_types=("night_pump_hook",),
-    )  # fmt: skip
-    write_files(config, path)
-    labels = json.loads(path.with_suffix(".labels.json").read_text(encoding="utf-8"))
-    batch, _ = read_table(path)
+    batch, labels = engine_runs.pump_fleet(tmp_path_factory.mktemp("timer"))
     return batch.take(np.argsort(batch.ts_ms, kind="stable")), labels
 
 
 def r16_alerts(batch: ReadingBatch, step: int = 20_000) -> list[dict[str, Any]]:
-    engine = Engine.from_settings(Settings(), scorer=None, clock=lambda: 2e9)
-    events = final_events(engine, batch, step).values()
-    return sorted(
-        (ev.to_json() for ev in events
-         if ev.theft_likely and any(c["id"] == "R16" for c in ev.to_json()["cues"])),
-        key=lambda a: (a["meter_id"], a["start"]),
-    )  # fmt: skip
-
-
-def pump_nights(labels: dict[str, Any]) -> dict[str, list[tuple[int, int]]]:
-    nights: dict[str, list[tuple[int, int]]] = {}
-    for meter in labels["meters"]:
-        for theft in meter["theft"]:
-            nights.setdefault(meter["meter_id"], []).append((theft["start_ms"], theft["end_ms"]))
-    return nights
-
-
-def _ms(iso: str) -> int:
-    return int(np.datetime64(iso.replace("Z", ""), "ms").astype(np.int64))
+    return cue_alerts(batch, "R16", step)
 
 
 def with_metered_timer(batch: ReadingBatch, meter: str) -> ReadingBatch:
@@ -85,7 +57,7 @@ def test_timers_are_found_against_their_transformer_and_no_one_else(
     for alert in alerts:
         assert alert["meter_id"] in nights, f"R16 accused a meter without a pump: {alert}"
         # the event starts at the switch-on of the pair it judged, within a pump night
-        start = _ms(alert["start"])
+        start = iso_ms(alert["start"])
         assert any(a - HOUR <= start <= b for a, b in nights[alert["meter_id"]]), alert
         evidence = next(c["evidence"] for c in alert["cues"] if c["id"] == "R16")
         assert evidence["repeats"] >= 1 and evidence["step_v"] >= 0.5, evidence
@@ -100,7 +72,7 @@ def test_timers_are_found_against_their_transformer_and_no_one_else(
     # the pair repeats a night later: found the morning after the second night
     first = {}
     for alert in alerts:
-        first.setdefault(alert["meter_id"], _ms(alert["detected_at"]))
+        first.setdefault(alert["meter_id"], iso_ms(alert["detected_at"]))
     assert any(first[m] - min(a for a, _ in nights[m]) < 2 * DAY for m in first), first
 
 

@@ -518,9 +518,10 @@ class Engine:
         self._peer_judged: dict[tuple[str, int], dict[int, tuple[float, float, int]]] = {}
         # R13's peer reference: per gateway the decayed co-moments of its members' 15-minute
         # voltage steps (members in meter-index order, learnt once per judged slot), and
-        # the judged slots (members, x*y, x^2), kept for the members that close them later
+        # the judged slots (members, x*y, x^2, and for R16 the half-hour voltage steps
+        # against the same peers and the current steps), kept for the members that close
+        # them later
         self._pz_comoment: dict[str, tuple[IntArray, FloatArray]] = {}
-        # (and R16's half-hour steps against the same peers, and the current steps)
         self._pz_judged: dict[
             tuple[str, int], tuple[IntArray, FloatArray, FloatArray, FloatArray, FloatArray]
         ] = {}
@@ -1924,7 +1925,7 @@ class Engine:
         learn = s > self._pz_newest.get(gateway, -1)
         # detectors.peer_impedance's four steps in one compiled pass (same numbers), and
         # R16's half-hour steps against the same peers
-        xy, xx, _, y2 = kernels.judge_pz_slot(
+        xy, xx, y2 = kernels.judge_pz_slot(
             dv,
             di,
             dv2,

@@ -1766,8 +1766,8 @@ def judge_pz_slot(dv, di, dv2, comoment, learn, min_corr, min_peers, decay):
     ``referenced_sums`` and, when ``learn``, ``learn_comoment`` in place on
     ``comoment``; ``decay`` is its exp(-1 / memory), computed by numpy). ``min_corr``
     must be above 0 (a meter without steps is then nobody's peer, as there). Returns the
-    members' (x*y, x^2), their referenced voltage steps y (NaN: no reference), and the
-    same for the half-hour steps ``dv2`` against the same peers (R16), peers found once."""
+    members' (x*y, x^2) and, for R16, their half-hour steps ``dv2`` less the median of
+    the same peers' (NaN: no step or too few peers with one), the peers found once."""
     n = dv.shape[0]
     scale = np.empty(n)
     for i in range(n):
@@ -1775,7 +1775,6 @@ def judge_pz_slot(dv, di, dv2, comoment, learn, min_corr, min_peers, decay):
         scale[i] = np.sqrt(d if d > 0.0 else 0.0)
     xy = np.zeros(n)
     xx = np.zeros(n)
-    y = np.full(n, np.nan)
     y2 = np.full(n, np.nan)
     buf = np.empty(n)
     buf2 = np.empty(n)
@@ -1795,7 +1794,6 @@ def judge_pz_slot(dv, di, dv2, comoment, learn, min_corr, min_peers, decay):
         ref = np.nan
         if k >= min_peers and k > 0:
             ref = sorted_median(buf, k)
-        y[i] = dv[i] - ref
         if k2 >= min_peers and k2 > 0:
             y2[i] = dv2[i] - sorted_median(buf2, k2)
         if np.isfinite(dv[i]) and np.isfinite(di[i]) and np.isfinite(ref):
@@ -1808,7 +1806,7 @@ def judge_pz_slot(dv, di, dv2, comoment, learn, min_corr, min_peers, decay):
         for i in range(n):
             for j in range(n):
                 comoment[i, j] = comoment[i, j] * decay + x[i] * x[j]
-    return xy, xx, y, y2
+    return xy, xx, y2
 
 
 @njit(cache=True, error_model="numpy")

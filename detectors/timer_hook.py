@@ -32,13 +32,14 @@ SLOT_S = 900
 
 class HookState(NamedTuple):
     """One meter's pending switch-on and newest matched pair (slots are 15-minute slot
-    numbers since the epoch; -1: none)."""
+    numbers since the epoch; -1: none; ``pair_v`` its size, which R15 reads)."""
 
     on_slot: int = -1
     on_v: float = 0.0
     pair_slot: int = -1
     pair_len: int = 0
     repeats: int = 0
+    pair_v: float = 0.0
 
 
 class HookStep(NamedTuple):
@@ -106,24 +107,25 @@ def step_hook(
     >>> step_hook(HookState(on_slot=90, on_v=-0.9), 114, 2.0, t)[1].closed
     False
     """
-    on_slot, on_v, pair_slot, pair_len, repeats = state
+    on_slot, on_v, pair_slot, pair_len, repeats, pair_v = state
     min_len, max_len = t["min_len_s"] / slot_s, t["max_len_s"] / slot_s
     clock_tol, len_tol = t["clock_tol_s"] / slot_s, t["len_tol_s"] / slot_s
     slots_per_day = 86_400 // slot_s
     if on_slot >= 0 and slot - on_slot > max_len:
         on_slot, on_v = -1, 0.0  # its switch-off never came
+    kept = HookState(on_slot, on_v, pair_slot, pair_len, repeats, pair_v)
     if not math.isfinite(e):
-        return HookState(on_slot, on_v, pair_slot, pair_len, repeats), HookStep()
+        return kept, HookStep()
     if e <= -t["min_step_v"]:
         if not (on_slot >= 0 and slot - on_slot <= 2 and e >= on_v):
             on_slot, on_v = slot, e
-        return HookState(on_slot, on_v, pair_slot, pair_len, repeats), HookStep()
+        return HookState(on_slot, on_v, pair_slot, pair_len, repeats, pair_v), HookStep()
     if e < t["min_step_v"] or on_slot < 0:
-        return HookState(on_slot, on_v, pair_slot, pair_len, repeats), HookStep()
+        return kept, HookStep()
     length = slot - on_slot
     size = max(e, -on_v)
     if not (min_len <= length <= max_len and abs(e + on_v) <= t["match_ratio"] * size):
-        return HookState(on_slot, on_v, pair_slot, pair_len, repeats), HookStep()
+        return kept, HookStep()
     apart = on_slot - pair_slot
     half = slots_per_day // 2
     off_clock = abs((apart + half) % slots_per_day - half)
@@ -136,4 +138,4 @@ def step_hook(
     )
     repeats = min(repeats + 1, 100) if repeated else 0
     step = HookStep(True, repeated, on_slot, length, 0.5 * (e - on_v))
-    return HookState(-1, 0.0, on_slot, length, repeats), step
+    return HookState(-1, 0.0, on_slot, length, repeats, step.size_v), step

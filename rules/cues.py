@@ -604,22 +604,27 @@ def peer_voltage_dip(f: Facts, t: Section) -> CueResult:
     too, so it does not count. Judged once per meter and day, when the day's peers are
     final (see ``detectors.peer_voltage.night_dips``). A deep dip needs fewer nights than
     a shallow one: a small pump on a stiff service dips under a volt, but night after
-    night; a dip deeper than any clean meter showed needs only the night itself.
+    night; a dip deeper than any clean meter showed needs only the night itself; and so
+    does a shallower one in which R16 saw a load switch on and back off by as much
+    against the transformer, with no current step (``peer_pair_v``, the pair's size).
 
-    >>> r = peer_voltage_dip({"warm": np.array([1.0, 1.0, 1.0, 1.0, 1.0]),
-    ...     "peer_judged": np.array([1.0, 1.0, 1.0, 1.0, 1.0]),
-    ...     "peer_dip_v": np.array([-2.1, -1.8, -0.8, -0.4, -2.6]),
-    ...     "peer_nights_n": np.array([3.0, 1.0, 0.0, 3.0, 1.0]),
-    ...     "peer_shallow_nights_n": np.array([3.0, 1.0, 4.0, 3.0, 1.0]),
-    ...     "peer_unmetered_a": np.array([12.0, 12.0, 5.0, 2.0, 14.0]),
-    ...     "peer_n": np.array([30.0, 30.0, 30.0, 30.0, 30.0])},
+    >>> r = peer_voltage_dip({"warm": np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0]),
+    ...     "peer_judged": np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0]),
+    ...     "peer_dip_v": np.array([-2.1, -1.8, -0.8, -0.4, -2.6, -0.9]),
+    ...     "peer_nights_n": np.array([3.0, 1.0, 0.0, 3.0, 1.0, 0.0]),
+    ...     "peer_shallow_nights_n": np.array([3.0, 1.0, 4.0, 3.0, 1.0, 1.0]),
+    ...     "peer_unmetered_a": np.array([12.0, 12.0, 5.0, 2.0, 14.0, 7.0]),
+    ...     "peer_n": np.array([30.0, 30.0, 30.0, 30.0, 30.0, 30.0]),
+    ...     "peer_pair_v": np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.85])},
     ...     {"min_dip_v": 1.5, "min_nights_n": 3, "shallow_dip_v": 0.7,
     ...      "min_shallow_nights_n": 4, "one_night_dip_v": 2.5, "min_amps_a": 4.0,
-    ...      "min_peers_n": 8})
+    ...      "min_peers_n": 8, "pair_dip_v": 0.7, "min_pair_step_v": 0.5})
     >>> r.fired.tolist()
-    [True, False, True, False, True]
+    [True, False, True, False, True, True]
     """
     one_night = f["peer_dip_v"] <= -t["one_night_dip_v"]
+    # one night, shallower, where R16 saw the load switch on and off within the stretch
+    one_pair = (f["peer_dip_v"] <= -t["pair_dip_v"]) & (f["peer_pair_v"] >= t["min_pair_step_v"])
     deep = (f["peer_dip_v"] <= -t["min_dip_v"]) & (f["peer_nights_n"] >= t["min_nights_n"])
     shallow = (f["peer_dip_v"] <= -t["shallow_dip_v"]) & (
         f["peer_shallow_nights_n"] >= t["min_shallow_nights_n"]
@@ -627,7 +632,7 @@ def peer_voltage_dip(f: Facts, t: Section) -> CueResult:
     fired = (
         _warm(f)
         & (f["peer_judged"] > 0.5)
-        & (one_night | deep | shallow)
+        & (one_night | deep | shallow | one_pair)
         & (f["peer_unmetered_a"] >= t["min_amps_a"])
         & (f["peer_n"] >= t["min_peers_n"])
     )
@@ -639,6 +644,7 @@ def peer_voltage_dip(f: Facts, t: Section) -> CueResult:
             "shallow_nights": f["peer_shallow_nights_n"],
             "unmetered_a": f["peer_unmetered_a"],
             "peers": f["peer_n"],
+            "pair_step_v": f["peer_pair_v"],
         },
     )
 

@@ -443,6 +443,8 @@ class MeterState:
             "hk_pair": ((), np.int32, -1),
             "hk_pair_len": ((), np.int8, 0),
             "hk_repeat": ((), np.int8, 0),
+            # ... and that pair's size (V): R15 reads it for a night's dip
+            "hk_pair_v": ((), np.float32, 0.0),
         }
         self.grow(capacity)
 
@@ -1324,6 +1326,7 @@ class Engine:
             gm, end_ms, pstats, impedance, np.isfinite(z_long) & imports
         )
         hook, hook_since_ms = self._peer_impedance(gm, end_ms, pstats)
+        peer["peer_pair_v"] = self._pair_in_stretch(gm, peer_since_ms)
         days_facts = self._days_facts(gm, end_ms, rows[R["days_cand"]] > 0.5)
 
         # inputs of the features: the features themselves are computed once per batch, over
@@ -1750,6 +1753,22 @@ class Engine:
         )
         return dict(zip(names, facts, strict=True)), since_ms
 
+    def _pair_in_stretch(self, gm: IntArray, since_ms: IntArray) -> FloatArray:
+        """For R15's one-night pair tier: the size (V) of the meter's newest R16 step pair
+        (repeated or not) if it switched on within the night's dipped stretch that R15
+        judges in this round (from an hour before it begins to its end); 0 elsewhere. A
+        dip that a single switched load draws, on and off, against the transformer."""
+        st = self.state
+        pair_ms = st.hk_pair[gm].astype(np.int64) * PZ_SLOT_MS
+        stretch_ms = int(self.thresholds.value("peer_voltage_dip", "stretch_h") * HOUR_MS)
+        inside = (
+            (since_ms >= 0)
+            & (st.hk_pair[gm] >= 0)
+            & (pair_ms >= since_ms - HOUR_MS)
+            & (pair_ms <= since_ms + stretch_ms)
+        )
+        return np.where(inside, st.hk_pair_v[gm].astype(np.float64), 0.0)
+
     def _peer_impedance(
         self, gm: IntArray, end_ms: IntArray, pstats: FloatArray
     ) -> tuple[dict[str, FloatArray], IntArray]:
@@ -1886,6 +1905,7 @@ class Engine:
             st.hk_pair,
             st.hk_pair_len,
             st.hk_repeat,
+            st.hk_pair_v,
         )
         return {
             "closed": closed,

@@ -1855,6 +1855,7 @@ def timer_hook_rows(
     hk_pair,
     hk_pair_len,
     hk_repeat,
+    hk_pair_v,
 ):
     """R16's step pairs (``Engine._close_pz_slots``): the rows (meter ``g``, slot ``s``)
     in ``order`` (each meter's slots ascending), each one's unexplained step and one
@@ -1916,6 +1917,7 @@ def timer_hook_rows(
                     rep_out[r] = hk_repeat[m]
                     hk_pair[m] = on_slot
                     hk_pair_len[m] = length
+                    hk_pair_v[m] = size_out[r]
                     on_slot = -1
                     on_v = 0.0
         hk_on[m] = on_slot

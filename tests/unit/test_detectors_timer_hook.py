@@ -72,7 +72,7 @@ def test_a_step_up_of_another_size_or_too_soon_or_too_late_closes_nothing() -> N
 
 
 def test_a_missing_step_changes_nothing() -> None:
-    state = HookState(on_slot=90, on_v=-0.9, pair_slot=0, pair_len=24, repeats=1)
+    state = HookState(on_slot=90, on_v=-0.9, pair_slot=0, pair_len=24, repeats=1, pair_v=0.9)
     assert step_hook(state, 100, math.nan, T) == (state, (False, False, -1, 0, 0.0))
 
 
@@ -126,13 +126,14 @@ def test_the_engines_compiled_pass_follows_the_pure_steps(data: list[tuple]) -> 
         "pair": np.full(3, -1, dtype=np.int32),
         "pair_len": np.zeros(3, dtype=np.int8),
         "repeat": np.zeros(3, dtype=np.int8),
+        "pair_v": np.zeros(3, dtype=np.float32),
     }
     order = np.lexsort((s, g))
     closed, repeated, on_slot, length, size, repeats = timer_hook_rows(
         order, g, s, y, di, z, T["max_quiet_di_a"], T["min_step_v"], T["match_ratio"],
         T["min_len_s"] / 900, T["max_len_s"] / 900, T["clock_tol_s"] / 900, T["len_tol_s"] / 900,
         T["max_apart_days"], DAY, state["on"], state["on_v"], state["pair"],
-        state["pair_len"], state["repeat"],
+        state["pair_len"], state["repeat"], state["pair_v"],
     )  # fmt: skip
     pure = {m: HookState() for m in range(3)}
     for r in order.tolist():
@@ -147,6 +148,8 @@ def test_the_engines_compiled_pass_follows_the_pure_steps(data: list[tuple]) -> 
         assert (int(state["on"][m]), float(state["on_v"][m])) == pure[m][:2]
         assert (int(state["pair"][m]), int(state["pair_len"][m])) == pure[m][2:4]
         assert int(state["repeat"][m]) == pure[m].repeats
+        # the engine keeps the pair's size in float32
+        assert float(state["pair_v"][m]) == float(np.float32(pure[m].pair_v))
     assert closed.sum() >= 2 and repeated.any()
 
 

@@ -95,6 +95,7 @@ def facts(**values: float) -> dict[str, np.ndarray]:
         "peer_shallow_nights_n": 0.0,
         "peer_unmetered_a": 0.0,
         "peer_n": 30.0,
+        "peer_pair_v": 0.0,
         "hook_repeated": 0.0,
         "hook_repeats_n": 0.0,
         "hook_step_v": 0.0,
@@ -408,6 +409,14 @@ def test_peer_voltage_dip_needs_a_judged_deep_recurring_dip_with_peers() -> None
     one = dict(peer_judged=1.0, peer_nights_n=1.0, peer_unmetered_a=10.0)
     assert C.peer_voltage_dip(facts(**one, peer_dip_v=-1.6), th).fired[0]
     assert not C.peer_voltage_dip(facts(**one, peer_dip_v=-1.45), th).fired[0]
+    # one shallower night is enough where R16 saw the load switch on and off within it
+    paired = dict(peer_judged=1.0, peer_nights_n=1.0, peer_unmetered_a=7.0, peer_dip_v=-0.8)
+    assert C.peer_voltage_dip(facts(**paired, peer_pair_v=0.6), th).fired[0]
+    assert not C.peer_voltage_dip(facts(**paired, peer_pair_v=0.45), th).fired[0]
+    assert not C.peer_voltage_dip(facts(**paired), th).fired[0]  # no pair in the stretch
+    assert not C.peer_voltage_dip(
+        facts(**{**paired, "peer_dip_v": -0.6}, peer_pair_v=0.9), th
+    ).fired[0]
     # a shallow dip needs more nights
     shallow = dict(peer_judged=1.0, peer_dip_v=-0.8, peer_nights_n=0.0, peer_unmetered_a=6.0)
     assert C.peer_voltage_dip(facts(**shallow, peer_shallow_nights_n=4.0), th).fired[0]

@@ -20,10 +20,18 @@ pump thieves and how many meters of each other kind have:
   data ends, before it switches off.
 
 A transformer with fewer than 4 other meters has no reference here, as in the engine.
+
+The second study is R15's one-night pair tier: the engine itself replays each fleet
+(rules only), and every night R15 judges is paired with the meter's R16 step pairs (any,
+repeated or not, implying at least 3 A) that switched on within the night's dipped
+stretch (from an hour before it). It prints, per dip and pair size, the pumps found on a
+night of theirs, those among them on which R16 never fired, and the meters without a
+pump that have such a night, by kind.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections import Counter
@@ -33,10 +41,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from bench_support import simulated_readings
+from bench_support import simulate, simulated_readings
 
 from detectors.timer_hook import HookState, step_hook, unexplained_step
 from rules.thresholds import load_thresholds
+from stream.codecs import read_table
+from stream.engine import PZ_SLOT_MS, Engine
+from stream.settings import Settings
 
 pytestmark = pytest.mark.benchmark
 
@@ -125,3 +136,87 @@ def test_study_timer_step_pairs_for_night_pumps(tmp_path: Path) -> None:
         pumps = counts.pop("night_pump_hook", 0)
         print(f"  steps >= {size} V, {name:13}: pumps {pumps:3}, clean {counts.pop('clean', 0):3}, "
               f"others {dict(counts)}")  # fmt: skip
+
+
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+
+
+def nights_and_pairs(
+    fleet: Path,
+) -> tuple[dict[tuple[str, int], tuple[float, int]], dict[str, list[tuple[int, float, bool]]]]:
+    """Replay ``fleet`` through the engine (rules only): R15's judged nights ((meter, peer
+    day) -> (dip V, stretch start hour)) and R16's closed pairs per meter (switch-on ms,
+    size V, repeated), those implying at least R16's ``min_amps_a``."""
+    batch, _ = read_table(fleet)
+    batch = batch.take(np.argsort(batch.ts_ms, kind="stable"))
+    engine = Engine.from_settings(Settings(), scorer=None, clock=lambda: 2e9)
+    min_amps = load_thresholds().value("timer_sag", "min_amps_a")
+    nights: dict[tuple[str, int], tuple[float, int]] = {}
+    pairs: dict[str, list[tuple[int, float, bool]]] = {}
+    judge, hook = engine._judge_peer_day, engine._timer_hook
+
+    def judged(gateway: str, day: int) -> Any:
+        done = judge(gateway, day)
+        for m, (dip, _, at) in done.items():
+            nights[(engine.meter_ids[m], day)] = (dip, at)
+        return done
+
+    def hooked(g: Any, s: Any, y2: Any, di2: Any) -> Any:
+        out = hook(g, s, y2, di2)
+        for k in np.flatnonzero(out["closed"]).tolist():
+            amps = out["size_v"][k] / out["z_ohm"][k]
+            if not amps < min_amps:  # NaN (Z unknown) passes, as in R16
+                pairs.setdefault(engine.meter_ids[g[k]], []).append(
+                    (int(out["on_slot"][k]) * PZ_SLOT_MS, float(out["size_v"][k]),
+                     bool(out["repeated"][k]))
+                )  # fmt: skip
+        return out
+
+    engine._judge_peer_day = judged  # type: ignore[method-assign]
+    engine._timer_hook = hooked  # type: ignore[method-assign]
+    for a in range(0, len(batch), 200_000):
+        engine.process(batch.slice(a, a + 200_000))
+    engine.flush()
+    return nights, pairs
+
+
+def test_study_one_night_dip_with_a_step_pair(tmp_path: Path) -> None:
+    pv = load_thresholds().section("peer_voltage_dip")
+    day_start = int(pv["day_start_h"] * HOUR_MS)
+    stretch = int(pv["stretch_h"] * HOUR_MS)
+    rows: list[tuple[int, str, str, bool, bool, float, float]] = []
+    for seed in SEEDS:
+        fleet = tmp_path / f"n{seed}.parquet"
+        simulate(seed, fleet, 500, 14)
+        labels = json.loads(fleet.with_suffix(".labels.json").read_text(encoding="utf-8"))
+        meters = {m["meter_id"]: m for m in labels["meters"]}
+        nights, pairs = nights_and_pairs(fleet)
+        for (mid, day), (dip, at) in nights.items():
+            if not np.isfinite(dip):
+                continue
+            d0 = day * DAY_MS + day_start
+            a0 = d0 + at * HOUR_MS - HOUR_MS
+            inside = [
+                size for on, size, _ in pairs.get(mid, []) if a0 <= on <= a0 + HOUR_MS + stretch
+            ]
+            meter = meters[mid]
+            kind = meter["theft"][0]["type"] if meter["theft"] else (
+                "behaviour" if meter["behaviours"] else "clean")  # fmt: skip
+            theft_night = any(d0 <= t["start_ms"] < d0 + DAY_MS for t in meter["theft"])
+            r16 = any(rep for _, _, rep in pairs.get(mid, []))
+            rows.append((seed, mid, kind, theft_night, r16, dip, max(inside, default=0.0)))
+    assert any(r[2] == "night_pump_hook" for r in rows) and any(r[2] == "clean" for r in rows)
+    print(f"\nR15 one night with an R16 pair in its stretch, seeds {SEEDS}")
+    for dip_v in (0.5, 0.7, 0.9):
+        for pair_v in (0.5, 0.7):
+            hit = [r for r in rows if r[5] <= -dip_v and r[6] >= pair_v]
+            pumps = {(r[0], r[1]) for r in hit if r[2] == "night_pump_hook" and r[3]}
+            beyond = {(r[0], r[1]) for r in hit if r[2] == "night_pump_hook" and r[3] and not r[4]}
+            others = Counter(
+                k for k in {(r[0], r[1], r[2]) for r in hit if r[2] != "night_pump_hook"}
+            )
+            kinds = Counter(kind for _, _, kind in others)
+            print(f"  dip >= {dip_v} V, pair >= {pair_v} V: pumps {len(pumps)} "
+                  f"({len(beyond)} on which R16 never fired); meters without a pump: "
+                  f"{dict(kinds)}")  # fmt: skip

@@ -346,7 +346,7 @@ def test_a_snapshot_from_before_r16_restores_and_continues(data, caplog) -> None
     judged = payload["peer_impedance"]["judged"]
     assert judged and all(len(entry) == 7 for entry in judged)
     payload["peer_impedance"]["judged"] = [entry[:5] for entry in judged]
-    for name in ("hk_on", "hk_on_v", "hk_pair", "hk_pair_len", "hk_repeat"):
+    for name in ("hk_on", "hk_on_v", "hk_pair", "hk_pair_len", "hk_repeat", "hk_pair_v"):
         del payload["meters"]["arrays"][name]
     with caplog.at_level(logging.WARNING, logger="stream.engine"):
         b = Engine.restore(settings_for(), pickle.dumps(payload), clock=CLOCK, scorer=None)

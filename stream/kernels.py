@@ -1859,9 +1859,10 @@ def timer_hook_rows(
 ):
     """R16's step pairs (``Engine._close_pz_slots``): the rows (meter ``g``, slot ``s``)
     in ``order`` (each meter's slots ascending), each one's unexplained step and one
-    :func:`detectors.timer_hook.step_hook` on the meter's state, in place. Returns per
-    row: pair closed, repeated, its switch-on slot, length (slots), size (V) and the
-    meter's repeats in a row after it."""
+    :func:`detectors.timer_hook.step_hook` on the meter's state, in place (``hk_pair_v``,
+    the last pair's size, in float32, is what R15's pair tier reads). Returns per row:
+    pair closed, repeated, its switch-on slot, length (slots), size (V) and the meter's
+    repeats in a row after it."""
     n = g.shape[0]
     closed = np.zeros(n, dtype=np.bool_)
     repeated = np.zeros(n, dtype=np.bool_)

@@ -74,6 +74,22 @@ def unexplained_step(dv_ref: float, di: float, z_ohm: float, max_di_a: float) ->
     return dv_ref + z_ohm * di
 
 
+def in_slots(t: Mapping[str, float], slot_s: int = SLOT_S) -> tuple[float, float, float, float]:
+    """``min_len_s``, ``max_len_s``, ``clock_tol_s`` and ``len_tol_s`` in slots of
+    ``slot_s`` seconds (the engine's compiled pass takes them so, as :func:`step_hook`).
+
+    >>> in_slots({"min_len_s": 7200.0, "max_len_s": 36000.0, "clock_tol_s": 900.0,
+    ...           "len_tol_s": 900.0})
+    (8.0, 40.0, 1.0, 1.0)
+    """
+    return (
+        t["min_len_s"] / slot_s,
+        t["max_len_s"] / slot_s,
+        t["clock_tol_s"] / slot_s,
+        t["len_tol_s"] / slot_s,
+    )
+
+
 def step_hook(
     state: HookState, slot: int, e: float, t: Mapping[str, float], slot_s: int = SLOT_S
 ) -> tuple[HookState, HookStep]:
@@ -108,8 +124,7 @@ def step_hook(
     False
     """
     on_slot, on_v, pair_slot, pair_len, repeats, pair_v = state
-    min_len, max_len = t["min_len_s"] / slot_s, t["max_len_s"] / slot_s
-    clock_tol, len_tol = t["clock_tol_s"] / slot_s, t["len_tol_s"] / slot_s
+    min_len, max_len, clock_tol, len_tol = in_slots(t, slot_s)
     slots_per_day = 86_400 // slot_s
     if on_slot >= 0 and slot - on_slot > max_len:
         on_slot, on_v = -1, 0.0  # its switch-off never came

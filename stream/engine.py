@@ -92,6 +92,7 @@ from detectors.features import (
 )
 from detectors.peer_impedance import comoment_decay
 from detectors.peer_voltage import night_dips
+from detectors.timer_hook import in_slots
 from rules.cues import CUES, PARTNER_IDS, evaluate_cues, theft_windows
 from rules.events import Event, EventTracker, FlaggedWindow
 from rules.severity import unbilled_kwh
@@ -1808,7 +1809,9 @@ class Engine:
                 slots.append(s[due])
             if rows:
                 at = moved[np.concatenate(rows)]
-                pairs = self._close_pz_slots(gm[at], np.concatenate(slots))
+                closing = np.concatenate(slots)
+                y2, di2 = self._close_pz_slots(gm[at], closing)
+                pairs = self._timer_hook(gm[at], closing, y2, di2)
                 # a round's pane is one per meter: the newest repeated pair of each
                 hit = np.flatnonzero(pairs["repeated"])
                 hit = hit[np.argsort(pairs["slot"][hit], kind="stable")]
@@ -1833,9 +1836,10 @@ class Engine:
         st.pz_vi[gm, cell, 2] += pstats[:, N].astype(np.float32)
         return hook, hook_since_ms
 
-    def _close_pz_slots(self, g: IntArray, s: IntArray) -> dict[str, Any]:
-        """Add each (meter, slot)'s referenced sums to the meter's row of the slot's day,
-        then take its half-hour step through R16's step pairs (:meth:`_timer_hook`)."""
+    def _close_pz_slots(self, g: IntArray, s: IntArray) -> tuple[FloatArray, FloatArray]:
+        """Add each (meter, slot)'s referenced sums to the meter's row of the slot's day.
+        Returns each row's half-hour voltage step against its peers and its current step
+        (NaN: none), for R16's step pairs (:meth:`_timer_hook`)."""
         st = self.state
         xy = np.zeros(len(g))
         xx = np.zeros(len(g))
@@ -1867,7 +1871,7 @@ class Engine:
         # np.add.at: a meter back from a gap may close two slots of one day in one call
         np.add.at(st.pz_days, (g, cell, 0), xy.astype(np.float32))
         np.add.at(st.pz_days, (g, cell, 1), xx.astype(np.float32))
-        return self._timer_hook(g, s, y2, di2)
+        return y2, di2
 
     def _timer_hook(
         self, g: IntArray, s: IntArray, y2: FloatArray, di2: FloatArray
@@ -1882,7 +1886,6 @@ class Engine:
         z = -sums[:, 0] / np.maximum(sums[:, 1], 1e-9)
         z = np.where((sums[:, 1] >= t["min_fit_di2_a2"]) & (z > 0), z, np.nan)
         order = np.lexsort((s, g))
-        slot_s = PZ_SLOT_MS // 1000
         closed, repeated, on_slot, length, size, repeats = kernels.timer_hook_rows(
             order,
             g,
@@ -1893,11 +1896,7 @@ class Engine:
             float(t["max_quiet_di_a"]),
             float(t["min_step_v"]),
             float(t["match_ratio"]),
-            # the same slot counts as detectors.timer_hook.step_hook's
-            t["min_len_s"] / slot_s,
-            t["max_len_s"] / slot_s,
-            t["clock_tol_s"] / slot_s,
-            t["len_tol_s"] / slot_s,
+            *in_slots(t, PZ_SLOT_MS // 1000),
             float(t["max_apart_days"]),
             PZ_SLOTS_PER_DAY,
             st.hk_on,
@@ -1939,8 +1938,7 @@ class Engine:
         members = self._members_of(gateway)
         # a member counts once it has moved past slot s (its slot is then final: a reading
         # older than a released one is late and dropped), while its ring still holds s - 1
-        dv, di = kernels.pz_steps(members, s, 1, st.pz_slot, st.pz_vi)
-        dv2, di2 = kernels.pz_steps(members, s, 2, st.pz_slot, st.pz_vi)
+        dv, di, dv2, di2 = kernels.pz_steps(members, s, st.pz_slot, st.pz_vi)
         comoment = self._pz_comoment_of(gateway, members)
         learn = s > self._pz_newest.get(gateway, -1)
         # detectors.peer_impedance's four steps in one compiled pass (same numbers), and

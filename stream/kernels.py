@@ -1810,27 +1810,32 @@ def judge_pz_slot(dv, di, dv2, comoment, learn, min_corr, min_peers, decay):
 
 
 @njit(cache=True, error_model="numpy")
-def pz_steps(members, s, back, pz_slot, pz_vi):
+def pz_steps(members, s, pz_slot, pz_vi):
     """The members' steps of mean V and mean I into 15-minute slot ``s`` from slot
-    ``s - back``, from their rings (``Engine._judge_pz_slot``): NaN for a member that has
-    not moved past ``s`` (its slot may still fill), whose ring no longer holds
-    ``s - back``, or with a slot empty or spoilt by an exporting reading."""
+    ``s - 1`` (R13) and from slot ``s - 2`` (R16's half-hour steps), from their rings in
+    one pass (``Engine._judge_pz_slot``): NaN for a member that has not moved past ``s``
+    (its slot may still fill), whose ring no longer holds the earlier slot, or with a slot
+    empty or spoilt by an exporting reading. Returns (dv, di, dv2, di2)."""
     n = members.shape[0]
     slots = pz_vi.shape[1]
-    dv = np.full(n, np.nan)
-    di = np.full(n, np.nan)
+    out = np.full((4, n), np.nan)
     for k in range(n):
         g = members[k]
         newest = pz_slot[g]
-        if newest > s and newest - s + back < slots:
-            c = s % slots
+        c = s % slots
+        if newest <= s or pz_vi[g, c, 2] <= 0:
+            continue
+        n_c = np.float64(pz_vi[g, c, 2])
+        v_c = np.float64(pz_vi[g, c, 0]) / n_c
+        i_c = np.float64(pz_vi[g, c, 1]) / n_c
+        for back in range(1, 3):
             p = (s - back) % slots
-            if pz_vi[g, c, 2] > 0 and pz_vi[g, p, 2] > 0:
-                n_c = np.float64(pz_vi[g, c, 2])
+            if newest - s + back < slots and pz_vi[g, p, 2] > 0:
                 n_p = np.float64(pz_vi[g, p, 2])
-                dv[k] = np.float64(pz_vi[g, c, 0]) / n_c - np.float64(pz_vi[g, p, 0]) / n_p
-                di[k] = np.float64(pz_vi[g, c, 1]) / n_c - np.float64(pz_vi[g, p, 1]) / n_p
-    return dv, di
+                row = 2 * (back - 1)
+                out[row, k] = v_c - np.float64(pz_vi[g, p, 0]) / n_p
+                out[row + 1, k] = i_c - np.float64(pz_vi[g, p, 1]) / n_p
+    return out[0], out[1], out[2], out[3]
 
 
 @njit(cache=True, error_model="numpy")

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.timer_hook import HookState, step_hook, unexplained_step
+from detectors.timer_hook import HookState, in_slots, step_hook, unexplained_step
 from rules.thresholds import DEFAULT_THRESHOLDS_FILE, ThresholdError, load_thresholds
 from stream.engine import Engine
 from stream.settings import Settings
@@ -131,7 +131,7 @@ def test_the_engines_compiled_pass_follows_the_pure_steps(data: list[tuple]) -> 
     order = np.lexsort((s, g))
     closed, repeated, on_slot, length, size, repeats = timer_hook_rows(
         order, g, s, y, di, z, T["max_quiet_di_a"], T["min_step_v"], T["match_ratio"],
-        T["min_len_s"] / 900, T["max_len_s"] / 900, T["clock_tol_s"] / 900, T["len_tol_s"] / 900,
+        *in_slots(T, 900),
         T["max_apart_days"], DAY, state["on"], state["on_v"], state["pair"],
         state["pair_len"], state["repeat"], state["pair_v"],
     )  # fmt: skip

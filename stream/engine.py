@@ -1797,12 +1797,17 @@ class Engine:
         moved = np.flatnonzero(slot > before)
         if len(moved):
             g, s0, s1 = gm[moved], before[moved], slot[moved]
-            # slots (s0 - LAG, s1 - LAG] whose step (from the slot before) the ring holds
+            # slots (s0 - LAG, s1 - LAG] come due; the meter holds readings only up to s0
+            # (a jump past s0 + 1 is a comms gap), and its ring still holds all of those
+            # here, before it clears the cells of the slots it enters: so the slots
+            # (s0 - LAG, min(s0, s1 - LAG)], at most LAG. A gap of an hour or more once
+            # lost the hour before it (the bound was taken from s1).
+            last = np.minimum(s0, s1 - PZ_LAG)
             rows: list[IntArray] = []
             slots: list[IntArray] = []
-            for back in range(PZ_SLOTS - 1):
-                s = s1 - PZ_LAG - back
-                due = (s0 >= 0) & (s > s0 - PZ_LAG) & (s >= s1 - PZ_SLOTS + 2)
+            for back in range(PZ_LAG):
+                s = last - back
+                due = (s0 >= 0) & (s > s0 - PZ_LAG)
                 if not due.any():
                     break
                 rows.append(np.flatnonzero(due))

@@ -95,3 +95,31 @@ def test_r16_finds_the_same_pumps_in_any_batching(
     assert [(a["meter_id"], a["start"]) for a in small] == [
         (a["meter_id"], a["start"]) for a in whole
     ]
+
+
+def with_gap_after_switch_off(
+    batch: ReadingBatch, meter: str, nights: list[tuple[int, int]]
+) -> ReadingBatch:
+    """``meter`` falls silent for two hours, 45 minutes after each switch-off of its pump:
+    the hour before the gap holds the switch-off step. Other meters keep their readings."""
+    gap = np.zeros(len(batch), dtype=bool)
+    for _, off in nights:
+        gap |= (batch.ts_ms >= off + 45 * 60_000) & (batch.ts_ms < off + 165 * 60_000)
+    return batch.take(np.flatnonzero(~(gap & (batch.meter_id == meter))))
+
+
+@pytest.mark.slow
+def test_a_comms_gap_after_the_switch_off_keeps_the_pair(
+    pump_fleet: tuple[ReadingBatch, dict[str, Any]],
+) -> None:
+    # a meter that falls silent keeps the steps of the hour its ring still holds: once, a
+    # gap of an hour or more dropped them, and with them the switch-off before it
+    batch, labels = pump_fleet
+    nights = pump_nights(labels)
+    found = {a["meter_id"] for a in r16_alerts(batch)}
+    assert found
+    gapped = batch
+    for meter in found:
+        gapped = with_gap_after_switch_off(gapped, meter, nights[meter])
+    assert len(batch) - len(gapped) >= 20 * len(found)
+    assert {a["meter_id"] for a in r16_alerts(gapped)} == found

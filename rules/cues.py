@@ -499,51 +499,79 @@ def slow_bypass(f: Facts, t: Section) -> CueResult:
     Where the impedance fit is referenced to the meter's transformer peers
     (``days_peer_referenced``, see :mod:`detectors.peer_impedance`) it is four times as
     steady, and the ``peer_*`` gates then ask for a smaller share.
+    **Ramp tier:** a share that grows day by day has barely reached the two completed days
+    when today's referenced fit (``ramp_today_ratio``, once today's current steps add up to
+    ``ramp_min_today_di2_a2``) already stands ``ramp_min_today_ratio`` above the days before
+    yesterday and yesterday's ``ramp_min_yesterday_ratio`` above them: with the standby
+    down (the ``peer_max_floor_ratio`` gates) by about the share the fit implies (today's
+    floor ratio times today's fit ratio at least ``ramp_min_floor_fit_ratio``), that fires
+    without the level test, which a household's heavier days can hide a young bypass from.
     Not on a premises with a source of its own (see R03).
 
-    >>> r = slow_bypass({"warm": np.array([1.0, 1.0, 1.0]),
-    ...     "days_old_n": np.array([6.0, 6.0, 6.0]),
-    ...     "days_old_mean_w": np.array([400.0, 400.0, 400.0]),
-    ...     "days_old_floor_w": np.array([80.0, 80.0, 80.0]),
-    ...     "days_level_ratio": np.array([0.6, 0.6, 0.6]),
-    ...     "days_floor_ratio": np.array([0.6, 1.0, 0.6]),
-    ...     "today_floor_ratio": np.array([0.55, 1.0, 0.6]),
-    ...     "days_impedance_ratio": np.array([1.5, 1.5, 1.0]),
-    ...     "days_peer_referenced": np.zeros(3), "days_peer_impedance_ratio": np.ones(3),
-    ...     "export_physics": np.zeros(3), "export_age_s": np.full(3, np.inf)},
+    >>> r = slow_bypass({"warm": np.array([1.0, 1.0, 1.0, 1.0]),
+    ...     "days_old_n": np.array([6.0, 6.0, 6.0, 6.0]),
+    ...     "days_old_mean_w": np.array([400.0, 400.0, 400.0, 400.0]),
+    ...     "days_old_floor_w": np.array([80.0, 80.0, 80.0, 80.0]),
+    ...     "days_level_ratio": np.array([0.6, 0.6, 0.6, 1.04]),
+    ...     "days_floor_ratio": np.array([0.6, 1.0, 0.6, 0.84]),
+    ...     "today_floor_ratio": np.array([0.55, 1.0, 0.6, 0.8]),
+    ...     "days_impedance_ratio": np.array([1.5, 1.5, 1.0, 1.0]),
+    ...     "days_peer_referenced": np.zeros(4), "days_peer_impedance_ratio": np.ones(4),
+    ...     "ramp_old_days_n": np.array([0.0, 0.0, 0.0, 8.0]),
+    ...     "ramp_today_ratio": np.array([1.0, 1.0, 1.0, 1.4]),
+    ...     "ramp_yesterday_ratio": np.array([1.0, 1.0, 1.0, 1.25]),
+    ...     "ramp_today_di2_a2": np.array([0.0, 0.0, 0.0, 220.0]),
+    ...     "export_physics": np.zeros(4), "export_age_s": np.full(4, np.inf)},
     ...     {"min_old_days_n": 3, "min_old_mean_w": 150, "min_old_floor_w": 40,
     ...      "max_level_ratio": 0.85, "min_level_ratio": 0.05, "max_floor_ratio": 0.8,
     ...      "min_impedance_ratio": 1.15, "peer_max_level_ratio": 0.9,
     ...      "peer_max_floor_ratio": 0.85, "peer_min_impedance_ratio": 1.1,
-    ...      "min_export_age_s": 86400})
+    ...      "ramp_min_old_days_n": 4, "ramp_min_today_di2_a2": 100,
+    ...      "ramp_min_today_ratio": 1.3, "ramp_min_yesterday_ratio": 1.08,
+    ...      "ramp_min_floor_fit_ratio": 0.75, "min_export_age_s": 86400})
     >>> r.fired.tolist()
-    [True, False, False]
+    [True, False, False, True]
     """
     peer = f["days_peer_referenced"] > 0.5
     impedance = np.where(peer, f["days_peer_impedance_ratio"], f["days_impedance_ratio"])
     max_floor = np.where(peer, t["peer_max_floor_ratio"], t["max_floor_ratio"])
     max_level = np.where(peer, t["peer_max_level_ratio"], t["max_level_ratio"])
     min_impedance = np.where(peer, t["peer_min_impedance_ratio"], t["min_impedance_ratio"])
-    fired = (
+    history = (
         _warm(f)
         & (f["days_old_n"] >= t["min_old_days_n"])
         & (f["days_old_mean_w"] >= t["min_old_mean_w"])
         & (f["days_old_floor_w"] >= t["min_old_floor_w"])
-        & (f["days_level_ratio"] <= max_level)
         & (f["days_level_ratio"] >= t["min_level_ratio"])
+        & _no_own_source(f, t)
+    )
+    days = (
+        (f["days_level_ratio"] <= max_level)
         & (f["days_floor_ratio"] <= max_floor)
         & (f["today_floor_ratio"] <= max_floor)
         & (impedance >= min_impedance)
-        & _no_own_source(f, t)
+    )
+    ramp = (
+        (f["ramp_old_days_n"] >= t["ramp_min_old_days_n"])
+        & (f["ramp_today_di2_a2"] >= t["ramp_min_today_di2_a2"])
+        & (f["ramp_today_ratio"] >= t["ramp_min_today_ratio"])
+        & (f["ramp_yesterday_ratio"] >= t["ramp_min_yesterday_ratio"])
+        & (f["days_floor_ratio"] <= t["peer_max_floor_ratio"])
+        & (f["today_floor_ratio"] <= t["peer_max_floor_ratio"])
+        # a share f lowers the standby to about 1 - f and raises the fit to 1 / (1 - f): a
+        # standby fallen far below what the fit implies is a load switched off, not a bypass
+        & (f["today_floor_ratio"] * f["ramp_today_ratio"] >= t["ramp_min_floor_fit_ratio"])
     )
     return CueResult(
-        fired,
+        history & (days | ramp),
         {
             "level_ratio": f["days_level_ratio"],
             "floor_ratio": f["days_floor_ratio"],
             "today_floor_ratio": f["today_floor_ratio"],
             "impedance_ratio": impedance,
             "impedance_peer_referenced": f["days_peer_referenced"],
+            "today_impedance_ratio": f["ramp_today_ratio"],
+            "yesterday_impedance_ratio": f["ramp_yesterday_ratio"],
             "earlier_mean_w": f["days_old_mean_w"],
             "earlier_floor_w": f["days_old_floor_w"],
         },

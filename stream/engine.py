@@ -65,7 +65,7 @@ import itertools
 import logging
 import pickle  # noqa: S403 - snapshots are our own state, written and read by the engine
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -2007,6 +2007,10 @@ class Engine:
             "days_impedance_ratio": np.ones(k),
             "days_peer_referenced": np.zeros(k),
             "days_peer_impedance_ratio": np.ones(k),
+            "ramp_old_days_n": np.zeros(k),
+            "ramp_today_ratio": np.ones(k),
+            "ramp_yesterday_ratio": np.ones(k),
+            "ramp_today_di2_a2": np.zeros(k),
             "today_floor_ratio": np.full(k, np.inf),
         }
         if len(cand):
@@ -2082,6 +2086,42 @@ class Engine:
         return {
             "days_peer_referenced": ok.astype(np.float64),
             "days_peer_impedance_ratio": np.where(ok, z_new / np.maximum(z_old, 1e-3), 1.0),
+            **self._ramp_peer_impedance(ids, sums, (end_ms - 1) // DAY_MS, t),
+        }
+
+    @staticmethod
+    def _ramp_peer_impedance(
+        ids: IntArray, sums: FloatArray, today: IntArray, t: Mapping[str, float]
+    ) -> dict[str, FloatArray]:
+        """R13's ramp tier: today's referenced fit so far and yesterday's, each over the
+        pooled fit of the counted days before yesterday (``ramp_old_days_n`` of them), and
+        today's current steps (A^2). A share bypassed that grows day by day raises the
+        newest day's most, the day before less, and the two completed days R13 compares
+        hold little of it yet. Ratios 1 where a fit is missing."""
+        counted = sums[:, :, 1] >= t["min_day_di2_a2"]
+        before = (ids >= 0) & (ids < today[:, None] - 1) & counted
+        old_xy = np.where(before, sums[:, :, 0], 0.0).sum(axis=1)
+        old_xx = np.where(before, sums[:, :, 1], 0.0).sum(axis=1)
+        z_old = -old_xy / np.maximum(old_xx, 1e-9)
+        has_old = before.any(axis=1) & (z_old >= 0.01)
+
+        def ratio_on(day: IntArray, need_counted: bool) -> tuple[FloatArray, FloatArray]:
+            on = ids == day[:, None]
+            if need_counted:
+                on &= counted
+            xy = np.where(on, sums[:, :, 0], 0.0).sum(axis=1)
+            xx = np.where(on, sums[:, :, 1], 0.0).sum(axis=1)
+            z = -xy / np.maximum(xx, 1e-9)
+            fit = has_old & (xx > 0) & (z > 0)
+            return np.where(fit, z / np.maximum(z_old, 1e-3), 1.0), xx
+
+        today_ratio, today_xx = ratio_on(today, False)
+        yesterday_ratio, _ = ratio_on(today - 1, True)
+        return {
+            "ramp_old_days_n": before.sum(axis=1).astype(np.float64),
+            "ramp_today_ratio": today_ratio,
+            "ramp_yesterday_ratio": yesterday_ratio,
+            "ramp_today_di2_a2": today_xx,
         }
 
     # ------------------------------------------------------------------ outputs

@@ -19,7 +19,9 @@ in-process and reads the engine's own facts as it goes.
   behaviour such as a vacancy or an appliance fault), the gradual thieves that fire
   after their theft began, and how many of those the submitted code misses. Sampling
   every 3 hours can miss a firing the engine would see; the first row, R13 as
-  submitted under the same sampling, is the baseline the variants compare with.
+  submitted under the same sampling, is the baseline the variants compare with. The
+  ramp tier's variants (today's and yesterday's referenced fits, fourteenth session) come
+  from the same facts with other thresholds; "without the ramp tier" is R13 before it.
 * **Night pump (R15).** Every judged peer day of every meter (``Engine._judge_peer_day``:
   the deepest 3-hour stretch of its corrected voltage below its gateway's meters): the
   one-night tier as submitted (a dip of ``one_night_dip_v``) against a test relative to
@@ -131,8 +133,21 @@ def slow_bypass_variants(f: dict[str, np.ndarray], t: Mapping[str, float]) -> di
         "export_physics": np.zeros(len(lv)),
         "export_age_s": np.where(f["exported"], 0.0, np.inf),
     }
+
+    def ramp(**changes: float) -> np.ndarray:
+        return slow_bypass(submitted, {**t, **changes}).fired
+
     return {
         "R13 as submitted": slow_bypass(submitted, t).fired,
+        # the ramp tier (fourteenth session): its settings, and R13 without it
+        "without the ramp tier": ramp(ramp_min_today_ratio=np.inf),
+        "ramp, today >= 1.2": ramp(ramp_min_today_ratio=1.2),
+        "ramp, today >= 1.25": ramp(ramp_min_today_ratio=1.25),
+        "ramp, no yesterday test": ramp(ramp_min_yesterday_ratio=0.0),
+        "ramp, no floor-fit test": ramp(ramp_min_floor_fit_ratio=0.0),
+        "ramp, today >= 1.2, no yesterday test": ramp(
+            ramp_min_today_ratio=1.2, ramp_min_yesterday_ratio=0.0
+        ),
         "own impedance fit only (until the 12th session)": base
         & (lv <= t["max_level_ratio"])
         & floor_ok

@@ -131,11 +131,20 @@ def test_batching_moves_the_referenced_fits_only_where_a_peer_is_held_back(
     np.testing.assert_allclose(a, b, rtol=0.05, atol=2e-3)
 
 
-def transformer_fleet(bypassed_share: float, with_gateway: bool) -> ReadingBatch:
+def transformer_fleet(
+    bypassed_share: float,
+    with_gateway: bool,
+    *,
+    from_day: float = 8.5,
+    ramp_days: float = 0.0,
+    heavier: float = 1.0,
+) -> ReadingBatch:
     """Ten homes on one transformer for 13 days at 5 minutes: each with its own standby,
     fridge, evening load and heater runs, and a 0.3 ohm service cable, all sharing the transformer's
     voltage, which wanders by half a volt every 5 minutes (other feeders, the tap
-    changer). Home H0 bypasses ``bypassed_share`` of everything from day 8.5."""
+    changer). Home H0 bypasses ``bypassed_share`` of everything from day ``from_day``
+    (growing to it over ``ramp_days``, if given), and from then on lives ``heavier``
+    (its daytime load times that)."""
     rng = np.random.default_rng(21)
     cadence, days = 300_000, 13
     t0 = 1_767_571_200_000  # 2026-01-05T00:00Z
@@ -155,13 +164,17 @@ def transformer_fleet(bypassed_share: float, with_gateway: bool) -> ReadingBatch
         heater = np.zeros(len(ts))
         for start in starts:
             heater[start : start + 9] = 1500.0
+        since = (ts - t0) / 86_400_000 - from_day
+        if k == 0:
+            living = np.where(since >= 0, living * heavier, living)
         p_true = standby + fridge + living + heater
         pf = np.round(rng.uniform(0.9, 0.97, len(ts)), 3)
         i_true = p_true / (pf * 230.0)
         v = np.round(231.0 + wander - 0.3 * i_true + rng.normal(0.0, 0.05, len(ts)), 1)
         share = np.ones(len(ts))
         if k == 0:
-            share[ts >= t0 + int(8.5 * 86_400_000)] = 1.0 - bypassed_share
+            grown = np.clip(since / ramp_days, 0.0, 1.0) if ramp_days > 0 else since >= 0
+            share = np.where(since >= 0, 1.0 - bypassed_share * grown, 1.0)
         i = np.round(share * i_true * 230.0 / v, 2)
         for col, values in zip(
             columns,
@@ -198,3 +211,32 @@ def test_a_15_percent_bypass_is_found_against_the_transformer_and_not_alone() ->
     assert all(referenced == 1.0 for _, referenced in alerts)
     assert slow_bypass_alerts(transformer_fleet(0.15, with_gateway=False)) == []
     assert slow_bypass_alerts(transformer_fleet(0.0, with_gateway=True)) == []
+
+
+def slow_bypass_evidence(batch: ReadingBatch) -> list[tuple[str, dict[str, float]]]:
+    engine = Engine.from_settings(Settings(), scorer=None, clock=lambda: 2e9)
+    return sorted(
+        (ev.meter_id, cue["evidence"])
+        for ev in final_events(engine, batch, 20_000).values()
+        if ev.theft_likely
+        for cue in ev.to_json()["cues"]
+        if cue["id"] == "R13"
+    )
+
+
+def test_a_young_ramp_is_found_from_today_although_the_home_draws_more() -> None:
+    """H0 starts bypassing on day 11, 0 % growing to 45 % by the end of day 12, and from day
+    11 on draws 30 % more by day: its two completed days' level holds (R13's level test
+    cannot pass), but today's referenced fit stands far above the days before yesterday,
+    yesterday's above them too, and the standby is down by the share the fit implies."""
+    ramp = transformer_fleet(0.45, True, from_day=11.0, ramp_days=2.0, heavier=1.3)
+    found = slow_bypass_evidence(ramp)
+    assert found and {meter for meter, _ in found} == {"H0"}, found
+    evidence = found[0][1]
+    assert evidence["level_ratio"] > 0.92, evidence  # the two-day tier's level test fails
+    assert evidence["today_impedance_ratio"] >= 1.3, evidence
+    assert evidence["yesterday_impedance_ratio"] >= 1.08, evidence
+    # the same home drawing more without a bypass, and the ramp without peers: no R13
+    assert slow_bypass_evidence(transformer_fleet(0.0, True, from_day=11.0, heavier=1.3)) == []
+    no_peers = transformer_fleet(0.45, False, from_day=11.0, ramp_days=2.0, heavier=1.3)
+    assert slow_bypass_evidence(no_peers) == []

@@ -24,6 +24,10 @@ FIRING = {
     "days_impedance_ratio": 1.6,
     "days_peer_referenced": 0.0,
     "days_peer_impedance_ratio": 1.0,
+    "ramp_old_days_n": 0.0,
+    "ramp_today_ratio": 1.0,
+    "ramp_yesterday_ratio": 1.0,
+    "ramp_today_di2_a2": 0.0,
     "export_physics": 0.0,
     "export_age_s": float("inf"),
 }
@@ -105,3 +109,44 @@ def test_median_of_finite_matches_numpy_on_each_row(rows: np.ndarray) -> None:
         finite = row[np.isfinite(row)]
         want = float(np.median(finite)) if len(finite) else 0.0
         assert got[k] == pytest.approx(want, rel=1e-12, abs=1e-9)
+
+
+# a young ramp: the two completed days' level held (the home drew more), today's fit is up
+# a third on the days before yesterday, yesterday's a tenth, the standby down by about that
+RAMP = {
+    "days_level_ratio": 1.04,
+    "days_floor_ratio": 0.84,
+    "today_floor_ratio": 0.8,
+    "days_impedance_ratio": 1.0,
+    "ramp_old_days_n": 8.0,
+    "ramp_today_ratio": 1.38,
+    "ramp_yesterday_ratio": 1.12,
+    "ramp_today_di2_a2": 240.0,
+}
+
+
+def test_the_ramp_tier_fires_without_the_level_test_with_todays_evidence() -> None:
+    res = slow_bypass(facts(**RAMP), TH)
+    assert res.fired.tolist() == [True, True]
+    assert res.evidence["today_impedance_ratio"].tolist() == [1.38, 1.0]
+    assert res.evidence["yesterday_impedance_ratio"].tolist() == [1.12, 1.0]
+    assert res.evidence["level_ratio"].tolist() == [1.04, 0.62]
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"ramp_today_ratio": 1.2}, "today's fit is not up enough"),
+        ({"ramp_yesterday_ratio": 1.0}, "yesterday held: one odd day is no ramp"),
+        ({"ramp_today_di2_a2": 60.0}, "today's fit rests on too few current steps"),
+        ({"ramp_old_days_n": 3.0}, "too few days before yesterday to compare with"),
+        ({"days_floor_ratio": 0.95}, "the standby held over the completed days"),
+        ({"today_floor_ratio": 0.95}, "the standby is back today"),
+        ({"today_floor_ratio": 0.4}, "the standby fell far more than the fit implies"),
+        ({"days_old_floor_w": 15.0}, "no meaningful standby to fall"),
+        ({"export_age_s": 7200.0}, "a source of its own"),
+    ],
+)
+def test_each_condition_of_the_ramp_tier_is_needed(change: dict[str, float], why: str) -> None:
+    assert TH["ramp_min_floor_fit_ratio"] > 0.4 * RAMP["ramp_today_ratio"]
+    assert slow_bypass(facts(**{**RAMP, **change}), TH).fired.tolist() == [False, True], why

@@ -1800,8 +1800,8 @@ class Engine:
             # slots (s0 - LAG, s1 - LAG] come due; the meter holds readings only up to s0
             # (a jump past s0 + 1 is a comms gap), and its ring still holds all of those
             # here, before it clears the cells of the slots it enters: so the slots
-            # (s0 - LAG, min(s0, s1 - LAG)], at most LAG. A gap of an hour or more once
-            # lost the hour before it (the bound was taken from s1).
+            # (s0 - LAG, min(s0, s1 - LAG)], at most LAG. Bounding them by s1 instead
+            # would drop the hour before every gap of an hour or more.
             last = np.minimum(s0, s1 - PZ_LAG)
             rows: list[IntArray] = []
             slots: list[IntArray] = []

@@ -274,6 +274,32 @@ class WorkerGroup:
             + "\n".join(self.log_text(k)[-1500:] for k in range(len(self.processes)))
         )
 
+    def wait_group_stable(self, members: int, timeout_s: float) -> None:
+        """Until the workers' consumer group is Stable with ``members`` members: the
+        rebalance that gives each its partitions is over (a fixed sleep is not enough on a
+        busy host, where a worker that joins late leaves the first one reading every
+        partition for a while)."""
+        from kafka.admin import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+        seen: dict[str, Any] = {}
+        try:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                seen = admin.describe_groups([self.app_id]).get(self.app_id) or {}
+                if (
+                    seen.get("group_state") == "Stable"
+                    and len(seen.get("members") or []) == members
+                ):
+                    return
+                time.sleep(0.5)
+        finally:
+            admin.close()
+        raise AssertionError(
+            f"group {self.app_id} not Stable with {members} members after {timeout_s}s: "
+            f"{seen.get('group_state')}, {len(seen.get('members') or [])} members"
+        )
+
     def metrics(self, index: int) -> dict[Any, float]:
         from stream.cli_worker import scrape
 

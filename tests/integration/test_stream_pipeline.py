@@ -292,7 +292,7 @@ def test_two_workers_split_partitions_and_equal_one_worker(
 ) -> None:
     group.start()
     group.start()
-    time.sleep(8)  # let the group rebalance onto both before data arrives
+    group.wait_group_stable(members=2, timeout_s=90)  # both hold partitions before data
     publish(group.settings, group.topic, fleet["messages"])
     group.wait_caught_up(timeout_s=300)
     from stream.cli_worker import metric_sum

@@ -1887,9 +1887,8 @@ class Engine:
         (unknown below ``min_fit_di2_a2``). Returns, per row, the pair it closed."""
         st = self.state
         t = self.thresholds.section("timer_sag")
-        sums = st.pz_days[g].astype(np.float64).sum(axis=1)
-        z = -sums[:, 0] / np.maximum(sums[:, 1], 1e-9)
-        z = np.where((sums[:, 1] >= t["min_fit_di2_a2"]) & (z > 0), z, np.nan)
+        z, xx = referenced_fit(st.pz_days[g].astype(np.float64))
+        z = np.where((xx >= t["min_fit_di2_a2"]) & (z > 0), z, np.nan)
         order = np.lexsort((s, g))
         closed, repeated, on_slot, length, size, repeats = kernels.timer_hook_rows(
             order,
@@ -2069,24 +2068,27 @@ class Engine:
         ids = st.pz_day_id[m].astype(np.int64)
         sums = st.pz_days[m].astype(np.float64)
         # the days before this one (and this one too, with today_counts_n = 1)
-        until = (end_ms - 1) // DAY_MS + int(t["today_counts_n"])
+        today = (end_ms - 1) // DAY_MS
+        until = today + int(t["today_counts_n"])
         n_new = int(t["new_days_n"])
         counted = (ids >= 0) & (ids < until[:, None]) & (sums[:, :, 1] >= t["min_day_di2_a2"])
-        order = np.argsort(np.where(counted, -ids, np.iinfo(np.int64).max), axis=1, kind="stable")
-        ranked = np.take_along_axis(counted, order, axis=1)
-        ranked_sums = np.take_along_axis(sums, order[:, :, None], axis=1)
-        new = ranked[:, :n_new].sum(axis=1)
-        old = ranked[:, n_new:].sum(axis=1)
-        z_new = -ranked_sums[:, :n_new, 0].sum(axis=1) / np.maximum(
-            ranked_sums[:, :n_new, 1].sum(axis=1), 1e-9
+        # a meter's rows hold distinct days: its n_new newest counted days are those from
+        # the n_new-th newest counted day on (-1: fewer are counted, and R13 waits)
+        cutoff = np.sort(np.where(counted, ids, -1), axis=1)[:, -n_new]
+        new_rows = counted & (ids >= cutoff[:, None])
+        old_rows = counted & (ids < cutoff[:, None])
+        z_new, _ = referenced_fit(sums, new_rows)
+        z_old, _ = referenced_fit(sums, old_rows)
+        ok = (
+            (new_rows.sum(axis=1) == n_new)
+            & (old_rows.sum(axis=1) >= t["min_old_days_n"])
+            & (z_old >= 0.01)
+            & (z_new > 0)
         )
-        old_sums = np.where(ranked[:, n_new:, None], ranked_sums[:, n_new:], 0.0).sum(axis=1)
-        z_old = -old_sums[:, 0] / np.maximum(old_sums[:, 1], 1e-9)
-        ok = (new == n_new) & (old >= t["min_old_days_n"]) & (z_old >= 0.01) & (z_new > 0)
         return {
             "days_peer_referenced": ok.astype(np.float64),
             "days_peer_impedance_ratio": np.where(ok, z_new / np.maximum(z_old, 1e-3), 1.0),
-            **self._ramp_peer_impedance(ids, sums, (end_ms - 1) // DAY_MS, t),
+            **self._ramp_peer_impedance(ids, sums, today, t),
         }
 
     @staticmethod
@@ -2100,23 +2102,16 @@ class Engine:
         hold little of it yet. Ratios 1 where a fit is missing."""
         counted = sums[:, :, 1] >= t["min_day_di2_a2"]
         before = (ids >= 0) & (ids < today[:, None] - 1) & counted
-        old_xy = np.where(before, sums[:, :, 0], 0.0).sum(axis=1)
-        old_xx = np.where(before, sums[:, :, 1], 0.0).sum(axis=1)
-        z_old = -old_xy / np.maximum(old_xx, 1e-9)
+        z_old, _ = referenced_fit(sums, before)
         has_old = before.any(axis=1) & (z_old >= 0.01)
 
-        def ratio_on(day: IntArray, need_counted: bool) -> tuple[FloatArray, FloatArray]:
-            on = ids == day[:, None]
-            if need_counted:
-                on &= counted
-            xy = np.where(on, sums[:, :, 0], 0.0).sum(axis=1)
-            xx = np.where(on, sums[:, :, 1], 0.0).sum(axis=1)
-            z = -xy / np.maximum(xx, 1e-9)
+        def ratio_on(rows: BoolArray) -> tuple[FloatArray, FloatArray]:
+            z, xx = referenced_fit(sums, rows)
             fit = has_old & (xx > 0) & (z > 0)
             return np.where(fit, z / np.maximum(z_old, 1e-3), 1.0), xx
 
-        today_ratio, today_xx = ratio_on(today, False)
-        yesterday_ratio, _ = ratio_on(today - 1, True)
+        today_ratio, today_xx = ratio_on(ids == today[:, None])
+        yesterday_ratio, _ = ratio_on((ids == today[:, None] - 1) & counted)
         return {
             "ramp_old_days_n": before.sum(axis=1).astype(np.float64),
             "ramp_today_ratio": today_ratio,
@@ -2252,6 +2247,23 @@ def impedance_fit(sums: FloatArray) -> tuple[FloatArray, FloatArray]:
         resid = np.maximum(syy - z * z * sxx, 0.0) / np.maximum(n - 1, 1)
         se = np.where(ok, np.sqrt(resid / sxx), np.nan)
     return z, se
+
+
+def referenced_fit(
+    days: FloatArray, rows: BoolArray | None = None
+) -> tuple[FloatArray, FloatArray]:
+    """Each meter's pooled peer-referenced impedance fit (ohm) over its day rows of sums
+    (x*y, x^2; x the current step, y the voltage step less its peers') picked by ``rows``
+    (None: all), and the pooled x^2 (A^2): dV' = -Z*dI, so Z = -sum(xy) / sum(xx).
+
+    >>> z, xx = referenced_fit(np.array([[[-20.0, 100.0], [-9.0, 30.0]]]),
+    ...                        np.array([[True, False]]))
+    >>> round(float(z[0]), 3), float(xx[0])
+    (0.2, 100.0)
+    """
+    picked = days if rows is None else np.where(rows[:, :, None], days, 0.0)
+    pooled = picked.sum(axis=1)
+    return -pooled[:, 0] / np.maximum(pooled[:, 1], 1e-9), pooled[:, 1]
 
 
 def rows_of(arr: np.ndarray, m: IntArray) -> np.ndarray:

@@ -351,6 +351,7 @@ def test_theft_cue_on_a_plain_anomaly_opens_a_separate_theft_event() -> None:
         "detectors.timer_hook",
         "stream.windows",
         "stream.evaluation",
+        "stream.engine",
     ],
 )
 def test_docstring_examples_hold(module: str) -> None:

@@ -6,8 +6,10 @@ kill what the stack started and nothing else, whatever a pid file says.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,9 +33,25 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _wait_for_exec(pid: int, program: bytes, budget_s: float = 10.0) -> None:
+    """Wait until /proc/<pid>/cmdline names the new program.
+
+    Popen returns once exec has closed the child's close-on-exec pipe, but the kernel
+    fills the new image's argument area a moment later; in between, cmdline reads
+    empty, which `owned_and_alive` rightly treats as no mismatch (CI once caught that
+    window and saw a `sleep` pass for `redis-server`). The tests below are about a
+    process that is already running its program, so they start from there.
+    """
+    deadline = time.monotonic() + budget_s
+    while program not in Path(f"/proc/{pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, f"pid {pid} never showed {program!r}"
+        os.sched_yield()
+
+
 @pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen(["sleep", "60"])
+    _wait_for_exec(process.pid, b"sleep")
     yield process
     process.kill()
     process.wait(timeout=5)

@@ -65,7 +65,7 @@ import itertools
 import logging
 import pickle  # noqa: S403 - snapshots are our own state, written and read by the engine
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1760,11 +1760,12 @@ class Engine:
         judges in this round (from an hour before it begins to its end); 0 elsewhere. A
         dip that a single switched load draws, on and off, against the transformer."""
         st = self.state
-        pair_ms = st.hk_pair[gm].astype(np.int64) * PZ_SLOT_MS
+        pair = st.hk_pair[gm].astype(np.int64)
+        pair_ms = pair * PZ_SLOT_MS
         stretch_ms = int(self.thresholds.value("peer_voltage_dip", "stretch_h") * HOUR_MS)
         inside = (
             (since_ms >= 0)
-            & (st.hk_pair[gm] >= 0)
+            & (pair >= 0)
             & (pair_ms >= since_ms - HOUR_MS)
             & (pair_ms <= since_ms + stretch_ms)
         )
@@ -2071,7 +2072,9 @@ class Engine:
         today = (end_ms - 1) // DAY_MS
         until = today + int(t["today_counts_n"])
         n_new = int(t["new_days_n"])
-        counted = (ids >= 0) & (ids < until[:, None]) & (sums[:, :, 1] >= t["min_day_di2_a2"])
+        # a day counts when its current steps add up to enough to fit (R13 and its ramp tier)
+        enough = sums[:, :, 1] >= t["min_day_di2_a2"]
+        counted = (ids >= 0) & (ids < until[:, None]) & enough
         # a meter's rows hold distinct days: its n_new newest counted days are those from
         # the n_new-th newest counted day on (-1: fewer are counted, and R13 waits)
         cutoff = np.sort(np.where(counted, ids, -1), axis=1)[:, -n_new]
@@ -2088,19 +2091,19 @@ class Engine:
         return {
             "days_peer_referenced": ok.astype(np.float64),
             "days_peer_impedance_ratio": np.where(ok, z_new / np.maximum(z_old, 1e-3), 1.0),
-            **self._ramp_peer_impedance(ids, sums, today, t),
+            **self._ramp_peer_impedance(ids, sums, enough, today),
         }
 
     @staticmethod
     def _ramp_peer_impedance(
-        ids: IntArray, sums: FloatArray, today: IntArray, t: Mapping[str, float]
+        ids: IntArray, sums: FloatArray, counted: BoolArray, today: IntArray
     ) -> dict[str, FloatArray]:
         """R13's ramp tier: today's referenced fit so far and yesterday's, each over the
         pooled fit of the counted days before yesterday (``ramp_old_days_n`` of them), and
         today's current steps (A^2). A share bypassed that grows day by day raises the
         newest day's most, the day before less, and the two completed days R13 compares
-        hold little of it yet. Ratios 1 where a fit is missing."""
-        counted = sums[:, :, 1] >= t["min_day_di2_a2"]
+        hold little of it yet. ``counted``: the day rows with enough current steps to fit.
+        Ratios 1 where a fit is missing."""
         before = (ids >= 0) & (ids < today[:, None] - 1) & counted
         z_old, _ = referenced_fit(sums, before)
         has_old = before.any(axis=1) & (z_old >= 0.01)

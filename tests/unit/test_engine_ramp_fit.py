@@ -26,7 +26,8 @@ def rows(days: dict[int, tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
 
 def ramp(days: dict[int, tuple[float, float]]) -> dict[str, float]:
     ids, sums = rows(days)
-    facts = Engine._ramp_peer_impedance(ids, sums, np.array([TODAY]), T)
+    counted = sums[:, :, 1] >= T["min_day_di2_a2"]  # as Engine._days_peer_impedance
+    facts = Engine._ramp_peer_impedance(ids, sums, counted, np.array([TODAY]))
     return {k: float(v[0]) for k, v in facts.items()}
 
 
